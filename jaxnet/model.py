@@ -1,0 +1,291 @@
+"""The N-layer network: pure init, apply, loss and the hand-written backward pass."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnet import layers
+
+# Layout: params is a tuple of per-layer dicts. Hidden layers hold
+# {"w": (out, in), "b": (out,), "gamma": (out,), "beta": (out,)}; the last layer holds
+# {"w", "b"}. The batchnorm state is a tuple of {"mean": (h,), "var": (h,)}, one per hidden
+# layer.
+
+INIT_METHODS = ("normal", "he")
+DEFAULT_WEIGHT_SCALE = 5e-2  # the notebook's weight_scale
+DEFAULT_MOMENTUM = 0.9  # running = momentum * running + (1 - momentum) * batch (CS231n, Flax)
+DEFAULT_EPS = 1e-5
+
+
+def check_dims(dims) -> tuple[int, ...]:
+    """Validates layer sizes `(D, h1, ..., h_{L-1}, C)` and returns them as a tuple of ints."""
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise TypeError(
+            f"dims must be a sequence of layer sizes like (64, 100, 10), got {dims!r}"
+        ) from None
+    if len(dims) < 2:
+        raise ValueError(
+            f"dims must hold at least an input and an output size, like (64, 10), got {dims!r}"
+        )
+    for i, d in enumerate(dims):
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"dims[{i}] must be a positive integer, got {d!r} in dims={dims!r}")
+        if d <= 0:
+            raise ValueError(f"dims[{i}] must be a positive integer, got {d} in dims={dims!r}")
+    return tuple(int(d) for d in dims)
+
+
+def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=jnp.float32):
+    """Builds fresh parameters and batchnorm state. Pure: the same key gives the same params.
+
+    Args:
+      key: PRNG key. `jax.vmap(lambda k: init(k, dims))(keys)` gives one network per key.
+      dims: layer sizes `(D, h1, ..., h_{L-1}, C)`: L = len(dims) - 1 affine layers.
+      init: "normal" draws weights as `weight_scale * randn` (the notebook's rule);
+        "he" draws them as `sqrt(2 / fan_in) * randn` and ignores `weight_scale`.
+      weight_scale: standard deviation of the "normal" weights (default 5e-2, the
+        notebook's); may be a traced value, so sweeps can vmap over it.
+      dtype: float dtype of every array (float32 by default).
+
+    Returns:
+      params: tuple of L dicts; weights have the `(out, in)` layout, biases and beta are
+        zeros, gamma ones.
+      state: tuple of L - 1 dicts {"mean": zeros, "var": ones}.
+    """
+    dims = check_dims(dims)
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    keys = jax.random.split(key, len(dims) - 1)
+    params, state = [], []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
+        scale = math.sqrt(2.0 / fan_in) if init == "he" else weight_scale
+        w = jnp.asarray(scale, dtype) * jax.random.normal(keys[i], (fan_out, fan_in), dtype)
+        layer = {"w": w, "b": jnp.zeros((fan_out,), dtype)}
+        if i < len(dims) - 2:
+            layer["gamma"] = jnp.ones((fan_out,), dtype)
+            layer["beta"] = jnp.zeros((fan_out,), dtype)
+            state.append({"mean": jnp.zeros((fan_out,), dtype), "var": jnp.ones((fan_out,), dtype)})
+        params.append(layer)
+    return tuple(params), tuple(state)
+
+
+def dims_of(params) -> tuple[int, ...]:
+    """The layer sizes `(D, h1, ..., C)` of a params tree (per network, without vmap axes)."""
+    return (params[0]["w"].shape[-1], *tuple(layer["w"].shape[-2] for layer in params))
+
+
+def _is_concrete_number(value) -> bool:
+    return not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0
+
+
+def _check_tree(params, state):
+    if not isinstance(params, (tuple, list)) or not params:
+        raise TypeError(f"params must be the tuple of layer dicts from jaxnet.init, got {type(params).__name__}")
+    if not isinstance(state, (tuple, list)):
+        raise TypeError(f"state must be the tuple of batchnorm dicts from jaxnet.init, got {type(state).__name__}")
+    if len(state) != len(params) - 1:
+        raise ValueError(
+            f"params and state do not belong together: params has {len(params)} layers, so state "
+            f"needs {len(params) - 1} batchnorm entries, but it has {len(state)}; pass the state "
+            "returned by the same jaxnet.init call"
+        )
+    for i, layer in enumerate(params):
+        expected = {"w", "b"} if i == len(params) - 1 else {"w", "b", "gamma", "beta"}
+        if not isinstance(layer, dict) or set(layer) != expected:
+            found = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+            raise ValueError(f"params[{i}] must be a dict with keys {sorted(expected)}, got {found}")
+        if i and layer["w"].shape[-1] != params[i - 1]["w"].shape[-2]:
+            raise ValueError(
+                f"params[{i}]['w'] takes {layer['w'].shape[-1]} inputs but layer {i - 1} has "
+                f"{params[i - 1]['w'].shape[-2]} outputs; build params with jaxnet.init"
+            )
+    for i, entry in enumerate(state):
+        width = params[i]["w"].shape[-2]
+        for name in ("mean", "var"):
+            shape = tuple(entry[name].shape) if isinstance(entry, dict) and name in entry else None
+            if shape != (width,):
+                raise ValueError(
+                    f"params and state do not belong together: hidden layer {i} has width "
+                    f"{width} but state[{i}][{name!r}] has shape {shape}; pass the state "
+                    "returned by the same jaxnet.init call"
+                )
+
+
+def _check_call(params, state, x, *, key, train, dropout):
+    _check_tree(params, state)
+    x_shape = np.shape(x)
+    d_in = params[0]["w"].shape[-1]
+    if len(x_shape) < 2 or math.prod(x_shape[1:]) != d_in:
+        raise ValueError(
+            f"x must have shape (N, ...) with {d_in} features per example (dims[0]), got shape "
+            f"{x_shape}; reshape the data or build the network with dims[0]="
+            f"{math.prod(x_shape[1:]) if len(x_shape) >= 2 else '...'}"
+        )
+    if _is_concrete_number(dropout):
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout is the drop probability and must be in [0, 1), got {dropout}")
+        if train and float(dropout) > 0 and key is None:
+            raise ValueError(
+                f"dropout={dropout} in train mode needs a PRNG key for its masks: pass "
+                "key=jax.random.key(...) (or PRNGKey), or train=False for evaluation"
+            )
+    if train and len(params) > 1 and x_shape[0] < 2:
+        raise ValueError(
+            f"batch size {x_shape[0]} in train mode: batchnorm needs at least 2 examples to "
+            "compute a variance; use a larger batch or train=False"
+        )
+
+
+def _check_labels(x, y):
+    y_shape, y_dtype = np.shape(y), jnp.result_type(y)
+    if not jnp.issubdtype(y_dtype, jnp.integer):
+        raise TypeError(f"labels y must be integers (class indices), got dtype {y_dtype}; cast with y.astype(int)")
+    if y_shape != (np.shape(x)[0],):
+        raise ValueError(f"labels y must have shape ({np.shape(x)[0]},) to match x, got {y_shape}")
+
+
+class _Residuals(NamedTuple):
+    affine: list
+    batchnorm: list
+    relu: list
+    dropout: list  # None entries where no dropout was applied
+
+
+def _maybe_nonzero(value) -> bool:
+    """False only for a concrete 0, so a literal 0 can skip work while traced values cannot."""
+    return not (_is_concrete_number(value) and float(value) == 0.0)
+
+
+def _forward(params, state, x, *, key, train, dropout, momentum, eps):
+    """Runs the stack; returns logits, the new state and every layer's residuals."""
+    x = jnp.asarray(x)
+    x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
+    drop = train and _maybe_nonzero(dropout)
+    keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
+    res = _Residuals([], [], [], [])
+    new_state = []
+    h = x
+    for i, (layer, stats) in enumerate(zip(params[:-1], state, strict=False)):
+        h, r = layers.affine_forward(h, layer["w"], layer["b"])
+        res.affine.append(r)
+        if train:
+            h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps)
+            new_state.append({
+                "mean": momentum * stats["mean"] + (1 - momentum) * r.mean,
+                "var": momentum * stats["var"] + (1 - momentum) * r.var,
+            })
+        else:
+            h, r = layers.batchnorm_eval_forward(
+                h, layer["gamma"], layer["beta"], stats["mean"], stats["var"], eps
+            )
+            new_state.append(stats)
+        res.batchnorm.append(r)
+        h, r = layers.relu_forward(h)
+        res.relu.append(r)
+        if drop:
+            h, r = layers.dropout_forward(h, dropout, keys[i])
+        else:
+            r = None
+        res.dropout.append(r)
+    logits, r = layers.affine_forward(h, params[-1]["w"], params[-1]["b"])
+    res.affine.append(r)
+    return logits, (tuple(new_state) if train else state), res
+
+
+def apply(params, state, x, *, key=None, train=True, dropout=0.0, momentum=DEFAULT_MOMENTUM,
+          eps=DEFAULT_EPS):
+    """Runs the network: `(affine -> batchnorm -> relu -> dropout) x (L-1) -> affine`.
+
+    Args:
+      params, state: from `init`.
+      x: (N, d1, ...) inputs with d1 * ... = dims[0]; cast to the params' dtype.
+      key: PRNG key for the dropout masks (one per hidden layer, split from it); needed
+        only when `train` and `dropout > 0`.
+      train: True normalises with batch statistics and updates the running averages;
+        False uses the running statistics, no dropout, and returns `state` unchanged.
+      dropout: drop probability in [0, 1) (inverted dropout, as in Flax and PyTorch).
+      momentum: running averages follow `running = momentum * running + (1 - momentum) *
+        batch` (default 0.9, as CS231n; PyTorch's 0.1 means 1 - momentum here). The
+        running variance averages the biased batch variance (divided by N).
+      eps: batchnorm's variance epsilon (default 1e-5).
+
+    Returns:
+      logits: (N, C), and the new batchnorm state.
+    """
+    _check_call(params, state, x, key=key, train=train, dropout=dropout)
+    logits, new_state, _ = _forward(
+        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
+    )
+    return logits, new_state
+
+
+def _l2(params, reg):
+    return 0.5 * reg * sum(jnp.sum(layer["w"] * layer["w"]) for layer in params)
+
+
+def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
+         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+    """Mean softmax cross-entropy plus `0.5 * reg * sum(w**2)` over the weight matrices.
+
+    Args:
+      params, state, x, key, train, dropout, momentum, eps: as in `apply`.
+      y: (N,) integer labels in [0, C).
+      reg: L2 strength (biases, gamma and beta are not regularised).
+
+    Returns:
+      The scalar loss and the new batchnorm state (so `jax.value_and_grad(loss,
+      has_aux=True)` works).
+    """
+    _check_call(params, state, x, key=key, train=train, dropout=dropout)
+    _check_labels(x, y)
+    logits, new_state, _ = _forward(
+        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
+    )
+    data_loss, _ = layers.softmax_xent_forward(logits, jnp.asarray(y))
+    return data_loss + _l2(params, reg), new_state
+
+
+def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
+                          momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+    """`jax.value_and_grad(loss, has_aux=True)` computed by the hand-written backward passes.
+
+    Same arguments and same result as that call; no autodiff is used. Jittable and
+    vmappable. The input gradient of the first layer is never computed.
+
+    Returns:
+      ((loss, new_state), grads) with grads shaped like params.
+    """
+    _check_call(params, state, x, key=key, train=train, dropout=dropout)
+    _check_labels(x, y)
+    logits, new_state, res = _forward(
+        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
+    )
+    data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y))
+    value = data_loss + _l2(params, reg)
+
+    bn_backward = layers.batchnorm_train_backward if train else layers.batchnorm_eval_backward
+    n_layers = len(params)
+    grads: list[Any] = [None] * n_layers
+    dh = layers.softmax_xent_backward(xent_res)
+    for i in reversed(range(n_layers)):
+        if i < n_layers - 1:
+            if res.dropout[i] is not None:
+                dh = layers.dropout_backward(res.dropout[i], dh)
+            dh = layers.relu_backward(res.relu[i], dh)
+            dh, dgamma, dbeta = bn_backward(res.batchnorm[i], dh)
+        dh, dw, db = layers.affine_backward(res.affine[i], dh, compute_dx=i > 0)
+        if _maybe_nonzero(reg):  # skip the add when reg is a literal 0
+            dw = dw + reg * params[i]["w"]
+        grads[i] = {"w": dw, "b": db}
+        if i < n_layers - 1:
+            grads[i].update(gamma=dgamma, beta=dbeta)
+    return (value, new_state), tuple(grads)

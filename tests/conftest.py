@@ -1,0 +1,28 @@
+"""Shared fixtures: float64 is enabled so gradient checks can be tight."""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)
+
+
+def assert_trees_close(actual, expected, *, rtol, atol=0.0):
+    """Every leaf agrees to `rtol` times the leaf's own scale (max |x|), plus `atol`."""
+    a_leaves, a_def = jax.tree.flatten(actual)
+    _e_leaves, e_def = jax.tree.flatten(expected)
+    assert a_def == e_def, f"tree structures differ: {a_def} vs {e_def}"
+    for path_and_leaf, a in zip(jax.tree_util.tree_flatten_with_path(expected)[0], a_leaves, strict=False):
+        path, e = path_and_leaf
+        a, e = np.asarray(a), np.asarray(e)
+        assert a.shape == e.shape, f"{jax.tree_util.keystr(path)}: shape {a.shape} vs {e.shape}"
+        scale = float(np.max(np.abs(e), initial=0.0))
+        err = float(np.max(np.abs(a - e), initial=0.0))
+        assert err <= rtol * scale + atol, (
+            f"{jax.tree_util.keystr(path)}: max error {err:.3e} > {rtol:.1e} * {scale:.3e} + {atol:.1e}"
+        )
