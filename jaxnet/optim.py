@@ -1,0 +1,119 @@
+"""Optax optimizers by name, with sweepable hyperparameters injected as values."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+
+# Hyperparameters stored as arrays in the optimizer state (optax.inject_hyperparams), per
+# optimizer: changing them never recompiles, and sweeps vmap over them.
+INJECTED = {
+    "sgd": ("learning_rate",),
+    "momentum": ("learning_rate", "momentum"),
+    "nesterov": ("learning_rate", "momentum"),
+    "rmsprop": ("learning_rate", "decay"),
+    "adam": ("learning_rate", "b1", "b2"),
+    "adamw": ("learning_rate", "b1", "b2", "weight_decay"),
+}
+
+
+def _base(name, *, eps):
+    # Constructors taking only the injected hyperparameters as keywords.
+    if name in ("sgd", "momentum", "nesterov"):
+        def sgd(learning_rate, momentum=None):
+            return optax.sgd(learning_rate, momentum=momentum, nesterov=name == "nesterov")
+        return sgd
+    if name == "rmsprop":
+        # CS231n's RMSprop: cache = decay * cache + (1 - decay) * g**2, step g / (sqrt(cache)
+        # + eps): eps outside the square root. (optax's default puts it inside, decay 0.9.)
+        def rmsprop(learning_rate, decay):
+            return optax.rmsprop(learning_rate, decay=decay, eps=eps, eps_in_sqrt=False)
+        return rmsprop
+    if name == "adam":
+        def adam(learning_rate, b1, b2):
+            return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+        return adam
+    def adamw(learning_rate, b1, b2, weight_decay):
+        return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    return adamw
+
+
+def schedule_factor(schedule, *, steps_per_epoch, total_steps, lr_decay=0.95):
+    """The multiplier of the base learning rate at each step.
+
+    "constant" is 1; "step" is `lr_decay ** epoch` (CS231n's per-epoch `lr_decay`);
+    "cosine" decays from 1 to 0 over `total_steps`.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"lr schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "constant":
+        return None
+    if schedule == "step":
+        return lambda step: lr_decay ** (step // max(steps_per_epoch, 1))
+    total = max(total_steps, 1)
+    return lambda step: 0.5 * (1 + jnp.cos(math.pi * jnp.minimum(step / total, 1.0)))
+
+
+def make_optimizer(name, *, learning_rate, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
+                   rms_decay=0.99, weight_decay=1e-4, schedule="constant", lr_decay=0.95,
+                   steps_per_epoch=1, total_steps=1):
+    """Builds an optax optimizer by name.
+
+    Args:
+      name: one of OPTIMIZERS. "momentum" and "nesterov" are SGD with (Nesterov) momentum
+        in optax's form `v = momentum * v + g; p -= lr * v`, the same steps as CS231n's
+        `v = momentum * v - lr * g; p += v` at a constant rate.
+      learning_rate: the base step size; the schedule multiplies it.
+      momentum: for momentum and nesterov.
+      beta1, beta2, eps: Adam's moments and epsilon (CS231n's defaults 0.9, 0.999, 1e-8);
+        eps is also RMSprop's.
+      rms_decay: RMSprop's squared-gradient decay (CS231n's 0.99).
+      weight_decay: AdamW's decoupled weight decay (optax's default 1e-4).
+      schedule, lr_decay, steps_per_epoch, total_steps: see `schedule_factor`.
+
+    Returns:
+      An optax.GradientTransformation whose state holds the injected hyperparameters
+      (see `INJECTED`, `get_hyperparams`, `set_hyperparams`).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    values = {"learning_rate": learning_rate, "momentum": momentum, "b1": beta1, "b2": beta2,
+              "decay": rms_decay, "weight_decay": weight_decay}
+    injected = {k: values[k] for k in INJECTED[name]}
+    opt = optax.inject_hyperparams(_base(name, eps=eps))(**injected)
+    factor = schedule_factor(schedule, steps_per_epoch=steps_per_epoch,
+                             total_steps=total_steps, lr_decay=lr_decay)
+    if factor is not None:
+        opt = optax.chain(opt, optax.scale_by_schedule(factor))
+    return opt
+
+
+def _injected_state(opt_state):
+    return opt_state[0] if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else opt_state
+
+
+def get_hyperparams(opt_state) -> dict:
+    """The injected hyperparameters held by an optimizer state from `make_optimizer`."""
+    return dict(_injected_state(opt_state).hyperparams)
+
+
+def set_hyperparams(opt_state, **values):
+    """Returns `opt_state` with injected hyperparameters replaced (arrays may be traced)."""
+    inner = _injected_state(opt_state)
+    unknown = set(values) - set(inner.hyperparams)
+    if unknown:
+        raise ValueError(
+            f"this optimizer has no hyperparameter {sorted(unknown)}; it has {sorted(inner.hyperparams)}"
+        )
+    hyper = dict(inner.hyperparams)
+    for k, v in values.items():
+        hyper[k] = jnp.asarray(v, dtype=jnp.result_type(hyper[k]))
+    new_inner = inner._replace(hyperparams=hyper)
+    if inner is opt_state:
+        return new_inner
+    return (new_inner, *opt_state[1:])
