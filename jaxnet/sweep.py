@@ -23,7 +23,6 @@ from jaxnet.train import (
     init_train_state,
     make_epoch,
     make_optimizer,
-    steps_per_epoch,
 )
 
 # Values a sweep may vary per run, and where each one lives.
@@ -33,6 +32,7 @@ STEP_AXES = ("reg", "dropout")  # read by the train step from TrainState.hyper
 SWEEPABLE = (*OPTIMIZER_AXES, *STEP_AXES, "weight_scale")
 LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")  # sampled log-uniformly
 MODES = ("zip", "grid", "random")
+DEFAULT_GROUP = None  # runs vmapped at once inside a chunk (see `sweep`)
 
 
 def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_random: int = 0,
@@ -166,7 +166,7 @@ def _check_axes(config: TrainConfig, settings: list[dict]):
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
-          chunk: int | None = None, mesh=None,
+          chunk: int | None = None, group: int | None = DEFAULT_GROUP, mesh=None,
           on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
     """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
 
@@ -177,6 +177,9 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
       chunk: runs per compiled call (memory); None runs them all at once. The last chunk is
         padded, so every chunk reuses one compilation.
+      group: runs vmapped together inside the compiled call; the groups run one after
+        another (`lax.map`), so each group's weights stay in cache while it trains. None
+        vmaps the whole chunk at once. Ignored with a mesh (the runs are sharded instead).
       mesh: a Mesh with a "settings" axis to shard the runs over (results are the same).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
 
@@ -206,14 +209,19 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
               for name, (x, y) in split_arrays.items() if x is not None}
     if replicated is not None:
         splits = jax.device_put(splits, replicated)
-    run = jax.jit(jax.vmap(_run_fn(config, optimizer, n_train, "val" in splits),
-                           in_axes=(0, None)))
+    one_run = _run_fn(config, optimizer, n_train, "val" in splits)
+    if group is None or group >= chunk or mesh is not None:
+        run = jax.jit(jax.vmap(one_run, in_axes=(0, None)))
+    else:
+        run = jax.jit(lambda ts, splits: jax.lax.map(lambda t: one_run(t, splits), ts,
+                                                     batch_size=group))
 
     outputs, compile_s, run_s = [], 0.0, 0.0
     n_chunks = math.ceil(n_runs / chunk)
     for c in range(n_chunks):
         part = rows[c * chunk:(c + 1) * chunk]
-        part = part + [part[-1]] * (chunk - len(part))  # pad: one compiled shape for all
+        n_real = len(part)
+        part = part + [part[-1]] * (chunk - n_real)  # pad: one compiled shape for all
         ts = _stack_runs(config, dims, optimizer, part)
         if mesh is not None:
             ts = jax.device_put(ts, NamedSharding(mesh, P(mesh.axis_names[0])))
@@ -224,7 +232,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
             t0 = time.perf_counter()
         out = jax.device_get(compiled(ts, splits))
         run_s += time.perf_counter() - t0
-        outputs.append(jax.tree.map(lambda a, n=len(rows[c * chunk:(c + 1) * chunk]): a[:n], out))
+        outputs.append({k: v[:n_real] for k, v in out.items()})
         if on_chunk is not None:
             on_chunk(c + 1, n_chunks)
     merged = jax.tree.map(lambda *a: np.concatenate(a), *outputs)
