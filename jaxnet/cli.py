@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     train = sub.add_parser("train", help="train one network (defaults: the notebook's 5 x 100 net on digits)")
     add_model_and_data_flags(train)
+    train.add_argument("--weight-scale", type=float, help="std of the normal init (default 5e-2; --init normal only)")
     train.add_argument("--interactive", action="store_true", help="ask for the layers like the notebook")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     train.add_argument("--seeds", type=_positive_int, help="train K seeds at once (vmapped) and report mean and std")
@@ -103,8 +104,12 @@ def add_device_flags(p: argparse.ArgumentParser):
     g.add_argument("--process-id", type=int, help="multi-host: this process's index")
 
 
-def ask_architecture(read=input, write=None) -> tuple[int, list[int]]:
-    """The notebook's questions, with defaults that Enter accepts; re-asks on bad answers."""
+def ask_architecture(read=None, write=None) -> tuple[int, list[int]]:
+    """The notebook's questions, with defaults that Enter accepts; re-asks on bad answers.
+
+    `read` defaults to `input` (looked up at call time), `write` to printing on stderr.
+    """
+    read = read or input
     write = write or (lambda text: print(text, file=sys.stderr))
 
     def ask(question, default):
@@ -135,6 +140,9 @@ def resolve_hidden(layers, hidden) -> tuple[int, ...]:
     """Combines --layers and --hidden into the hidden widths."""
     if hidden is None:
         return (DEFAULT_HIDDEN,) * ((layers or DEFAULT_LAYERS) - 1)
+    if layers == 1:
+        raise CliError("--layers 1 is a network without hidden layers, so --hidden has nothing "
+                       "to size; drop --hidden or raise --layers")
     if len(hidden) == 1 and layers is not None:
         return tuple(hidden) * (layers - 1)
     if len(hidden) == 1 and layers is None:
@@ -145,7 +153,7 @@ def resolve_hidden(layers, hidden) -> tuple[int, ...]:
     return tuple(hidden)
 
 
-_FLAG_FIELDS = ("init", "dropout", "reg", "optimizer", "lr", "lr_schedule", "lr_decay",
+_FLAG_FIELDS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr_schedule", "lr_decay",
                 "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay", "batch_size",
                 "epochs", "patience", "grad", "dtype", "seed", "dataset", "val_fraction",
                 "test_fraction")
@@ -162,6 +170,9 @@ def config_from_args(args, *, hidden=None, **overrides):
     if args.data is not None:
         values["data_path"] = args.data
     values["hidden"] = hidden if hidden is not None else resolve_hidden(args.layers, args.hidden)
+    if values.get("init") == "he" and "weight_scale" in values:
+        raise CliError("--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; "
+                       "drop one of the two")
     try:
         return TrainConfig(**values).validate()
     except ValueError as err:
@@ -204,20 +215,31 @@ def run_train(args) -> int:
     from jaxnet import distributed
 
     hidden = None
+    if args.resume:
+        _check_resume_flags(args)
     if args.interactive:
-        layers, hidden_sizes = ask_architecture()
-        hidden = tuple(hidden_sizes)
         if args.layers or args.hidden:
-            raise CliError("--interactive asks for the layers: drop --layers/--hidden")
+            raise CliError("--interactive asks for the layers itself: drop --layers/--hidden, "
+                           "or drop --interactive")
+        _layers, hidden_sizes = ask_architecture()
+        hidden = tuple(hidden_sizes)
     if args.resume:
         out = pathlib.Path(args.resume)
+        if not out.is_dir():
+            raise CliError(f"--resume {args.resume}: no such folder; pass the output folder of "
+                           "an earlier jaxnet train run (it holds checkpoint.npz)")
         meta = ckpt.load_metadata(out)
+        if not isinstance(meta.get("config"), dict):
+            raise CliError(f"--resume {args.resume}: the checkpoint there is not from jaxnet "
+                           "train (it has no saved config); pass a training run's folder")
         from jaxnet.train import TrainConfig
         saved = TrainConfig.from_dict(meta["config"])
         if args.epochs is not None:
             saved = dataclasses.replace(saved, epochs=args.epochs)
         setup_jax(saved.dtype)
+        from jaxnet.train import _check_resumable
         config = saved.validate()
+        _check_resumable(config, meta, out)  # e.g. --epochs below the epochs already run
     else:
         setup_jax(args.dtype)
         config = config_from_args(args, hidden=hidden)
@@ -241,6 +263,13 @@ def run_train(args) -> int:
                   f"{_pm(metrics, 'test_accuracy')}, val accuracy {_pm(metrics, 'val_accuracy')}; "
                   f"{metrics['wall_seconds']:.1f} s; outputs in {out}")
         return 0
+    if lead and not args.quiet:
+        from jaxnet.train import dims_for
+        what = "resuming" if args.resume else "training"
+        print(f"{what} {dims_for(config, data)} on {data.summary()}; {config.epochs} epochs of "
+              f"{config.optimizer} (lr {config.lr:g}, {config.lr_schedule}), batch "
+              f"{config.batch_size}, {config.dtype}, {env.num_devices} device(s); outputs in {out}",
+              file=sys.stderr)
     bar = _progress(config.epochs, quiet=args.quiet or not lead)
     if args.resume:
         bar.update(len(ckpt.load_metadata(out)["history"]))
@@ -249,27 +278,70 @@ def run_train(args) -> int:
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "train_accuracy", "val_accuracy")})
 
-    result = fit(config, data, out_dir=out if lead else None, resume=bool(args.resume),
-                 on_epoch=on_epoch, env=env)
+    try:
+        result = fit(config, data, out_dir=out, resume=bool(args.resume),
+                     on_epoch=on_epoch, env=env)
+    except KeyboardInterrupt:
+        bar.close()
+        if (out / ckpt.CHECKPOINT_FILE).is_file():
+            print(f"interrupted; continue with: jaxnet train --resume {out}", file=sys.stderr)
+        else:
+            print("interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
+        return 130
     bar.close()
     metrics = result.metrics
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["devices"] = env.num_devices
+    metrics["message"] = result.message
     if lead:
         write_json(out / "metrics.json", metrics)
         if result.history:
             from jaxnet.plots import training_curves
             training_curves(result.history, out / "curves.png")
-    if result.message:
+    if result.message and (result.diverged or not args.quiet):
         print(result.message, file=sys.stderr)
     if lead:
-        test = metrics["test_accuracy"]
-        eps = metrics["examples_per_second"]
-        print(f"test accuracy {test:.4f}" if test is not None else "no test set",
-              f"| epochs {metrics['epochs_run']} (best {metrics['best_epoch']})"
-              f" | {metrics['wall_seconds']:.1f} s"
-              f" | {eps:,.0f} examples/s" if eps else "", f"| outputs in {out}")
+        print(summary_line(metrics, out))
     return 1 if result.diverged else 0
+
+
+def summary_line(metrics: dict, out) -> str:
+    """The one line `jaxnet train` prints at the end, e.g.
+
+    `test accuracy 97.78% | 30 epochs (best 26) | 4.2 s | 116,986 examples/s | outputs in runs/x`
+    """
+    for split in ("test", "val", "train"):
+        if metrics.get(f"{split}_accuracy") is not None:
+            acc = f"{split} accuracy {100 * metrics[f'{split}_accuracy']:.2f}%"
+            if split != "test":
+                acc += " (no test set)"
+            break
+    else:
+        acc = "no accuracy (no data split)"
+    n = metrics["epochs_run"]
+    parts = [acc, f"{n} epoch{'' if n == 1 else 's'} (best {metrics['best_epoch']})"]
+    if metrics.get("diverged"):
+        parts.append("diverged")
+    parts.append(f"{metrics['wall_seconds']:.1f} s")
+    eps = metrics.get("examples_per_second")
+    parts.append(f"{eps:,.0f} examples/s" if eps else "examples/s n/a (needs 2+ epochs)")
+    parts.append(f"outputs in {out}")
+    return " | ".join(parts)
+
+
+# Flags that would change a resumed run's settings; the checkpoint's saved config wins.
+_RESUME_CONFLICTS = (*(f for f in _FLAG_FIELDS if f != "epochs"), "layers", "hidden", "data",
+                     "out", "seeds")
+
+
+def _check_resume_flags(args):
+    given = [f for f in _RESUME_CONFLICTS if getattr(args, f, None) is not None]
+    given += ["interactive"] if args.interactive else []
+    if given:
+        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        raise CliError(f"--resume continues with the settings saved in {args.resume}, so {flags} "
+                       "cannot be given with it (only --epochs can change); drop them, or start "
+                       "a fresh run with --out")
 
 
 def _pm(metrics, name):

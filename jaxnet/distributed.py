@@ -33,10 +33,15 @@ class DeviceEnv:
 
     @property
     def batch_sharding(self):
+        """Splits an array's first (batch) axis over the `data` axis; None on one device."""
         return None if self.mesh is None else NamedSharding(self.mesh, P(DATA_AXIS))
 
     def replicate(self, tree):
-        """Places every array of `tree` on all devices of the mesh (a no-op on one device)."""
+        """Places every array of `tree` on all devices of the mesh (a no-op on one device).
+
+        With several processes, every process must pass the same values (same seed, same
+        data); each one fills only its own devices, without communication.
+        """
         if self.mesh is None:
             return tree
         sharding = NamedSharding(self.mesh, P())
@@ -59,8 +64,10 @@ def check_processes(coordinator, num_processes, process_id):
     if not any(given):
         return False
     if not all(given):
+        missing = [flag for flag, g in zip(("--coordinator", "--num-processes", "--process-id"),
+                                           given, strict=True) if not g]
         raise ValueError("multi-host runs need all of --coordinator HOST:PORT, --num-processes P "
-                         "and --process-id I (0 <= I < P)")
+                         f"and --process-id I (0 <= I < P); missing {', '.join(missing)}")
     if not 0 <= process_id < num_processes:
         raise ValueError(f"--process-id {process_id} must be in [0, {num_processes}) for "
                          f"--num-processes {num_processes}")
@@ -69,27 +76,80 @@ def check_processes(coordinator, num_processes, process_id):
     return True
 
 
+def _start_processes(coordinator, num_processes, process_id):
+    """Starts jax.distributed from the flags, or from a cluster's variables, or not at all."""
+    explicit = check_processes(coordinator, num_processes, process_id)
+    if jax.distributed.is_initialized():  # e.g. a second setup() in the same process
+        return
+    from_env = not explicit and bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
+    if explicit or from_env:
+        # Gloo carries the cross-process collectives of CPU devices (the default of recent
+        # JAX; older versions have none unless asked). GPUs and TPUs use their own.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if explicit:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    elif from_env:
+        try:  # the process count and index come from SLURM, Open MPI, Kubernetes, ...
+            jax.distributed.initialize()
+        except ValueError as err:
+            raise ValueError(
+                "JAX_COORDINATOR_ADDRESS is set, but no cluster environment (SLURM, Open MPI) "
+                f"gives the process count and index ({err}); pass --coordinator, "
+                "--num-processes and --process-id, or unset JAX_COORDINATOR_ADDRESS"
+            ) from None
+
+
+def _pick_devices(n: int | None) -> list:
+    """The first n devices, taking the same number from every process (n=None: all)."""
+    available = jax.devices()
+    n = len(available) if n is None else n
+    if n > len(available):
+        hint = ("" if available[0].platform != "cpu" else
+                f" (to simulate {n} CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count={n})")
+        raise ValueError(f"--devices {n} asks for more devices than the {len(available)} visible "
+                         f"({available[0].platform}); use --devices {len(available)} or fewer{hint}")
+    processes = jax.process_count()
+    if processes == 1:
+        return available[:n]
+    if n % processes:
+        raise ValueError(f"--devices {n} must be a multiple of the {processes} processes, since "
+                         "every process drives the same number of its devices; use --devices "
+                         f"{max(n // processes, 1) * processes} or leave it out (all devices)")
+    per_process = n // processes
+    picked = []
+    for p in range(processes):
+        local = sorted(jax.local_devices(process_index=p), key=lambda d: d.id)
+        picked += local[:per_process]
+    return picked
+
+
 def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *,
           batch_size=None) -> DeviceEnv:
     """Starts jax.distributed if asked, builds the `data` mesh and checks the batch size.
 
+    Call it before any other JAX work: jax.distributed must start before the devices do.
+
     Args:
-      coordinator, num_processes, process_id: the multi-host flags; all or none. When none
-        are given, JAX's own cluster detection still applies if its variables are set
-        (e.g. JAX_COORDINATOR_ADDRESS with SLURM or Open MPI).
-      devices: how many devices to use (default all visible, over all processes).
-      batch_size: the global batch, which must divide evenly across the devices.
+      coordinator, num_processes, process_id: the multi-host flags (HOST:PORT of process 0,
+        the number of processes, this process's index); all or none. When none are given
+        and JAX_COORDINATOR_ADDRESS is set, jax.distributed starts from it, with the process
+        count and index detected by JAX from the cluster (SLURM, Open MPI, ...).
+      devices: how many devices to use (default all visible, over all processes). With
+        several processes it must be a multiple of their number, and every process
+        contributes the same number of its own devices.
+      batch_size: the global batch (over all devices and processes), which must divide
+        evenly across the devices.
+
+    Returns:
+      A DeviceEnv whose mesh has one axis, `data`, over the chosen devices (None for one).
+
+    Raises:
+      ValueError: with a one-line explanation, for incomplete or inconsistent multi-host
+        flags, more devices than visible, or a batch size the devices do not divide.
     """
-    if check_processes(coordinator, num_processes, process_id):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator, num_processes, process_id)
-    elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()
-    available = jax.devices()
-    n = len(available) if devices is None else devices
-    if n > len(available):
-        raise ValueError(f"--devices {n} asks for more devices than the {len(available)} visible "
-                         f"({available[0].platform}); use --devices {len(available)} or fewer")
+    _start_processes(coordinator, num_processes, process_id)
+    chosen = _pick_devices(devices)
+    n = len(chosen)
     if batch_size is not None and batch_size % n:
         raise ValueError(
             f"the global batch size {batch_size} does not divide evenly across {n} devices; use "
@@ -97,15 +157,24 @@ def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *
         )
     mesh = None
     if n > 1:
-        mesh = jax.make_mesh((n,), (DATA_AXIS,), devices=available[:n],
-                             axis_types=(jax.sharding.AxisType.Auto,))
+        mesh = jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                             devices=chosen)
     return DeviceEnv(mesh, jax.process_index(), jax.process_count())
 
 
 def to_host(tree):
-    """Numpy copies of replicated arrays, read from this process's own shard (no collective)."""
+    """Numpy copies of replicated arrays, read from this process's own shard (no collective).
+
+    Safe to call on one process only (process 0 writing a checkpoint): every array of a
+    training state is replicated, so each process holds all of it.
+    """
     def get(a):
-        if isinstance(a, jax.Array) and not a.is_fully_addressable and a.is_fully_replicated:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            if not a.is_fully_replicated:
+                raise ValueError(
+                    f"to_host needs replicated arrays, but one of shape {a.shape} is sharded as "
+                    f"{a.sharding} across processes; gather it on every process first "
+                    "(jax.experimental.multihost_utils.process_allgather)")
             return np.asarray(a.addressable_shards[0].data)
         return np.asarray(jax.device_get(a))
     return jax.tree.map(get, tree)

@@ -53,10 +53,13 @@ def schedule_factor(schedule, *, steps_per_epoch, total_steps, lr_decay=0.95):
         raise ValueError(f"lr schedule must be one of {SCHEDULES}, got {schedule!r}")
     if schedule == "constant":
         return None
+    # Computed in the default float type (float64 under jax_enable_x64): the int32 step
+    # count alone would promote to float32. optax casts the factor to each update's dtype.
     if schedule == "step":
-        return lambda step: lr_decay ** (step // max(steps_per_epoch, 1))
+        spe = max(steps_per_epoch, 1)
+        return lambda step: lr_decay ** jnp.asarray(step // spe, float)
     total = max(total_steps, 1)
-    return lambda step: 0.5 * (1 + jnp.cos(math.pi * jnp.minimum(step / total, 1.0)))
+    return lambda step: 0.5 * (1 + jnp.cos(math.pi * jnp.minimum(jnp.asarray(step, float) / total, 1.0)))
 
 
 def make_optimizer(name, *, learning_rate, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,

@@ -61,6 +61,8 @@ def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_ran
         columns = {}
         for name, bounds in axes.items():
             lo, hi = float(min(bounds)), float(max(bounds))
+            if name in LOG_AXES and lo <= 0:
+                raise ValueError(f"{name}: a log-uniform range needs positive bounds, got {lo:g}")
             if name in LOG_AXES:
                 columns[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n_random))
             else:
@@ -191,6 +193,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
 
     config.validate()
     _check_axes(config, settings)
+    if group is not None and group < 1:
+        raise ValueError(f"group must be None or >= 1, got {group}")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     dims = dims_for(config, data)
@@ -243,6 +247,10 @@ def _summarize(rows, settings, seeds, out, has_val, compile_s, run_s) -> SweepRe
     curves = np.asarray(out["loss_curve"], dtype=np.float64)
     diverged = ~np.all(np.isfinite(curves), axis=1)
     metric_names = [k for k in out if k != "loss_curve"]
+    # The curve records each step's loss before its update: a last update that blew up
+    # shows only in the final metrics.
+    for k in metric_names:
+        diverged |= ~np.isfinite(np.asarray(out[k], np.float64))
     runs = []
     for i, row in enumerate(rows):
         r: dict[str, Any] = dict(row)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import math
 import pathlib
 import sys
 
@@ -11,57 +13,107 @@ import numpy as np
 from jaxnet import cli
 
 PRESETS = ("notebook",)
+# Flags that take a sweep axis ("V", "V1,V2,..." or "LO:HI"), in report and plot order.
+AXIS_FLAGS = ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")
+POSITIVE = ("lr", "weight_scale")  # must be > 0; "reg" and "weight_decay" may be 0
+
+DESCRIPTION = """\
+Trains many settings of one network at once: every setting (and seed) is one run of a
+vmapped, jitted training loop, so the sweep compiles once per chunk of runs.
+
+Each of --lr --weight-scale --reg --dropout --momentum --beta1 --beta2 --weight-decay
+takes one value (a fixed setting), a list V1,V2,... or a range LO:HI. A range gives --num
+points, log-spaced for lr, weight_scale, reg and weight_decay and evenly spaced otherwise;
+with --random N it gives the bounds to draw from. --grid (the default) takes every
+combination of the swept axes, --zip pairs them one to one.
+"""
+
+EPILOG = """\
+examples:
+  jaxnet sweep --preset notebook                     the notebook's 100 (lr, weight_scale) pairs
+  jaxnet sweep --lr 1e-4:1e-1 --num 4 --reg 0,1e-3   a 4 x 2 grid on digits
+  jaxnet sweep --optimizer momentum --random 20 --lr 1e-3:1 --momentum 0.5:0.99 --seeds 3
+
+Outputs (in --out): results.json (per setting: means and stds over seeds; per run),
+results.csv (one row per run), best.json, sweep.png and loss_curves.png. A run whose loss
+ever became non-finite is reported as diverged (numbers left empty) and never chosen as best.
+"""
 
 
 def add_sweep_parser(sub):
-    p = sub.add_parser("sweep", help="train many settings at once (vmapped); --preset notebook reproduces the notebook")
+    p = sub.add_parser("sweep", help="train many settings at once (vmapped); --preset notebook reproduces the notebook",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_model_and_data_flags(p)
     g = p.add_argument_group("sweep")
-    g.add_argument("--preset", choices=PRESETS, help="notebook: 100 zipped (lr, weight_scale) settings, 100 full-batch SGD steps on the N=50 random data")
-    g.add_argument("--weight-scale", help="values or range of the init scale (implies --init normal)")
+    g.add_argument("--preset", choices=PRESETS, help="notebook: 100 zipped (lr, weight_scale) settings, 100 full-batch SGD steps on the N=50 random data; flags you give override its other values")
+    g.add_argument("--weight-scale", metavar="VALUES", help="std of the normal init (implies --init normal; default 5e-2)")
     g.add_argument("--num", type=cli._positive_int, default=5, help="points per LO:HI range in --grid/--zip (default 5)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--grid", action="store_true", help="every combination of the axes (default)")
-    mode.add_argument("--zip", action="store_true", help="pair the axes one to one (the notebook's way)")
-    mode.add_argument("--random", type=cli._positive_int, metavar="N", help="N log-uniform random settings")
-    g.add_argument("--seeds", type=cli._positive_int, default=1, help="seeds per setting, in the same vmapped call")
-    g.add_argument("--chunk", type=cli._positive_int, help="runs per compiled call (memory); default all")
+    mode.add_argument("--zip", action="store_true", help="pair the axes one to one (the notebook's way); lists need equal lengths")
+    mode.add_argument("--random", type=cli._positive_int, metavar="N", help="N random settings drawn within each LO:HI range (log-uniform on log axes)")
+    g.add_argument("--seeds", type=cli._positive_int, default=1, help="seeds per setting (seed, seed+1, ...), in the same vmapped call; reports mean and std")
+    g.add_argument("--chunk", type=cli._positive_int, help="runs per compiled call, to bound memory (default: all at once)")
     g.add_argument("--top", type=cli._positive_int, default=8, help="loss curves plotted (default 8)")
     # --lr, --reg, --dropout and friends take "V", "V1,V2,..." or "LO:HI" here.
     for action in p._actions:
-        if action.dest in ("reg", "dropout", "momentum", "beta1", "beta2", "weight_decay"):
+        if action.dest in AXIS_FLAGS:
             action.type = None
+            action.metavar = "VALUES"
+        if action.dest == "patience":  # sweeps keep each run's best epoch; no early stop
+            action.help = argparse.SUPPRESS
     return p
 
 
-def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str) -> list[float] | tuple[float, float]:
-    """"1e-3" -> [1e-3]; "1e-3,1e-2" -> list; "LO:HI" -> num points (log or linear) or bounds."""
-    text = str(text)
+def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str,
+               allow_zero: bool = False) -> list[float] | tuple[float, float]:
+    """"1e-3" -> [1e-3]; "1e-3,1e-2" -> list; "LO:HI" -> num points (log or linear) or bounds.
+
+    `log` spaces ranges (and draws --random values) log-uniformly, so their bounds must be
+    positive; `allow_zero` lets listed values be 0 (reg, weight_decay), else a log axis
+    needs positive values.
+    """
+    text = str(text).strip()
     try:
         if ":" in text:
             lo_text, hi_text = text.split(":", 1)
             lo, hi = float(lo_text), float(hi_text)
-            if lo > hi:
-                raise cli.CliError(f"{flag} {text}: the lower bound {lo:g} is above the upper bound {hi:g}; write LO:HI")
-            if log and lo <= 0:
-                raise cli.CliError(f"{flag} {text}: a log-scale range needs positive bounds, got {lo:g}")
-            if mode == "random":
-                return (lo, hi)
-            return list(np.geomspace(lo, hi, num) if log else np.linspace(lo, hi, num))
-        values = [float(v) for v in text.split(",") if v.strip()]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise cli.CliError(f"{flag} expects a number, a list like 1e-3,1e-2 or a range LO:HI, got {text!r}") from None
+    if ":" in text:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise cli.CliError(f"{flag} {text}: the bounds must be finite numbers")
+        if lo > hi:
+            raise cli.CliError(f"{flag} {text}: the lower bound {lo:g} is above the upper bound {hi:g}; write LO:HI")
+        if log and lo <= 0:
+            hint = " (to include 0, list it: 0,1e-4,1e-3)" if allow_zero else ""
+            raise cli.CliError(f"{flag} {text}: a range on a log scale needs positive bounds, got {lo:g}{hint}")
+        if mode == "random":
+            return (lo, hi)
+        if lo == hi:
+            return [lo]
+        return [float(v) for v in (np.geomspace(lo, hi, num) if log else np.linspace(lo, hi, num))]
     if not values:
-        raise cli.CliError(f"{flag} {text!r} gives zero settings")
-    if log and any(v <= 0 for v in values):
+        raise cli.CliError(f"{flag} {text!r} gives zero settings; give at least one value")
+    if not all(math.isfinite(v) for v in values):
+        raise cli.CliError(f"{flag} {text}: values must be finite numbers")
+    if log and allow_zero and any(v < 0 for v in values):
+        raise cli.CliError(f"{flag} {text}: values must be >= 0")
+    if log and not allow_zero and any(v <= 0 for v in values):
         raise cli.CliError(f"{flag} {text}: values on a log axis must be positive")
+    if mode == "random" and len(values) > 1:
+        raise cli.CliError(f"{flag} {text}: --random draws each axis from a range; write LO:HI "
+                           "(or one value to keep it fixed)")
     return values
 
 
 def notebook_preset(args):
     """The notebook's sweep: its data, network, zipped lr x weight_scale and 100 SGD steps."""
-    overrides = dict(dataset="random", optimizer="sgd", batch_size=50, epochs=100, dropout=0.0,
-                     reg=0.0, init="normal", lr_schedule="constant")
+    overrides = {"dataset": "random", "optimizer": "sgd", "batch_size": 50, "epochs": 100, "dropout": 0.0,
+                     "reg": 0.0, "init": "normal", "lr_schedule": "constant"}
     settings_axes = {"lr": np.geomspace(1e-5, 1e5, 100), "weight_scale": np.linspace(1e-2, 9e-2, 100)}
     return overrides, settings_axes, "zip"
 
@@ -73,34 +125,47 @@ def run_sweep(args) -> int:
     mode = "zip" if args.zip else "random" if args.random else "grid"
     axes: dict = {}
     overrides: dict = {}
+    if args.patience is not None:
+        raise cli.CliError("--patience is for jaxnet train: every sweep run trains all its epochs "
+                           "and keeps its best epoch by val accuracy; drop --patience")
+    if args.init == "he" and args.weight_scale is not None:
+        raise cli.CliError("--weight-scale sets the std of the normal init; --init he ignores it. "
+                           "Drop one of the two")
     if args.preset == "notebook":
-        overrides, axes, mode = notebook_preset(args)
-        for flag in ("epochs", "dtype", "seed"):  # these may still change
-            if getattr(args, flag) is not None:
-                overrides[flag] = getattr(args, flag)
-        args.lr = None
-    swept_flags = {"lr": args.lr, "weight_scale": args.weight_scale, "reg": args.reg,
-                   "dropout": args.dropout, "momentum": args.momentum, "beta1": args.beta1,
-                   "beta2": args.beta2, "weight_decay": args.weight_decay}
+        if args.lr is not None or args.weight_scale is not None:
+            raise cli.CliError("--preset notebook sweeps --lr and --weight-scale itself; drop them "
+                               "(or sweep without --preset)")
+        if args.grid or args.random:
+            raise cli.CliError("--preset notebook zips its lr and weight_scale values; drop --grid/--random")
+        preset, axes, mode = notebook_preset(args)
+        # The preset's values are defaults: flags given on the command line win.
+        overrides = {k: v for k, v in preset.items() if getattr(args, k, None) is None}
+        axes = {k: list(map(float, v)) for k, v in axes.items()}
+    swept_flags = {name: getattr(args, name) for name in AXIS_FLAGS}
     static = {}
     for name, text in swept_flags.items():
         if text is None:
             continue
         values = parse_axis(f"--{name.replace('_', '-')}", text, log=name in LOG_AXES,
-                            num=args.num, mode=mode)
-        if isinstance(values, list) and len(values) == 1 and mode != "random":
+                            num=args.num, mode=mode, allow_zero=name not in POSITIVE)
+        if isinstance(values, list) and len(values) == 1:
             static[name] = values[0]  # one value: a plain config field, not an axis
         else:
             axes[name] = values
-    for name in ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay"):
+    for name in AXIS_FLAGS:
         setattr(args, name, None)
+    if mode == "random" and not axes:
+        raise cli.CliError(f"--random {args.random} needs at least one axis given as a range "
+                           "LO:HI, e.g. --lr 1e-4:1e-1")
     if "weight_scale" in axes or "weight_scale" in static:
         overrides.setdefault("init", "normal")
-    config = cli.config_from_args(args, **overrides, **static)
+    config = cli.config_from_args(args, **{**overrides, **static})
     try:
         settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
     except ValueError as err:
         raise cli.CliError(str(err)) from None
+    if not settings:
+        raise cli.CliError("the sweep has zero settings; give at least one value per axis")
     from jaxnet.train import load_data
 
     data = load_data(config)
@@ -133,26 +198,63 @@ def run_sweep(args) -> int:
 
 
 def _fmt(v):
-    return "diverged" if v is None else f"{v:.6g}"
+    return "diverged" if v is None or not math.isfinite(v) else f"{v:.6g}"
+
+
+def _swept(result) -> list[str]:
+    first = result.settings[0] if result.settings else {}
+    return [k for k in AXIS_FLAGS if k in first]
 
 
 def print_report(result, out, *, preset=None):
-    swept = [k for k in (result.settings[0] if result.settings else {})
-             if k in ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")]
+    swept = _swept(result)
     n_div = sum(s["diverged"] for s in result.settings)
+    seeds = result.settings[0]["seeds"] if result.settings else 1
     if preset == "notebook" or len(result.settings) <= 20:
         for s in result.settings:
             hp = " ".join(f"{k}: {s[k]:.6g}" for k in swept)
-            print(f"{hp}  loss: {_fmt(s['final_loss'])}")
+            line = f"{hp}  loss: {_fmt(s['final_loss'])}"
+            if seeds > 1 and not s["diverged"]:
+                line += f" ± {s['final_loss_std']:.2g}"
+            if result.criterion == "val_accuracy" and not s["diverged"]:
+                line += f"  val accuracy: {s['val_accuracy']:.4f}"
+            print(line.strip())
     if result.best is None:
         print(f"every one of the {len(result.settings)} settings diverged; lower the learning rates")
     else:
         best = result.best
         losses = [s["final_loss"] for s in result.settings if not s["diverged"]]
         print(f"min loss found: {min(losses)}")
-        print(f"best parameters found: {[tuple(best[k] for k in swept)]} ({', '.join(swept)}; chosen by {result.criterion})")
+        if swept:
+            print(f"best parameters found: {[tuple(best[k] for k in swept)]} "
+                  f"({', '.join(swept)}; chosen by {result.criterion})")
+        else:
+            print("best parameters found: the config's (nothing was swept)")
+        if result.criterion == "val_accuracy":
+            print(f"best val accuracy: {best['val_accuracy']:.4f}"
+                  + (f" ± {best['val_accuracy_std']:.4f} over {seeds} seeds" if seeds > 1 else ""))
     print(f"{len(result.settings)} settings, {n_div} diverged (flagged, never chosen); "
           f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s; outputs in {out}")
+
+
+def _finite_or_none(obj):
+    """JSON has no NaN or infinity: non-finite numbers are written as null."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _log_scale(rows, axis) -> bool:
+    """Log axes for positive values spanning at least a decade (a 0 in reg would vanish)."""
+    from jaxnet.sweep import LOG_AXES
+
+    values = [r[axis] for r in rows]
+    return (axis in LOG_AXES and all(v > 0 for v in values)
+            and max(values) >= 10 * min(values))
 
 
 def write_outputs(out, result, config, *, top=8):
@@ -161,33 +263,36 @@ def write_outputs(out, result, config, *, top=8):
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cli.write_json(out / "results.json", {"config": config.to_dict(), "criterion": result.criterion,
-                                         "compile_seconds": result.compile_seconds,
-                                         "run_seconds": result.run_seconds,
-                                         "settings": result.settings, "runs": result.runs})
-    cli.write_json(out / "best.json", {"criterion": result.criterion, "best": result.best})
+    cli.write_json(out / "results.json", _finite_or_none(
+        {"config": config.to_dict(), "criterion": result.criterion,
+         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+         "settings": result.settings, "runs": result.runs}))
+    cli.write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        for r in result.runs:
+        for r in _finite_or_none(result.runs):
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-    swept = [k for k in ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")
-             if result.settings and k in result.settings[0]]
+    swept = _swept(result)
     metric = "val_accuracy" if result.criterion == "val_accuracy" else "final_loss"
-    rows = [{**s, metric: s[metric]} for s in result.settings]
+    rows = [dict(s) for s in result.settings]
     if len(swept) >= 2:
         plots.sweep_scatter(rows, swept[0], swept[1], metric, out / "sweep.png",
-                            log_x=swept[0] in ("lr", "reg", "weight_decay", "weight_scale"),
-                            log_y=swept[1] in ("lr", "reg", "weight_decay"))
+                            log_x=_log_scale(rows, swept[0]), log_y=_log_scale(rows, swept[1]))
     elif len(swept) == 1:
         for r in rows:
             r["_"] = 0.0
-        plots.sweep_scatter(rows, swept[0], "_", metric, out / "sweep.png")
+        plots.sweep_scatter(rows, swept[0], "_", metric, out / "sweep.png",
+                            log_x=_log_scale(rows, swept[0]))
     order = [i for i, r in enumerate(result.runs) if not r["diverged"]]
-    key = (lambda i: -result.runs[i]["val_accuracy"]) if metric == "val_accuracy" else (lambda i: result.runs[i]["final_loss"])
-    order.sort(key=key)
-    curves = {", ".join(f"{k}={result.runs[i][k]:.3g}" for k in [*swept, "seed"]): result.loss_curves[i]
-              for i in order[:top]}
+    if metric == "val_accuracy":
+        order.sort(key=lambda i: (-result.runs[i]["val_accuracy"], result.runs[i]["final_loss"]))
+    else:
+        order.sort(key=lambda i: result.runs[i]["final_loss"])
+    curves = {}
+    for i in order[:top]:
+        label = ", ".join(f"{k}={result.runs[i][k]:.3g}" for k in [*swept, "seed"])
+        curves[label if label not in curves else f"{label} (run {i})"] = result.loss_curves[i]
     if curves:
         plots.loss_curves(curves, out / "loss_curves.png")

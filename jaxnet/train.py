@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ import optax
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import model, optim
-from jaxnet.data import Dataset, load_dataset
+from jaxnet.data import DATASETS, Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
 
 GRADS = ("manual", "autodiff")
@@ -58,13 +59,35 @@ class TrainConfig:
         object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def validate(self) -> TrainConfig:
-        """Raises ValueError naming the first bad field; returns self."""
-        def bad(field, expected):
-            raise ValueError(f"{field}={getattr(self, field)!r} is invalid: expected {expected}")
+        """Raises ValueError naming the first bad field and what it expects; returns self.
 
-        model.check_dims((1, *self.hidden, 1))
+        Cheap: call it before loading data or compiling, so a typo fails at once.
+        """
+        def bad(field, expected):
+            flag = "--" + field.replace("_", "-")
+            raise ValueError(
+                f"{field}={getattr(self, field)!r} is invalid: expected {expected}; change "
+                f"TrainConfig.{field} (the {flag} flag)"
+            )
+
+        def is_int(value):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        def is_number(value):
+            return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+        if not all(is_int(h) and h >= 1 for h in self.hidden):
+            bad("hidden", "positive integer widths, one per hidden layer, like (100, 100)")
+        if self.dataset not in DATASETS:
+            bad("dataset", f"one of {', '.join(DATASETS)}")
+        for name in ("val_fraction", "test_fraction"):
+            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1):
+                bad(name, "a fraction in [0, 1) (0 turns the split off)")
+        if self.val_fraction + self.test_fraction >= 1:
+            bad("test_fraction", f"val_fraction + test_fraction < 1 so some data is left to "
+                f"train on (val_fraction is {self.val_fraction!r})")
         if self.init not in model.INIT_METHODS:
-            bad("init", f"one of {model.INIT_METHODS}")
+            bad("init", f"one of {', '.join(model.INIT_METHODS)}")
         if self.optimizer not in optim.OPTIMIZERS:
             bad("optimizer", f"one of {', '.join(optim.OPTIMIZERS)}")
         if self.lr_schedule not in optim.SCHEDULES:
@@ -73,25 +96,30 @@ class TrainConfig:
             bad("grad", "manual or autodiff")
         if self.dtype not in DTYPES:
             bad("dtype", "float32 or float64")
-        if not 0 <= self.dropout < 1:
-            bad("dropout", "a drop probability in [0, 1)")
+        if not (is_number(self.dropout) and 0 <= self.dropout < 1):
+            bad("dropout", "a drop probability in [0, 1), e.g. 0.2 (0 turns dropout off)")
         for name in ("lr", "weight_scale", "eps", "bn_eps"):
-            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
-                bad(name, "a positive number")
+            value = getattr(self, name)
+            if not (is_number(value) and value > 0 and math.isfinite(value)):
+                bad(name, "a finite number > 0")
         for name in ("reg", "weight_decay"):
-            if not getattr(self, name) >= 0:
-                bad(name, "a number >= 0")
+            value = getattr(self, name)
+            if not (is_number(value) and value >= 0 and math.isfinite(value)):
+                bad(name, "a finite number >= 0")
         for name in ("momentum", "beta1", "beta2", "rms_decay", "bn_momentum"):
-            if not 0 <= getattr(self, name) < 1:
+            value = getattr(self, name)
+            if not (is_number(value) and 0 <= value < 1):
                 bad(name, "a number in [0, 1)")
-        if not 0 < self.lr_decay <= 1:
-            bad("lr_decay", "a number in (0, 1]")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 2):
+        if not (is_number(self.lr_decay) and 0 < self.lr_decay <= 1):
+            bad("lr_decay", "a number in (0, 1], e.g. 0.95")
+        if not (is_int(self.batch_size) and self.batch_size >= 2):
             bad("batch_size", "an integer >= 2 (batchnorm needs two examples for a variance)")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+        if not (is_int(self.epochs) and self.epochs >= 1):
             bad("epochs", "an integer >= 1")
-        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
+        if self.patience is not None and not (is_int(self.patience) and self.patience >= 1):
             bad("patience", "None or an integer >= 1")
+        if not is_int(self.seed):
+            bad("seed", "an integer")
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ValueError(
                 "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
@@ -223,7 +251,7 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
     """Eval-mode (running statistics, no dropout) loss and accuracy on (x, y)."""
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
     loss = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
     return loss, jnp.mean(jnp.argmax(logits, axis=1) == y)
 
@@ -265,22 +293,42 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     Args:
       config: the run's settings (validated here, before any work).
       data: a loaded Dataset; None loads `config.dataset`.
-      out_dir: when given, a checkpoint is written there atomically after every epoch.
-      resume: continue from the checkpoint in `out_dir` (same config) instead of starting.
+      out_dir: when given, a checkpoint is written there atomically after every epoch (by
+        process 0 only, when `env` spans several processes).
+      resume: continue from the checkpoint in `out_dir` (same config) instead of starting;
+        every process reads it.
       on_epoch: called after each epoch with that epoch's history row (progress bars).
       env: devices to shard each minibatch over (data parallelism); None: one device.
 
     Returns:
-      A TrainResult. A non-finite loss stops training; `diverged` is then True and the
-      state is the one after the last finite epoch.
+      A TrainResult. A non-finite loss stops training; `diverged` is then True, `message`
+      names the step and learning rate, and the state is the one after the last finite
+      epoch. `patience` stops training early; `params`/`bn_state` are the best epoch's.
+
+    Raises:
+      ValueError: a bad config value, `patience` without a validation set, or a resume whose
+        config differs from the checkpoint's (only `epochs` may change, and not below the
+        epochs already run).
+      CheckpointError: `resume` with a missing, corrupt or mismatched checkpoint.
     """
     config.validate()
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder holding the checkpoint to "
+                             "continue; pass out_dir=... (the CLI's --resume DIR)")
+        _check_resumable(config, ckpt.load_metadata(out_dir), out_dir)  # before any work
     data = load_data(config) if data is None else data
     dtype = jnp.dtype(config.dtype)
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     if n_train < 2:
-        raise ValueError(f"the training set has {n_train} example(s); batchnorm needs at least 2")
+        raise ValueError(f"the training set has {n_train} example(s); batchnorm needs at least 2; "
+                         "use a dataset with more training examples")
+    if config.patience is not None and data.x_val is None:
+        raise ValueError(
+            f"patience={config.patience} stops on the validation accuracy, but the {data.name} "
+            "data has no validation set; set val_fraction > 0 (--val-fraction) or drop patience"
+        )
     optimizer = make_optimizer(config, n_train)
     env = DeviceEnv(None) if env is None else env
     ts = init_train_state(config, dims, optimizer)
@@ -299,14 +347,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     best_epoch, best_val, stale, start = 0, -1.0, 0, 0
     if resume:
         tree, meta = ckpt.load_checkpoint(out_dir, {"train_state": ts, "best": best})
-        saved = TrainConfig.from_dict(meta["config"])
-        if dataclasses.replace(saved, epochs=config.epochs) != config:
-            raise ValueError(
-                f"the checkpoint in {out_dir} was written with a different config; resume "
-                "with the same flags (only --epochs may change)"
-            )
+        done = _check_resumable(config, meta, out_dir)
         ts, best = tree["train_state"], tree["best"]
-        history, start = meta["history"], meta["epoch"]
+        history, start = list(meta["history"]), done
         best_epoch, best_val, stale = meta["best_epoch"], meta["best_val_accuracy"], meta["stale_epochs"]
 
     ts, best = env.replicate((ts, best))
@@ -323,12 +366,16 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             diverged = True
-            lr = float(optim.get_hyperparams(ts.opt_state)["learning_rate"])
+            step = epoch * spe + int(bad[0])  # 0-based: the optimizer's count at that step
+            base = float(optim.get_hyperparams(ts.opt_state)["learning_rate"])
+            lr = base * _schedule_factor(config, n_train, step)
             message = (
-                f"training diverged: the loss became {losses[bad[0]]} at step "
-                f"{epoch * spe + int(bad[0]) + 1} (epoch {epoch + 1}) with learning rate {lr:g}; "
-                "lower --lr (e.g. by 10x), add --lr-schedule, or raise --reg. "
-                "Kept the parameters from the last finite epoch."
+                f"training diverged: the loss became {losses[bad[0]]} at step {step + 1} "
+                f"(epoch {epoch + 1}) with learning rate {lr:g}"
+                + (f" (base {base:g}, {config.lr_schedule} schedule)" if lr != base else "")
+                + f"; lower the learning rate (e.g. lr={base / 10:g}, --lr {base / 10:g}). "
+                + ("Kept the parameters from the last finite epoch, "
+                   + (f"epoch {epoch}." if epoch else "i.e. the initial ones."))
             )
             break
         row = {"epoch": epoch + 1, "loss": float(losses.mean())}
@@ -344,7 +391,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
             best = {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)}
         else:
             stale += 1
-        if out_dir is not None:
+        if out_dir is not None and env.is_lead:
             ckpt.save_checkpoint(out_dir, to_host({"train_state": ts, "best": best}), {
                 "config": config.to_dict(), "epoch": epoch + 1, "history": history,
                 "best_epoch": best_epoch, "best_val_accuracy": best_val, "stale_epochs": stale,
@@ -353,7 +400,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
         if on_epoch is not None:
             on_epoch(row)
         if config.patience is not None and stale >= config.patience:
-            message = f"early stopping: no better validation accuracy for {stale} epochs"
+            message = (f"early stopping after epoch {epoch + 1}: no better validation accuracy "
+                       f"for {stale} epochs; kept the best, epoch {best_epoch} "
+                       f"(val accuracy {best_val:.4f})")
             break
 
     metrics = summarize(config, best, history, splits, eval_fn, best_epoch=best_epoch,
@@ -361,6 +410,50 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     examples = trained_epochs * spe * min(config.batch_size, n_train)
     metrics["examples_per_second"] = examples / train_seconds if train_seconds else None
     return TrainResult(best["params"], best["bn_state"], ts, history, metrics, diverged, message)
+
+
+def _schedule_factor(config: TrainConfig, n_train: int, step: int) -> float:
+    """The schedule's multiplier of the base learning rate at 0-based `step`."""
+    spe = steps_per_epoch(config, n_train)
+    factor = optim.schedule_factor(config.lr_schedule, steps_per_epoch=spe,
+                                   total_steps=spe * config.epochs, lr_decay=config.lr_decay)
+    return 1.0 if factor is None else float(factor(step))
+
+
+def _check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
+    """Checks that the checkpoint metadata `meta` can be continued with `config`.
+
+    Returns the number of epochs the checkpoint holds.
+    """
+    needed = ("config", "epoch", "history", "best_epoch", "best_val_accuracy", "stale_epochs")
+    missing = [k for k in needed if k not in meta]
+    if missing or not isinstance(meta["config"], dict):
+        raise ckpt.CheckpointError(
+            f"the checkpoint in {out_dir} is not from jaxnet's fit (its metadata lacks "
+            f"{', '.join(missing) or 'a config'}); point to the folder of a training run, or "
+            "start a fresh run"
+        )
+    try:
+        saved = TrainConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"the checkpoint in {out_dir} holds an unreadable config "
+                                   f"({err}); start a fresh run") from None
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+    if changed:
+        diffs = "; ".join(f"{name}: saved {getattr(saved, name)!r}, now {getattr(config, name)!r}"
+                          for name in changed)
+        raise ValueError(
+            f"the checkpoint in {out_dir} was written with a different config ({diffs}); resume "
+            "with the saved settings (only epochs may change), or start a fresh run in a new folder"
+        )
+    done = int(meta["epoch"])
+    if config.epochs < done:
+        raise ValueError(
+            f"the checkpoint in {out_dir} already holds {done} epochs but epochs={config.epochs}; "
+            f"pass epochs >= {done} (--epochs) to continue it"
+        )
+    return done
 
 
 def summarize(config, best, history, splits, eval_fn, *, best_epoch, diverged) -> dict:

@@ -1,0 +1,240 @@
+"""The `jaxnet sweep` command (and `jaxnet train --seeds`), run in-process through cli.main."""
+
+import contextlib
+import csv
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from jaxnet import cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(argv):
+    """(exit status, stdout, stderr) of `jaxnet ARGV`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def strict_json(path):
+    """Parses JSON that must not hold NaN or Infinity (not JSON; many readers reject them)."""
+    def reject(name):
+        raise AssertionError(f"{path.name} holds {name}")
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def notebook(tmp_path_factory):
+    """`jaxnet sweep --preset notebook --epochs 3 --out DIR`, run once from a scratch cwd."""
+    cwd = tmp_path_factory.mktemp("notebook")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "3",
+                                    "--out", "out"])
+    return code, stdout, stderr, cwd / "out"
+
+
+# ------------------------------------------------------------------------ notebook preset
+
+
+def test_notebook_preset_reports_100_settings(notebook):
+    code, stdout, stderr, _ = notebook
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    settings = [line for line in lines if line.startswith("lr: ")]
+    assert len(settings) == 100
+    assert all("weight_scale: " in line and "loss: " in line for line in settings)
+    assert settings[0].startswith("lr: 1e-05 weight_scale: 0.01 ")
+    assert settings[-1].startswith("lr: 100000 weight_scale: 0.09 ")
+    assert sum(line.startswith("min loss found: ") for line in lines) == 1
+    assert sum(line.startswith("best parameters found: [(") for line in lines) == 1
+    assert "100 settings" in lines[-1]
+    assert not re.search(r"\b(nan|inf)\b", stdout, re.IGNORECASE)
+    assert "100 runs" in stderr and "random" in stderr  # what it is about to do
+
+
+def test_notebook_preset_writes_results_and_plots(notebook):
+    code, stdout, _, out = notebook
+    assert code == 0
+    results = strict_json(out / "results.json")
+    config = results["config"]
+    assert (config["dataset"], config["optimizer"], config["batch_size"], config["epochs"]) == (
+        "random", "sgd", 50, 3)
+    assert (config["dropout"], config["reg"], config["init"]) == (0.0, 0.0, "normal")
+    assert config["hidden"] == [100, 100, 100, 100]
+    assert results["criterion"] == "final_loss"
+    settings = results["settings"]
+    assert len(settings) == 100 and len(results["runs"]) == 100
+    np.testing.assert_allclose([s["lr"] for s in settings], np.geomspace(1e-5, 1e5, 100))
+    np.testing.assert_allclose([s["weight_scale"] for s in settings], np.linspace(0.01, 0.09, 100))
+
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 100
+    assert {"lr", "weight_scale", "seed", "final_loss", "diverged"} <= rows[0].keys()
+    for row, s in zip(rows, settings, strict=True):
+        assert float(row["lr"]) == s["lr"]
+        assert row["diverged"] == str(s["diverged"])
+        assert (row["final_loss"] == "") == s["diverged"]
+
+    best = strict_json(out / "best.json")
+    assert best["criterion"] == "final_loss"
+    ok = [s for s in settings if not s["diverged"]]
+    assert best["best"] == min(ok, key=lambda s: s["final_loss"])
+    assert f"min loss found: {best['best']['final_loss']}" in stdout
+    assert f"best parameters found: [({best['best']['lr']}, {best['best']['weight_scale']})]" in stdout
+
+    for name in ("sweep.png", "loss_curves.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+
+
+def test_notebook_preset_flags_diverged_settings(tmp_path, monkeypatch):
+    # 6 full-batch steps: the largest learning rates overflow the float32 loss.
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "6", "--out", "o"])
+    assert code == 0, stderr
+    settings = strict_json(tmp_path / "o" / "results.json")["settings"]
+    diverged = [s for s in settings if s["diverged"]]
+    assert diverged, "expected some of lr up to 1e5 to diverge"
+    assert all(s["final_loss"] is None and s["train_loss"] is None for s in diverged)
+    lines = [line for line in stdout.splitlines() if line.startswith("lr: ")]
+    assert [line.endswith("loss: diverged") for line in lines] == [s["diverged"] for s in settings]
+    assert f"{len(diverged)} diverged (flagged, never chosen)" in stdout
+    assert not re.search(r"\b(nan|inf)\b", stdout, re.IGNORECASE)
+    best = strict_json(tmp_path / "o" / "best.json")["best"]
+    assert not best["diverged"] and best["lr"] < 1e5
+
+
+def test_notebook_preset_takes_explicit_flags_over_its_defaults(tmp_path):
+    code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "1", "--reg", "1e-3",
+                                "--optimizer", "momentum", "--layers", "3", "--hidden", "8",
+                                "--quiet", "--out", str(tmp_path)])
+    assert code == 0, stderr
+    assert stderr == ""  # --quiet: no plan line
+    assert "min loss found: " in stdout
+    config = strict_json(tmp_path / "results.json")["config"]
+    assert (config["reg"], config["optimizer"], config["hidden"]) == (1e-3, "momentum", [8, 8])
+    assert (config["dataset"], config["batch_size"], config["dropout"]) == ("random", 50, 0.0)
+    assert len(strict_json(tmp_path / "results.json")["settings"]) == 100
+
+
+# ------------------------------------------------------------------------- general use
+
+
+def test_grid_sweep_with_ranges_lists_and_seeds(tmp_path):
+    code, stdout, stderr = run(["sweep", "--lr", "1e-4:1e-1", "--num", "3", "--reg", "0,1e-3",
+                                "--epochs", "2", "--hidden", "32", "--seeds", "2",
+                                "--out", str(tmp_path)])
+    assert code == 0, stderr
+    assert "6 settings x 2 seed(s) = 12 runs" in stderr
+    results = strict_json(tmp_path / "results.json")
+    settings, runs = results["settings"], results["runs"]
+    assert results["config"]["hidden"] == [32, 32, 32, 32] and results["config"]["epochs"] == 2
+    expected = [(lr, reg) for lr in np.geomspace(1e-4, 1e-1, 3) for reg in (0.0, 1e-3)]
+    np.testing.assert_allclose([(s["lr"], s["reg"]) for s in settings], expected)
+    assert all(s["seeds"] == 2 and not s["diverged"] for s in settings)
+    assert [r["seed"] for r in runs] == [0, 1] * 6
+    for i, s in enumerate(settings):
+        accs = [r["val_accuracy"] for r in runs[2 * i:2 * i + 2]]
+        assert s["val_accuracy"] == pytest.approx(np.mean(accs), rel=1e-12)
+        assert s["val_accuracy_std"] == pytest.approx(np.std(accs), rel=1e-9, abs=1e-15)
+    assert results["criterion"] == "val_accuracy"
+    best = strict_json(tmp_path / "best.json")["best"]
+    assert best["val_accuracy"] == max(s["val_accuracy"] for s in settings)
+    assert len(read_csv(tmp_path / "results.csv")) == 12
+
+    lines = stdout.splitlines()
+    rows = [line for line in lines if line.startswith("lr: ")]
+    assert len(rows) == 6 and all(" ± " in line and "val accuracy: " in line for line in rows)
+    assert "best parameters found: [(" in stdout and "(lr, reg; chosen by val_accuracy)" in stdout
+    assert "best val accuracy: " in stdout and " over 2 seeds" in stdout
+    for name in ("sweep.png", "loss_curves.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG)
+
+
+def test_train_seeds_writes_mean_and_std(tmp_path):
+    code, stdout, stderr = run(["train", "--seeds", "3", "--epochs", "2", "--layers", "2",
+                                "--hidden", "16", "--quiet", "--out", str(tmp_path)])
+    assert code == 0, stderr
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert metrics["seeds"] == 3 and metrics["diverged"] is False
+    for name in ("test_accuracy", "val_accuracy", "train_accuracy"):
+        per_seed = metrics[f"{name}_per_seed"]
+        assert len(per_seed) == 3 and all(0 <= a <= 1 for a in per_seed)
+        assert metrics[f"{name}_mean"] == pytest.approx(np.mean(per_seed), rel=1e-12)
+        assert metrics[f"{name}_std"] == pytest.approx(np.std(per_seed), rel=1e-9, abs=1e-15)
+    assert metrics["test_accuracy_std"] > 0  # three different seeds
+    mean, std = metrics["test_accuracy_mean"], metrics["test_accuracy_std"]
+    assert f"test accuracy {mean:.4f} ± {std:.4f}" in stdout
+    assert "3 seeds" in stdout
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--lr", "1e-1:1e-4"], "lower bound 0.1 is above the upper bound 0.0001"),
+    (["--lr", "0:1e-2"], "--lr 0:1e-2: a range on a log scale needs positive bounds"),
+    (["--lr", "-1"], "--lr -1: values on a log axis must be positive"),
+    (["--lr", "1e-3,-1e-2"], "must be positive"),
+    (["--weight-scale", "0"], "must be positive"),
+    (["--reg", "0:1e-3"], "to include 0, list it: 0,1e-4,1e-3"),
+    (["--reg=-1e-3"], "--reg -1e-3: values must be >= 0"),  # argparse wants = before -1e-3
+    (["--dropout", "0.5:0.1"], "lower bound 0.5 is above the upper bound 0.1"),
+    (["--lr", ","], "--lr ',' gives zero settings"),
+    (["--lr", ""], "gives zero settings"),
+    (["--lr", "nan"], "finite"),
+    (["--lr", "1e-3:inf"], "finite"),
+    (["--lr", "fast"], "--lr expects a number, a list like 1e-3,1e-2 or a range LO:HI"),
+    (["--zip", "--lr", "1e-3,1e-2", "--reg", "0,1e-4,1e-3"], "equal lengths"),
+    (["--random", "4"], "needs at least one axis given as a range LO:HI"),
+    (["--random", "4", "--lr", "1e-3,1e-2"], "--random draws each axis from a range"),
+    (["--preset", "notebook", "--lr", "1e-3"], "--preset notebook sweeps --lr and --weight-scale"),
+    (["--preset", "notebook", "--grid"], "drop --grid/--random"),
+    (["--preset", "notebook", "--reg", "0,1e-3"], "equal lengths"),
+    (["--patience", "3"], "--patience is for jaxnet train"),
+    (["--init", "he", "--weight-scale", "0.1"], "--init he ignores it"),
+    (["--num", "0", "--lr", "1e-4:1e-1"], "expected a positive integer"),
+])
+def test_bad_sweep_input_exits_with_one_clear_line(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run(["sweep", *argv, "--epochs", "1", "--out", "o"])
+    assert code == 2
+    assert stdout == ""
+    assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    assert message in stderr
+    assert not (tmp_path / "o").exists()  # nothing was run or written
+
+
+def test_sweep_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: jaxnet sweep")
+    for needle in ("V1,V2,...", "LO:HI", "--num", "log-spaced for lr, weight_scale",
+                   "--preset {notebook}", "--zip", "--grid", "--random N", "--seeds SEEDS",
+                   "--chunk CHUNK", "examples:", "jaxnet sweep --preset notebook",
+                   "results.csv", "diverged", "--lr VALUES", "--reg VALUES"):
+        assert needle in text, needle
+    assert "--patience" not in text  # sweeps keep each run's best epoch; no early stopping
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_json_outputs_never_hold_nan():
+    from jaxnet.sweep_cli import _finite_or_none
+
+    assert _finite_or_none([1.0, math.nan, {"a": [math.inf, 2.0]}]) == [1.0, None, {"a": [None, 2.0]}]
+    assert _finite_or_none(np.float32("nan")) is None

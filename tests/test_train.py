@@ -1,0 +1,348 @@
+"""Training: fit on the notebook's data and digits, resume, divergence, early stopping."""
+
+import dataclasses
+import math
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_trees_close
+
+from jaxnet import checkpoint as ckpt
+from jaxnet import optim, train
+from jaxnet.data import Dataset
+from jaxnet.train import (
+    TrainConfig,
+    dims_for,
+    evaluate,
+    fit,
+    init_train_state,
+    load_data,
+    make_epoch,
+    make_optimizer,
+    make_train_step,
+)
+
+SMALL = {"hidden": (16,), "epochs": 4, "lr_schedule": "step", "lr_decay": 0.9}  # quick runs
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(TrainConfig())
+
+
+@pytest.fixture(scope="module")
+def digits64():
+    return load_data(TrainConfig(dtype="float64"))
+
+
+def _train_only(data: Dataset) -> Dataset:
+    """The same data without val/test splits (fewer evaluations to compile)."""
+    return Dataset(data.name, data.x_train, data.y_train, None, None, None, None, data.num_classes)
+
+
+def _assert_trees_equal(actual, expected):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+
+
+def _all_finite(tree):
+    return all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree))
+
+
+# ------------------------------------------------------------------ learning at all
+
+
+@pytest.mark.parametrize("optimizer, lr", [("momentum", 3e-2), ("adam", 1e-3)])
+def test_overfits_the_notebooks_50_random_examples(optimizer, lr):
+    """The notebook's sanity check: the 5-layer net memorises 50 random examples."""
+    config = TrainConfig(dataset="random", optimizer=optimizer, lr=lr, dropout=0.0,
+                         batch_size=25, epochs=15)
+    assert config.hidden == (100, 100, 100, 100)
+    result = fit(config)
+    assert result.metrics["train_accuracy"] == 1.0, [r["train_accuracy"] for r in result.history]
+    assert result.history[-1]["train_accuracy"] == 1.0
+    assert result.metrics["val_accuracy"] is None and result.metrics["test_accuracy"] is None
+
+
+@pytest.mark.parametrize("optimizer, lr", [
+    ("sgd", 1e-1), ("momentum", 3e-2), ("nesterov", 3e-2), ("rmsprop", 3e-3), ("adam", 1e-2),
+    ("adamw", 1e-2),
+])
+def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
+    data = _train_only(digits)
+    config = TrainConfig(hidden=(32,), optimizer=optimizer, lr=lr, epochs=2, dropout=0.0)
+    p0, s0 = init_train_state(config, dims_for(config, data), make_optimizer(config, 1))[:2]
+    loss0 = float(evaluate(p0, s0, data.x_train, data.y_train, config=config)[0])
+    assert loss0 == pytest.approx(math.log(10), abs=0.3)  # chance level at initialisation
+    result = fit(config, data)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.6 * loss0, (loss0, losses)
+    assert result.metrics["train_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropout):
+    n_steps, batch = 20, 32
+    x, y = jnp.asarray(digits64.x_train), jnp.asarray(digits64.y_train)
+    keys = jax.random.split(jax.random.PRNGKey(3), n_steps)
+    runs = {}
+    for grad in ("manual", "autodiff"):
+        config = TrainConfig(hidden=(32, 16), dtype="float64", grad=grad, dropout=dropout,
+                             optimizer="adam", lr=1e-2)
+        opt = make_optimizer(config, len(x))
+        ts = init_train_state(config, dims_for(config, digits64), opt)
+        step = jax.jit(make_train_step(config, opt))
+        losses = []
+        for i in range(n_steps):
+            sl = slice(i * batch, (i + 1) * batch)
+            ts, metrics = step(ts, (x[sl], y[sl]), keys[i])
+            losses.append(float(metrics["loss"]))
+        runs[grad] = ts, np.array(losses)
+    (ts_m, loss_m), (ts_a, loss_a) = runs["manual"], runs["autodiff"]
+    assert loss_m[-1] < loss_m[0]  # it did train
+    np.testing.assert_allclose(loss_m, loss_a, rtol=1e-10)
+    # atol: the first layer's bias has a zero gradient (batchnorm subtracts it right away), so
+    # both runs hold only rounding noise (~1e-11) there.
+    assert_trees_close(ts_m.params, ts_a.params, rtol=1e-9, atol=1e-9)
+    assert_trees_close(ts_m.bn_state, ts_a.bn_state, rtol=1e-9)
+    assert_trees_close(ts_m.opt_state, ts_a.opt_state, rtol=1e-8, atol=1e-12)
+    assert ts_m.params[0]["w"].dtype == jnp.float64
+
+
+def test_digits_with_the_defaults_reaches_97_percent(default_run):
+    result, _ = default_run
+    assert result.metrics["test_accuracy"] >= 0.97, result.metrics["test_accuracy"]
+    assert not result.diverged and result.message is None
+    assert result.metrics["epochs_run"] == TrainConfig().epochs == len(result.history)
+    assert result.metrics["examples_per_second"] > 0
+    assert result.final.params[0]["w"].dtype == jnp.float32
+
+
+def test_fit_compiles_the_epoch_once(default_run):
+    result, traces = default_run
+    assert len(result.history) == 30
+    assert traces == {"epoch": 1}, f"the epoch function was traced {traces['epoch']} times"
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    """`fit(TrainConfig())`, counting how often the epoch function is traced."""
+    traces = {"epoch": 0}
+    real = train.make_epoch
+
+    def counting_make_epoch(*args, **kwargs):
+        epoch = real(*args, **kwargs)
+
+        def counted(ts, x, y):
+            traces["epoch"] += 1  # Python side effect: runs once per trace
+            return epoch(ts, x, y)
+
+        return counted
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "make_epoch", counting_make_epoch)
+        result = fit(TrainConfig())
+    return result, traces
+
+
+# ------------------------------------------------------------------ resume
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(digits, tmp_path_factory):
+    """A small run of SMALL["epochs"] epochs in one go, with its checkpoint folder."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    config = TrainConfig(**SMALL)
+    return config, fit(config, digits, out_dir=out), out
+
+
+def test_resume_equals_the_uninterrupted_run(digits, uninterrupted, tmp_path):
+    config, full, _ = uninterrupted
+    first = fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path)
+    assert len(first.history) == 2
+    resumed = fit(config, digits, out_dir=tmp_path, resume=True)
+    _assert_trees_equal(resumed.final, full.final)  # params, bn, optimizer state, step, key
+    _assert_trees_equal(resumed.params, full.params)
+    assert resumed.history == full.history
+    assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
+    assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]
+    assert ckpt.load_metadata(tmp_path)["epoch"] == config.epochs
+
+
+class _FailingSavez:
+    """Stands in for numpy inside jaxnet.checkpoint: the `fail_on`-th savez dies midway."""
+
+    def __init__(self, fail_on):
+        self.calls, self.fail_on = 0, fail_on
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def savez(self, handle, **entries):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            handle.write(b"PK\x03\x04 half a zip file")
+            raise OSError(28, "No space left on device")
+        return np.savez(handle, **entries)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path,
+                                                            monkeypatch):
+    """The next epoch's save dies halfway: fit's last checkpoint is still whole and loads."""
+    _, full, out = uninterrupted
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    template = {"train_state": full.final, "best": {"params": full.params, "bn_state": full.bn_state}}
+    tree, meta = ckpt.load_checkpoint(tmp_path, template)
+    blown = jax.tree.map(lambda a: np.full_like(a, 7), tree)
+    monkeypatch.setattr(ckpt, "np", _FailingSavez(fail_on=1))
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save_checkpoint(tmp_path, blown, {**meta, "epoch": meta["epoch"] + 1})
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == [ckpt.CHECKPOINT_FILE]  # no temp file left behind
+    again, meta_again = ckpt.load_checkpoint(tmp_path, template)  # the hash still checks out
+    assert meta_again == meta
+    _assert_trees_equal(again, tree)
+    _assert_trees_equal(again["train_state"].params, full.final.params)
+
+
+def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(digits, uninterrupted, tmp_path):
+    config, _, out = uninterrupted
+    data = (out / ckpt.CHECKPOINT_FILE).read_bytes()
+    (tmp_path / ckpt.CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        fit(config, digits, out_dir=tmp_path, resume=True)
+    (tmp_path / ckpt.CHECKPOINT_FILE).write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt or not a jaxnet checkpoint"):
+        fit(config, digits, out_dir=tmp_path, resume=True)
+
+
+def test_resume_with_another_architecture_or_settings_is_a_clear_error(digits, uninterrupted):
+    config, _, out = uninterrupted
+    with pytest.raises(ValueError, match=r"different config \(hidden: saved \(16,\), now \(32,\)"):
+        fit(dataclasses.replace(config, hidden=(32,)), digits, out_dir=out, resume=True)
+    with pytest.raises(ValueError, match=r"lr: saved 0\.001, now 0\.1.*only epochs may change"):
+        fit(dataclasses.replace(config, lr=0.1), digits, out_dir=out, resume=True)
+    with pytest.raises(ValueError, match="already holds 4 epochs but epochs=2"):
+        fit(dataclasses.replace(config, epochs=2), digits, out_dir=out, resume=True)
+
+
+def test_resume_needs_a_checkpoint(digits, tmp_path):
+    with pytest.raises(ValueError, match="needs out_dir"):
+        fit(TrainConfig(**SMALL), digits, resume=True)
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
+        fit(TrainConfig(**SMALL), digits, out_dir=tmp_path / "nothing", resume=True)
+
+
+# ------------------------------------------------------------------ divergence
+
+
+def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
+    config = TrainConfig(hidden=(16,), optimizer="sgd", lr=1e30, epochs=3, lr_schedule="cosine")
+    result = fit(config, _train_only(digits), out_dir=tmp_path)
+    assert result.diverged and result.metrics["diverged"]
+    msg = result.message
+    assert "diverged" in msg and "step 2 (epoch 1)" in msg, msg
+    # The learning rate applied at that step: the base rate times the schedule's factor.
+    factor = float(optim.schedule_factor("cosine", steps_per_epoch=19, total_steps=57)(1))
+    assert f"learning rate {1e30 * factor:g} (base 1e+30, cosine schedule)" in msg, msg
+    assert "lower the learning rate" in msg and "lr=1e+29" in msg
+    assert result.history == [] and result.metrics["epochs_run"] == 0
+    # The kept parameters are those before the diverging epoch: here the initial ones.
+    assert _all_finite(result.final) and _all_finite(result.params)
+    p0 = init_train_state(config, dims_for(config, digits), make_optimizer(config, 1)).params
+    _assert_trees_equal(result.final.params, p0)
+    assert not (tmp_path / ckpt.CHECKPOINT_FILE).exists()  # no finite epoch to save
+
+
+def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
+    """make_epoch(keep_finite=True): a non-finite loss keeps the last finite state."""
+    config = TrainConfig(hidden=(16,), optimizer="sgd", lr=0.1, dropout=0.0)
+    n = 256
+    x, y = jnp.asarray(digits.x_train[:n]), jnp.asarray(digits.y_train[:n])
+    opt = make_optimizer(config, n)
+    epoch = jax.jit(make_epoch(config, opt, n))
+    ts0 = init_train_state(config, dims_for(config, digits), opt)
+    ts1, losses1 = epoch(ts0, x, y)
+    assert np.all(np.isfinite(losses1)) and int(ts1.step) == 4
+    blown = ts1._replace(opt_state=optim.set_hyperparams(ts1.opt_state, learning_rate=1e30))
+    ts2, losses2 = epoch(blown, x, y)  # same compiled function: lr is injected
+    assert not np.all(np.isfinite(losses2))
+    _assert_trees_equal((ts2.params, ts2.bn_state, ts2.step), (ts1.params, ts1.bn_state, ts1.step))
+    assert not np.array_equal(ts2.key, ts1.key)  # the next epoch still gets fresh randomness
+    assert epoch._cache_size() == 1
+
+
+# ------------------------------------------------------------------ early stopping
+
+
+def test_early_stopping_keeps_the_best_params_with_their_batchnorm_statistics(digits):
+    config = TrainConfig(hidden=(32,), lr=1e-2, epochs=40, patience=2)
+    result = fit(config, digits)
+    m = result.metrics
+    assert m["epochs_run"] < config.epochs, "never stopped early"
+    assert "early stopping" in result.message
+    assert m["epochs_run"] == m["best_epoch"] + config.patience
+    vals = [row["val_accuracy"] for row in result.history]
+    assert m["best_epoch"] == 1 + vals.index(max(vals))
+    assert m["val_accuracy"] == pytest.approx(max(vals), abs=1e-9)
+    # The returned params and bn_state evaluate to that val accuracy ...
+    _, acc = evaluate(result.params, result.bn_state, digits.x_val, digits.y_val, config=config)
+    assert float(acc) == pytest.approx(max(vals), abs=1e-9)
+    _, test_acc = evaluate(result.params, result.bn_state, digits.x_test, digits.y_test,
+                           config=config)
+    assert float(test_acc) == pytest.approx(m["test_accuracy"], abs=1e-9)
+    # ... and are not the last epoch's (training went on for `patience` epochs).
+    assert not np.array_equal(result.params[0]["w"], result.final.params[0]["w"])
+    assert not np.array_equal(result.bn_state[0]["mean"], result.final.bn_state[0]["mean"])
+
+
+def test_patience_without_a_validation_set_is_an_error(digits):
+    with pytest.raises(ValueError, match=r"no validation set.*val_fraction"):
+        fit(TrainConfig(hidden=(16,), patience=3), _train_only(digits))
+
+
+# ------------------------------------------------------------------ validation before work
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("dropout", 1.5, "drop probability"),
+    ("lr", -1.0, "finite number > 0"),
+    ("lr", float("nan"), "finite number > 0"),
+    ("batch_size", 1, "integer >= 2"),
+    ("epochs", 0, "integer >= 1"),
+    ("epochs", 2.5, "integer >= 1"),
+    ("hidden", (100, -5), "positive integer widths"),
+    ("hidden", (0,), "positive integer widths"),
+    ("optimizer", "adagrad", "one of sgd, momentum"),
+    ("lr_schedule", "linear", "one of constant, step, cosine"),
+    ("dataset", "mnist", "one of digits, random"),
+    ("val_fraction", 1.2, "fraction in"),
+    ("test_fraction", 0.95, r"val_fraction \+ test_fraction < 1"),
+    ("momentum", 1.0, r"in \[0, 1\)"),
+    ("reg", -1e-3, "finite number >= 0"),
+    ("patience", 0, "None or an integer >= 1"),
+    ("seed", 1.5, "an integer"),
+    ("grad", "numeric", "manual or autodiff"),
+])
+def test_bad_config_values_fail_before_any_work(monkeypatch, field, value, expected):
+    def no_work(*args, **kwargs):
+        raise AssertionError("fit did work before validating the config")
+
+    monkeypatch.setattr(train, "load_data", no_work)
+    monkeypatch.setattr(train, "make_optimizer", no_work)
+    config = dataclasses.replace(TrainConfig(), **{field: value})
+    with pytest.raises(ValueError, match=expected) as err:
+        fit(config)
+    assert f"{field}=" in str(err.value)
+
+
+def test_config_round_trips_through_a_dict():
+    config = TrainConfig(hidden=[8, 4], patience=3, data_path=None)
+    assert config.hidden == (8, 4)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict({**config.to_dict(), "unknown_future_field": 1}) == config
