@@ -32,7 +32,7 @@ STEP_AXES = ("reg", "dropout")  # read by the train step from TrainState.hyper
 SWEEPABLE = (*OPTIMIZER_AXES, *STEP_AXES, "weight_scale")
 LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")  # sampled log-uniformly
 MODES = ("zip", "grid", "random")
-DEFAULT_GROUP = None  # runs vmapped at once inside a chunk (see `sweep`)
+DEFAULT_GROUP = 5  # runs vmapped together inside a chunk; measured fastest on a 2-core CPU
 
 
 def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_random: int = 0,

@@ -1,6 +1,6 @@
 """Side-by-side benchmark of jaxnet, a NumPy port of the notebook and PyTorch eager.
 
-Usage: python scripts/bench.py [--quick] [--out bench.json] [--only step,gemm,sweep,e2e]
+Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,sweep,dp,e2e]
 
 Prints a table and writes bench.json: a list of rows with impl, work, batch, optimizer, grad,
 dtype, dropout, median_s, steps_per_s, examples_per_s, gemm_bound_fraction, compile_s and
@@ -145,14 +145,18 @@ def sweep_rows(args):
         losses = ref.numpy_notebook_sweep(data.x_train, data.y_train, lrs, wss, 100, DIMS,
                                           np.dtype(dtype))
         np_s = time.perf_counter() - t0
-        ours = np.array([r["final_loss"] if r["final_loss"] is not None else np.nan for r in result.runs])
-        both = np.isfinite(ours) & np.isfinite(losses) & (losses < 10)
-        agree = float(np.max(np.abs(ours[both] - losses[both]))) if both.any() else float("nan")
+        # Different random initial weights (NumPy's randn vs JAX's), so compare outcomes,
+        # not per-setting losses: the best loss and how many settings blew up.
+        np_ok = np.isfinite(losses) & (losses < 1e3)
+        ours_best = result.best["final_loss"] if result.best else float("nan")
+        jax_row["notes"] += (f"; best loss {ours_best:.3g}, "
+                             f"{sum(r['diverged'] for r in result.runs)} diverged")
+        agree = (f"best loss {np.min(losses[np_ok]):.3g}, {int((~np_ok).sum())} non-finite "
+                 "or > 1e3") if np_ok.any() else "all settings blew up"
         rows.append({"impl": "numpy", "work": "sweep", "batch": 50, "optimizer": "sgd",
                      "grad": "manual", "dtype": dtype, "settings": n_settings, "iterations": 100,
                      "median_s": np_s, "speedup_of_jaxnet": np_s / result.run_seconds,
-                     "notes": f"Python loop over settings; max |loss difference| vs jaxnet on "
-                              f"settings that converged: {agree:.2e}"})
+                     "notes": f"Python loop over settings; {agree}"})
         _print_row(rows[-1])
         if dtype == "float32" and ref.torch_available() and not args.quick:
             t0 = time.perf_counter()
@@ -189,6 +193,48 @@ def e2e_rows(args):
     return rows
 
 
+_DP_CHILD = """
+import json, statistics, sys, time
+import jax, jax.numpy as jnp
+from jaxnet import distributed
+from jaxnet.train import TrainConfig, init_train_state, make_epoch, make_optimizer
+n_dev, batch, steps, dims = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), (3072, 100, 100, 100, 100, 10)
+env = distributed.setup(devices=n_dev, batch_size=batch)
+n = batch * steps
+config = TrainConfig(hidden=dims[1:-1], optimizer="momentum", batch_size=batch, dropout=0.0)
+opt = make_optimizer(config, n)
+x = jax.random.normal(jax.random.PRNGKey(0), (n, dims[0]), jnp.float32)
+y = jax.random.randint(jax.random.PRNGKey(1), (n,), 0, 10, jnp.int32)
+ts, x, y = env.replicate((init_train_state(config, dims, opt), x, y))
+epoch = jax.jit(make_epoch(config, opt, n, env.batch_sharding), donate_argnums=0)
+ts, losses = epoch(ts, x, y); losses.block_until_ready()
+times = []
+for _ in range(3):
+    t0 = time.perf_counter(); ts, losses = epoch(ts, x, y); losses.block_until_ready()
+    times.append((time.perf_counter() - t0) / steps)
+print(json.dumps({"median_s": statistics.median(times)}))
+"""
+
+
+def dp_rows(args):
+    """Data-parallel throughput at batch 4096 on 1, 2 and 4 (fake CPU) devices."""
+    rows = []
+    batch, steps = 4096, 4 if args.quick else 12
+    for n_dev in (1, 2, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_dev}"}
+        out = subprocess.run([sys.executable, "-c", _DP_CHILD, str(n_dev), str(batch), str(steps)],
+                             check=True, capture_output=True, text=True, env=env)
+        median = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+        platform_name = jax.devices()[0].platform
+        rows.append(_row("jaxnet", "dp", batch, "momentum", "manual", "float32", 0.0, median, None,
+                         notes=f"{n_dev} {platform_name} device(s), synchronised batchnorm; "
+                               + ("fake CPU devices share the same cores: this shows overhead, "
+                                  "not speed-up" if platform_name == "cpu" else "")))
+        rows[-1]["devices"] = n_dev
+        _print_row(rows[-1])
+    return rows
+
+
 def _row(impl, work, batch, optimizer, grad, dtype, dropout, median, bound, *, compile_s=None,
          notes=None):
     row = {"impl": impl, "work": work, "batch": batch, "optimizer": optimizer, "grad": grad,
@@ -208,7 +254,9 @@ def _print_row(r):
                      ("dropout", "drop {}"), ("settings", "{} settings")):
         if r.get(key) is not None:
             parts.append(fmt.format(r[key]))
-    if r.get("steps_per_s") and r["work"] == "step":
+    if r.get("devices"):
+        parts.append(f"{r['devices']} device(s)")
+    if r.get("steps_per_s") and r["work"] in ("step", "dp"):
         parts.append(f"{r['steps_per_s']:9.1f} steps/s {r['examples_per_s']:10.0f} ex/s")
     elif r.get("median_s") is not None:
         parts.append(f"{r['median_s']:8.2f} s")
@@ -228,7 +276,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer combinations and repeats (< 5 min)")
     parser.add_argument("--out", default="bench.json", help="where to write the rows (default bench.json)")
-    parser.add_argument("--only", default="gemm,step,sweep,e2e", help="comma list of parts to run")
+    parser.add_argument("--only", default="gemm,step,sweep,dp,e2e", help="comma list of parts to run")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     print(f"jaxnet bench on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -244,6 +292,8 @@ def main(argv=None):
         _ratios(rows)
     if "sweep" in parts:
         rows += sweep_rows(args)
+    if "dp" in parts:
+        rows += dp_rows(args)
     if "e2e" in parts:
         rows += e2e_rows(args)
     meta = {"impl": "meta", "work": "meta", "cores": os.cpu_count(),
