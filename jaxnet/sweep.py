@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -157,7 +158,7 @@ def _check_axes(config: TrainConfig, settings: list[dict]):
                 raise ValueError(f"cannot sweep {k!r}; sweepable: {', '.join(SWEEPABLE)}")
             if k in OPTIMIZER_AXES and OPTIMIZER_AXES[k] not in opt_axes:
                 raise ValueError(f"optimizer {config.optimizer!r} has no {k!r} to sweep")
-            if k in LOG_AXES and k != "reg" and k != "weight_decay" and not v > 0:
+            if k in ("lr", "weight_scale") and not v > 0:
                 raise ValueError(f"{k} must be positive, got {v}")
             if k == "dropout" and not 0 <= v < 1:
                 raise ValueError(f"dropout must be in [0, 1), got {v}")
@@ -189,8 +190,6 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       A SweepResult. A run whose loss was ever non-finite is `diverged`: its numbers are
       reported as None and it is never chosen as best.
     """
-    import time
-
     config.validate()
     _check_axes(config, settings)
     if group is not None and group < 1:
