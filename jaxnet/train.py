@@ -241,7 +241,10 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
         losses = metrics["loss"]
         if not keep_finite:
             return new, losses
-        finite = jnp.all(jnp.isfinite(losses))
+        # Losses are taken before each update, so a blow-up in the last update shows only
+        # in the parameters; a reverted epoch also leaves `step` unchanged.
+        finite = jnp.all(jnp.isfinite(losses)) & jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new.params)]))
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts._replace(key=key))
         return kept, losses
 
@@ -364,13 +367,17 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
             train_seconds += time.perf_counter() - t0
             trained_epochs += 1
         bad = np.flatnonzero(~np.isfinite(losses))
+        if not bad.size and int(to_host(ts.step)) != (epoch + 1) * spe:
+            bad = np.array([len(losses) - 1])  # finite losses, yet reverted: the last update
         if bad.size:
             diverged = True
             step = epoch * spe + int(bad[0])  # 0-based: the optimizer's count at that step
             base = float(optim.get_hyperparams(ts.opt_state)["learning_rate"])
             lr = base * _schedule_factor(config, n_train, step)
+            what = (f"the loss became {losses[bad[0]]}" if not np.isfinite(losses[bad[0]])
+                    else "the parameters became non-finite")
             message = (
-                f"training diverged: the loss became {losses[bad[0]]} at step {step + 1} "
+                f"training diverged: {what} at step {step + 1} "
                 f"(epoch {epoch + 1}) with learning rate {lr:g}"
                 + (f" (base {base:g}, {config.lr_schedule} schedule)" if lr != base else "")
                 + f"; lower the learning rate (e.g. lr={base / 10:g}, --lr {base / 10:g}). "

@@ -259,6 +259,19 @@ def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     assert not (tmp_path / ckpt.CHECKPOINT_FILE).exists()  # no finite epoch to save
 
 
+def test_a_blow_up_in_the_last_update_is_diverged():
+    # One full-batch step: its loss (taken before the update) is finite, the update is not.
+    from jaxnet.data import random_data
+
+    # lr=1e39 overflows float32, so the first update makes the weights non-finite.
+    config = TrainConfig(dataset="random", hidden=(16,), optimizer="sgd", lr=1e39, epochs=2,
+                         batch_size=50, dropout=0.0)
+    result = fit(config, random_data(d=32))
+    assert result.diverged, result.metrics
+    assert "parameters became non-finite at step 1 (epoch 1)" in result.message, result.message
+    assert _all_finite(result.final.params) and _all_finite(result.params)
+
+
 def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
     """make_epoch(keep_finite=True): a non-finite loss keeps the last finite state."""
     config = TrainConfig(hidden=(16,), optimizer="sgd", lr=0.1, dropout=0.0)
