@@ -11,11 +11,11 @@ import sys
 import numpy as np
 
 from jaxnet import cli
+from jaxnet.sweep import LOG_AXES, make_settings, sweep
+from jaxnet.sweep import POSITIVE_AXES as POSITIVE
+from jaxnet.sweep import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 
 PRESETS = ("notebook",)
-# Flags that take a sweep axis ("V", "V1,V2,..." or "LO:HI"), in report and plot order.
-AXIS_FLAGS = ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")
-POSITIVE = ("lr", "weight_scale")  # must be > 0; "reg" and "weight_decay" may be 0
 
 DESCRIPTION = """\
 Trains many settings of one network at once: every setting (and seed) is one run of a
@@ -119,7 +119,6 @@ def notebook_preset(args):
 
 
 def run_sweep(args) -> int:
-    from jaxnet.sweep import LOG_AXES, make_settings, sweep
 
     cli.setup_jax(args.dtype)
     mode = "zip" if args.zip else "random" if args.random else "grid"
@@ -250,8 +249,6 @@ def _finite_or_none(obj):
 
 def _log_scale(rows, axis) -> bool:
     """Log axes for positive values spanning at least a decade (a 0 in reg would vanish)."""
-    from jaxnet.sweep import LOG_AXES
-
     values = [r[axis] for r in rows]
     return (axis in LOG_AXES and all(v > 0 for v in values)
             and max(values) >= 10 * min(values))
