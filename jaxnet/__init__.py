@@ -1,8 +1,16 @@
 """jaxnet: N-layer fully-connected networks in JAX with hand-written backprop."""
 
 from jaxnet import layers as layers
+from jaxnet.config import TrainConfig as TrainConfig
 from jaxnet.data import Dataset as Dataset
 from jaxnet.data import load_dataset as load_dataset
+from jaxnet.errors import JaxnetError as JaxnetError
+from jaxnet.gradchecks import GradcheckReport as GradcheckReport
+from jaxnet.gradchecks import check_layer as check_layer
+from jaxnet.gradchecks import gradcheck as gradcheck
+from jaxnet.gradchecks import gradcheck_network as gradcheck_network
+from jaxnet.job import TrainResult as TrainResult
+from jaxnet.job import fit as fit
 from jaxnet.model import apply as apply
 from jaxnet.model import init as init
 from jaxnet.model import loss as loss
@@ -11,10 +19,9 @@ from jaxnet.sweep import SweepResult as SweepResult
 from jaxnet.sweep import make_settings as make_settings
 from jaxnet.sweep import sweep as sweep
 from jaxnet.sweep import train_seeds as train_seeds
-from jaxnet.train import TrainConfig as TrainConfig
-from jaxnet.train import TrainResult as TrainResult
 from jaxnet.train import TrainState as TrainState
-from jaxnet.train import fit as fit
 from jaxnet.train import make_train_step as make_train_step
+from jaxnet.trained import TrainedModel as TrainedModel
+from jaxnet.trained import load as load
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,8 +10,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxnet.errors import UsageError
+
 DATA_AXIS = "data"
-SETTINGS_AXIS = "settings"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +67,13 @@ def check_processes(coordinator, num_processes, process_id):
     if not all(given):
         missing = [flag for flag, g in zip(("--coordinator", "--num-processes", "--process-id"),
                                            given, strict=True) if not g]
-        raise ValueError("multi-host runs need all of --coordinator HOST:PORT, --num-processes P "
+        raise UsageError("multi-host runs need all of --coordinator HOST:PORT, --num-processes P "
                          f"and --process-id I (0 <= I < P); missing {', '.join(missing)}")
     if not 0 <= process_id < num_processes:
-        raise ValueError(f"--process-id {process_id} must be in [0, {num_processes}) for "
+        raise UsageError(f"--process-id {process_id} must be in [0, {num_processes}) for "
                          f"--num-processes {num_processes}")
     if ":" not in coordinator:
-        raise ValueError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+        raise UsageError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
     return True
 
 
@@ -92,7 +93,7 @@ def _start_processes(coordinator, num_processes, process_id):
         try:  # the process count and index come from SLURM, Open MPI, Kubernetes, ...
             jax.distributed.initialize()
         except ValueError as err:
-            raise ValueError(
+            raise UsageError(
                 "JAX_COORDINATOR_ADDRESS is set, but no cluster environment (SLURM, Open MPI) "
                 f"gives the process count and index ({err}); pass --coordinator, "
                 "--num-processes and --process-id, or unset JAX_COORDINATOR_ADDRESS"
@@ -106,13 +107,13 @@ def _pick_devices(n: int | None) -> list:
     if n > len(available):
         hint = ("" if available[0].platform != "cpu" else
                 f" (to simulate {n} CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count={n})")
-        raise ValueError(f"--devices {n} asks for more devices than the {len(available)} visible "
+        raise UsageError(f"--devices {n} asks for more devices than the {len(available)} visible "
                          f"({available[0].platform}); use --devices {len(available)} or fewer{hint}")
     processes = jax.process_count()
     if processes == 1:
         return available[:n]
     if n % processes:
-        raise ValueError(f"--devices {n} must be a multiple of the {processes} processes, since "
+        raise UsageError(f"--devices {n} must be a multiple of the {processes} processes, since "
                          "every process drives the same number of its devices; use --devices "
                          f"{max(n // processes, 1) * processes} or leave it out (all devices)")
     per_process = n // processes
@@ -144,14 +145,14 @@ def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *
       A DeviceEnv whose mesh has one axis, `data`, over the chosen devices (None for one).
 
     Raises:
-      ValueError: with a one-line explanation, for incomplete or inconsistent multi-host
+      UsageError: with a one-line explanation, for incomplete or inconsistent multi-host
         flags, more devices than visible, or a batch size the devices do not divide.
     """
     _start_processes(coordinator, num_processes, process_id)
     chosen = _pick_devices(devices)
     n = len(chosen)
     if batch_size is not None and batch_size % n:
-        raise ValueError(
+        raise UsageError(
             f"the global batch size {batch_size} does not divide evenly across {n} devices; use "
             f"--batch-size {' or '.join(map(str, nearest_divisible(batch_size, n)))}, or change --devices"
         )
@@ -170,7 +171,7 @@ def to_host(tree):
     """
     def get(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
-            if not a.is_fully_replicated:
+            if not a.is_fully_replicated:  # a bug in the caller, not a user mistake
                 raise ValueError(
                     f"to_host needs replicated arrays, but one of shape {a.shape} is sharded as "
                     f"{a.sharding} across processes; gather it on every process first "

@@ -167,5 +167,5 @@ def softmax_xent_forward(logits, labels):
 def softmax_xent_backward(res: SoftmaxResiduals, dloss=1.0):
     """Backward of `softmax_xent_forward`: `(softmax - onehot) * dloss / N`, shape (N, C)."""
     n, c = res.probs.shape
-    onehot = res.labels[:, None] == jnp.arange(c)
+    onehot = res.labels[:, None] == jnp.arange(c, dtype=res.labels.dtype)
     return (res.probs - onehot.astype(res.probs.dtype)) * (dloss / n)

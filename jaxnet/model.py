@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet import layers
+from jaxnet import layers, ranges
 
 # Layout: params is a tuple of per-layer dicts. Hidden layers hold
 # {"w": (out, in), "b": (out,), "gamma": (out,), "beta": (out,)}; the last layer holds
@@ -78,11 +78,6 @@ def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=j
     return tuple(params), tuple(state)
 
 
-def dims_of(params) -> tuple[int, ...]:
-    """The layer sizes `(D, h1, ..., C)` of a params tree (per network, without vmap axes)."""
-    return (params[0]["w"].shape[-1], *tuple(layer["w"].shape[-2] for layer in params))
-
-
 def _is_concrete_number(value) -> bool:
     return not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0
 
@@ -131,8 +126,7 @@ def _check_call(params, state, x, *, key, train, dropout):
             f"{math.prod(x_shape[1:]) if len(x_shape) >= 2 else '...'}"
         )
     if _is_concrete_number(dropout):
-        if not 0 <= float(dropout) < 1:
-            raise ValueError(f"dropout is the drop probability and must be in [0, 1), got {dropout}")
+        ranges.check("dropout", float(dropout))
         if train and float(dropout) > 0 and key is None:
             raise ValueError(
                 f"dropout={dropout} in train mode needs a PRNG key for its masks: pass "

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -43,28 +42,25 @@ def _base(name, *, eps):
     return adamw
 
 
-def schedule_factor(schedule, *, steps_per_epoch, total_steps, lr_decay=0.95):
-    """The multiplier of the base learning rate at each step.
+def schedule(name, *, steps_per_epoch, total_steps, lr_decay):
+    """The multiplier of the base learning rate at each step, as an optax schedule.
 
-    "constant" is 1; "step" is `lr_decay ** epoch` (CS231n's per-epoch `lr_decay`);
-    "cosine" decays from 1 to 0 over `total_steps`.
+    "constant" is None (no multiplier); "step" is `lr_decay ** epoch` (CS231n's per-epoch
+    `lr_decay`, optax.exponential_decay with staircase); "cosine" decays from 1 to 0 over
+    `total_steps` (optax.cosine_decay_schedule).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"lr schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if schedule == "constant":
+    if name not in SCHEDULES:
+        raise ValueError(f"lr schedule must be one of {SCHEDULES}, got {name!r}")
+    if name == "constant":
         return None
-    # Computed in the default float type (float64 under jax_enable_x64): the int32 step
-    # count alone would promote to float32. optax casts the factor to each update's dtype.
-    if schedule == "step":
-        spe = max(steps_per_epoch, 1)
-        return lambda step: lr_decay ** jnp.asarray(step // spe, float)
-    total = max(total_steps, 1)
-    return lambda step: 0.5 * (1 + jnp.cos(math.pi * jnp.minimum(jnp.asarray(step, float) / total, 1.0)))
+    if name == "step":
+        return optax.exponential_decay(1.0, transition_steps=max(steps_per_epoch, 1),
+                                       decay_rate=lr_decay, staircase=True)
+    return optax.cosine_decay_schedule(1.0, decay_steps=max(total_steps, 1))
 
 
-def make_optimizer(name, *, learning_rate, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-                   rms_decay=0.99, weight_decay=1e-4, schedule="constant", lr_decay=0.95,
-                   steps_per_epoch=1, total_steps=1):
+def make_optimizer(name, *, learning_rate, momentum, beta1, beta2, eps, rms_decay, weight_decay,
+                   schedule_name="constant", lr_decay=1.0, steps_per_epoch=1, total_steps=1):
     """Builds an optax optimizer by name.
 
     Args:
@@ -77,7 +73,7 @@ def make_optimizer(name, *, learning_rate, momentum=0.9, beta1=0.9, beta2=0.999,
         eps is also RMSprop's.
       rms_decay: RMSprop's squared-gradient decay (CS231n's 0.99).
       weight_decay: AdamW's decoupled weight decay (optax's default 1e-4).
-      schedule, lr_decay, steps_per_epoch, total_steps: see `schedule_factor`.
+      schedule_name, lr_decay, steps_per_epoch, total_steps: see `schedule`.
 
     Returns:
       An optax.GradientTransformation whose state holds the injected hyperparameters
@@ -89,34 +85,34 @@ def make_optimizer(name, *, learning_rate, momentum=0.9, beta1=0.9, beta2=0.999,
               "decay": rms_decay, "weight_decay": weight_decay}
     injected = {k: values[k] for k in INJECTED[name]}
     opt = optax.inject_hyperparams(_base(name, eps=eps))(**injected)
-    factor = schedule_factor(schedule, steps_per_epoch=steps_per_epoch,
-                             total_steps=total_steps, lr_decay=lr_decay)
+    factor = schedule(schedule_name, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                      lr_decay=lr_decay)
     if factor is not None:
         opt = optax.chain(opt, optax.scale_by_schedule(factor))
-    return opt
+    return _standard_promotion(opt)
 
 
-def _injected_state(opt_state):
-    return opt_state[0] if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else opt_state
+def _standard_promotion(opt: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`opt` with its update run under JAX's standard dtype promotion: optax raises injected
+    float32 hyperparameters to the int32 step count (Adam's bias correction), which a
+    caller's `jax_numpy_dtype_promotion="strict"` (jaxnet's tests) would refuse."""
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion("standard"):
+            return opt.update(updates, state, params)
+
+    return optax.GradientTransformation(opt.init, update)
 
 
 def get_hyperparams(opt_state) -> dict:
     """The injected hyperparameters held by an optimizer state from `make_optimizer`."""
-    return dict(_injected_state(opt_state).hyperparams)
+    return dict(optax.tree_utils.tree_get(opt_state, "hyperparams"))
 
 
 def set_hyperparams(opt_state, **values):
     """Returns `opt_state` with injected hyperparameters replaced (arrays may be traced)."""
-    inner = _injected_state(opt_state)
-    unknown = set(values) - set(inner.hyperparams)
+    hyper = get_hyperparams(opt_state)
+    unknown = set(values) - set(hyper)
     if unknown:
-        raise ValueError(
-            f"this optimizer has no hyperparameter {sorted(unknown)}; it has {sorted(inner.hyperparams)}"
-        )
-    hyper = dict(inner.hyperparams)
-    for k, v in values.items():
-        hyper[k] = jnp.asarray(v, dtype=jnp.result_type(hyper[k]))
-    new_inner = inner._replace(hyperparams=hyper)
-    if inner is opt_state:
-        return new_inner
-    return (new_inner, *opt_state[1:])
+        raise ValueError(f"this optimizer has no hyperparameter {sorted(unknown)}; it has {sorted(hyper)}")
+    return optax.tree_utils.tree_set(
+        opt_state, **{k: jnp.asarray(v, dtype=jnp.result_type(hyper[k])) for k, v in values.items()})

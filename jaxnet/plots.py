@@ -79,3 +79,19 @@ def loss_curves(curves: dict[str, np.ndarray], path, title="Loss curves of the b
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def confusion(matrix: np.ndarray, labels: list[str], path) -> pathlib.Path:
+    """A confusion matrix (rows: true class, columns: predicted), drawn by scikit-learn."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4.0, 0.5 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(matrix, display_labels=labels).plot(ax=ax, colorbar=False,
+                                                               values_format="d")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -15,13 +15,15 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import model, optim
+from jaxnet import model, optim, ranges
+from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
+from jaxnet.errors import ConfigError
 from jaxnet.train import (
-    TrainConfig,
     dims_for,
     evaluate,
     init_train_state,
+    is_finite,
     make_epoch,
     make_optimizer,
 )
@@ -36,6 +38,7 @@ LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")  # sampled log-uniforml
 POSITIVE_AXES = ("lr", "weight_scale")  # must be > 0; reg and weight_decay may be 0
 MODES = ("zip", "grid", "random")
 DEFAULT_GROUP = 5  # runs vmapped together inside a chunk; measured fastest on a 2-core CPU
+DEFAULT_EPOCHS = 30  # runs trained together share one length: config.epochs, or this when None
 
 
 def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_random: int = 0,
@@ -53,19 +56,19 @@ def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_ran
     """
     unknown = set(axes) - set(SWEEPABLE)
     if unknown:
-        raise ValueError(f"cannot sweep {sorted(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
+        raise ConfigError(f"cannot sweep {sorted(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
     if mode not in MODES:
-        raise ValueError(f"sweep mode must be one of {MODES}, got {mode!r}")
+        raise ConfigError(f"sweep mode must be one of {MODES}, got {mode!r}")
     names = list(axes)
     if mode == "random":
         if n_random <= 0:
-            raise ValueError(f"--random needs a positive number of settings, got {n_random}")
+            raise ConfigError(f"--random needs a positive number of settings, got {n_random}")
         rng = np.random.default_rng(seed)
         columns = {}
         for name, bounds in axes.items():
             lo, hi = float(min(bounds)), float(max(bounds))
             if name in LOG_AXES and lo <= 0:
-                raise ValueError(f"{name}: a log-uniform range needs positive bounds, got {lo:g}")
+                raise ConfigError(f"{name}: a log-uniform range needs positive bounds, got {lo:g}")
             if name in LOG_AXES:
                 columns[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n_random))
             else:
@@ -73,11 +76,11 @@ def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_ran
         return [{n: float(columns[n][i]) for n in names} for i in range(n_random)]
     values = [list(map(float, axes[n])) for n in names]
     if any(len(v) == 0 for v in values):
-        raise ValueError("every swept axis needs at least one value; the sweep has zero settings")
+        raise ConfigError("every swept axis needs at least one value; the sweep has zero settings")
     if mode == "zip":
         lengths = {n: len(v) for n, v in zip(names, values, strict=True)}
         if len(set(lengths.values())) > 1:
-            raise ValueError(f"--zip pairs the axes one to one, so they need equal lengths; got {lengths}")
+            raise ConfigError(f"--zip pairs the axes one to one, so they need equal lengths; got {lengths}")
         return [dict(zip(names, combo, strict=True)) for combo in zip(*values, strict=True)]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
@@ -114,13 +117,14 @@ def _run_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool):
             return (ts, best, best_acc), losses
 
         init = (ts, (ts.params, ts.bn_state), jnp.asarray(-1.0, jnp.float32))
-        (ts, best, _), losses = jax.lax.scan(one_epoch, init, None, length=config.epochs)
+        (ts, best, _), losses = jax.lax.scan(one_epoch, init, None, length=config.num_epochs)
         params, bn_state = best if has_val else (ts.params, ts.bn_state)
         metrics = {f"{name}_{what}": value
                    for name, split in splits.items()
                    for what, value in zip(("loss", "accuracy"),
                                           evaluate(params, bn_state, *split, config=config), strict=True)}
         metrics["loss_curve"] = losses.reshape(-1)
+        metrics["finite"] = is_finite(ts) & jnp.all(jnp.isfinite(losses))  # the divergence rule
         return metrics
 
     return run
@@ -152,22 +156,15 @@ def _stack_runs(config, dims, optimizer, rows: list[dict]):
 
 def _check_axes(config: TrainConfig, settings: list[dict]):
     if not settings:
-        raise ValueError("the sweep has zero settings; give at least one value per axis")
+        raise ConfigError("the sweep has zero settings; give at least one value per axis")
     opt_axes = set(optim.INJECTED[config.optimizer])
     for s in settings:
         for k, v in s.items():
             if k not in SWEEPABLE:
-                raise ValueError(f"cannot sweep {k!r}; sweepable: {', '.join(SWEEPABLE)}")
+                raise ConfigError(f"cannot sweep {k!r}; sweepable: {', '.join(SWEEPABLE)}")
             if k in OPTIMIZER_AXES and OPTIMIZER_AXES[k] not in opt_axes:
-                raise ValueError(f"optimizer {config.optimizer!r} has no {k!r} to sweep")
-            if k in POSITIVE_AXES and not v > 0:
-                raise ValueError(f"{k} must be positive, got {v}")
-            if k == "dropout" and not 0 <= v < 1:
-                raise ValueError(f"dropout must be in [0, 1), got {v}")
-            if k in ("reg", "weight_decay") and not v >= 0:
-                raise ValueError(f"{k} must be >= 0, got {v}")
-            if k in ("momentum", "beta1", "beta2") and not 0 <= v < 1:
-                raise ValueError(f"{k} must be in [0, 1), got {v}")
+                raise ConfigError(f"optimizer {config.optimizer!r} has no {k!r} to sweep")
+            ranges.check(k, v)
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
@@ -193,11 +190,13 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       reported as None and it is never chosen as best.
     """
     config.validate()
+    if config.epochs is None:
+        config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
     _check_axes(config, settings)
     if group is not None and group < 1:
-        raise ValueError(f"group must be None or >= 1, got {group}")
+        raise ConfigError(f"group must be None or >= 1, got {group}")
     if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     optimizer = make_optimizer(config, n_train)
@@ -246,11 +245,9 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
 
 def _summarize(rows, settings, seeds, out, has_val, compile_s, run_s) -> SweepResult:
     curves = np.asarray(out["loss_curve"], dtype=np.float64)
-    diverged = ~np.all(np.isfinite(curves), axis=1)
-    metric_names = [k for k in out if k != "loss_curve"]
-    # The curve records each step's loss before its update: a last update that blew up
-    # shows only in the final metrics.
-    for k in metric_names:
+    diverged = ~np.asarray(out["finite"], bool)
+    metric_names = [k for k in out if k not in ("loss_curve", "finite")]
+    for k in metric_names:  # finite weights can still be too large to evaluate
         diverged |= ~np.isfinite(np.asarray(out[k], np.float64))
     runs = []
     for i, row in enumerate(rows):
@@ -283,9 +280,9 @@ def _summarize(rows, settings, seeds, out, has_val, compile_s, run_s) -> SweepRe
     return SweepResult(runs, summary, best, curves, criterion, compile_s, run_s)
 
 
-def train_seeds(config: TrainConfig, data: Dataset, seeds: int, *, progress=False) -> dict:
+def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
     """K seeds of one network in one compiled call; mean and std of the accuracies."""
-    del progress  # one compiled call: nothing to report in between
+    config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
     result = sweep(config, data, [{}], seeds=seeds)
     metrics: dict[str, Any] = {"seeds": seeds, "diverged": result.settings[0]["diverged"],
                                "compile_seconds": result.compile_seconds,

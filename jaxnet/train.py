@@ -1,10 +1,9 @@
-"""Training: config, pure train step and epoch, evaluation, and the resumable fit loop."""
+"""Training: the pure train step and epoch, evaluation, the divergence rule and the epoch loop."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -14,126 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnet import checkpoint as ckpt
 from jaxnet import model, optim
-from jaxnet.data import DATASETS, Dataset, load_dataset
-from jaxnet.distributed import DeviceEnv, to_host
+from jaxnet.config import TrainConfig
+from jaxnet.distributed import to_host
 
-GRADS = ("manual", "autodiff")
-DTYPES = ("float32", "float64")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run; the CLI flags map one to one onto it."""
-
-    dataset: str = "digits"  # digits, random, cifar10 or npz (see jaxnet.data)
-    data_path: str | None = None  # folder (cifar10) or file (npz); built-in sets take none
-    val_fraction: float = 0.1  # share held out for validation when jaxnet splits the data
-    test_fraction: float = 0.2  # share held out for testing when jaxnet splits the data
-    hidden: tuple[int, ...] = (100, 100, 100, 100)  # hidden widths: 5 layers of 100 (notebook)
-    init: str = "normal"  # "normal" (weight_scale * randn, the notebook's) or "he"
-    weight_scale: float = 5e-2  # std of "normal" weights (the notebook's 5e-2)
-    dropout: float = 0.2  # drop probability after each hidden ReLU
-    reg: float = 1e-4  # L2 strength: loss += 0.5 * reg * sum(w**2)
-    optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop, adam or adamw
-    lr: float = 1e-3  # base learning rate
-    momentum: float = 0.9  # SGD momentum (momentum, nesterov)
-    beta1: float = 0.9  # Adam's first-moment decay
-    beta2: float = 0.999  # Adam's second-moment decay
-    eps: float = 1e-8  # Adam's and RMSprop's epsilon
-    rms_decay: float = 0.99  # RMSprop's squared-gradient decay (CS231n's 0.99)
-    weight_decay: float = 1e-4  # AdamW's decoupled weight decay
-    lr_schedule: str = "constant"  # constant, step (lr_decay per epoch) or cosine
-    lr_decay: float = 0.95  # per-epoch factor of the step schedule (CS231n's lr_decay)
-    batch_size: int = 64  # minibatch size; the last partial batch of an epoch is dropped
-    epochs: int = 30  # passes over the training set
-    patience: int | None = None  # stop after this many epochs without a better val accuracy
-    grad: str = "manual"  # "manual" (hand-written backward) or "autodiff" (jax.grad)
-    dtype: str = "float32"  # float32, or float64 (turns on jax_enable_x64)
-    bn_momentum: float = 0.9  # running = m * running + (1 - m) * batch
-    bn_eps: float = 1e-5  # batchnorm's variance epsilon
-    seed: int = 0  # seeds the initial weights, the shuffles and the dropout masks
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-
-    def validate(self) -> TrainConfig:
-        """Raises ValueError naming the first bad field and what it expects; returns self.
-
-        Cheap: call it before loading data or compiling, so a typo fails at once.
-        """
-        def bad(field, expected):
-            flag = "--" + field.replace("_", "-")
-            raise ValueError(
-                f"{field}={getattr(self, field)!r} is invalid: expected {expected}; change "
-                f"TrainConfig.{field} (the {flag} flag)"
-            )
-
-        def is_int(value):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        def is_number(value):
-            return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-        if not all(is_int(h) and h >= 1 for h in self.hidden):
-            bad("hidden", "positive integer widths, one per hidden layer, like (100, 100)")
-        if self.dataset not in DATASETS:
-            bad("dataset", f"one of {', '.join(DATASETS)}")
-        for name in ("val_fraction", "test_fraction"):
-            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1):
-                bad(name, "a fraction in [0, 1) (0 turns the split off)")
-        if self.val_fraction + self.test_fraction >= 1:
-            bad("test_fraction", f"val_fraction + test_fraction < 1 so some data is left to "
-                f"train on (val_fraction is {self.val_fraction!r})")
-        if self.init not in model.INIT_METHODS:
-            bad("init", f"one of {', '.join(model.INIT_METHODS)}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            bad("optimizer", f"one of {', '.join(optim.OPTIMIZERS)}")
-        if self.lr_schedule not in optim.SCHEDULES:
-            bad("lr_schedule", f"one of {', '.join(optim.SCHEDULES)}")
-        if self.grad not in GRADS:
-            bad("grad", "manual or autodiff")
-        if self.dtype not in DTYPES:
-            bad("dtype", "float32 or float64")
-        if not (is_number(self.dropout) and 0 <= self.dropout < 1):
-            bad("dropout", "a drop probability in [0, 1), e.g. 0.2 (0 turns dropout off)")
-        for name in ("lr", "weight_scale", "eps", "bn_eps"):
-            value = getattr(self, name)
-            if not (is_number(value) and value > 0 and math.isfinite(value)):
-                bad(name, "a finite number > 0")
-        for name in ("reg", "weight_decay"):
-            value = getattr(self, name)
-            if not (is_number(value) and value >= 0 and math.isfinite(value)):
-                bad(name, "a finite number >= 0")
-        for name in ("momentum", "beta1", "beta2", "rms_decay", "bn_momentum"):
-            value = getattr(self, name)
-            if not (is_number(value) and 0 <= value < 1):
-                bad(name, "a number in [0, 1)")
-        if not (is_number(self.lr_decay) and 0 < self.lr_decay <= 1):
-            bad("lr_decay", "a number in (0, 1], e.g. 0.95")
-        if not (is_int(self.batch_size) and self.batch_size >= 2):
-            bad("batch_size", "an integer >= 2 (batchnorm needs two examples for a variance)")
-        if not (is_int(self.epochs) and self.epochs >= 1):
-            bad("epochs", "an integer >= 1")
-        if self.patience is not None and not (is_int(self.patience) and self.patience >= 1):
-            bad("patience", "None or an integer >= 1")
-        if not is_int(self.seed):
-            bad("seed", "an integer")
-        if self.dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError(
-                "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
-                "before creating arrays (the jaxnet command does this for --dtype float64)"
-            )
-        return self
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
 
 
 class TrainState(NamedTuple):
@@ -147,23 +31,38 @@ class TrainState(NamedTuple):
     hyper: dict  # swept per-run values of "reg" / "dropout" (empty: use the config's)
 
 
-def dims_for(config: TrainConfig, data: Dataset) -> tuple[int, ...]:
+def dims_for(config: TrainConfig, data) -> tuple[int, ...]:
+    """The layer sizes `(D, *hidden, C)` of `config`'s network on `data` (a Dataset)."""
     return (data.num_features, *config.hidden, data.num_classes)
 
 
+def batch_size(config: TrainConfig, n_train: int) -> int:
+    return min(config.batch_size, n_train)
+
+
 def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
-    return max(n_train // min(config.batch_size, n_train), 1)
+    """Steps that show every training example once: the last batch is filled up."""
+    return math.ceil(n_train / batch_size(config, n_train))
 
 
 def make_optimizer(config: TrainConfig, n_train: int) -> optax.GradientTransformation:
-    """The optax optimizer that `config` names, with its schedule laid over the epochs."""
+    """The optax optimizer that `config` names, with its schedule laid over the run."""
     spe = steps_per_epoch(config, n_train)
     return optim.make_optimizer(
         config.optimizer, learning_rate=config.lr, momentum=config.momentum,
         beta1=config.beta1, beta2=config.beta2, eps=config.eps, rms_decay=config.rms_decay,
-        weight_decay=config.weight_decay, schedule=config.lr_schedule, lr_decay=config.lr_decay,
-        steps_per_epoch=spe, total_steps=spe * config.epochs,
+        weight_decay=config.weight_decay, schedule_name=config.lr_schedule,
+        lr_decay=config.lr_decay, steps_per_epoch=spe, total_steps=spe * config.num_epochs,
     )
+
+
+def learning_rate_at(config: TrainConfig, n_train: int, step: int) -> tuple[float, float]:
+    """(rate actually applied at 0-based `step`, base rate) for messages."""
+    base = config.lr
+    spe = steps_per_epoch(config, n_train)
+    factor = optim.schedule(config.lr_schedule, steps_per_epoch=spe,
+                            total_steps=spe * config.num_epochs, lr_decay=config.lr_decay)
+    return base * (1.0 if factor is None else float(factor(step))), base
 
 
 def init_train_state(config: TrainConfig, dims, optimizer, key=None, *, params=None,
@@ -203,19 +102,41 @@ def make_train_step(config: TrainConfig, optimizer) -> Callable:
     return step
 
 
+def is_finite(ts: TrainState) -> jax.Array:
+    """The divergence rule: True while every parameter, batchnorm statistic and optimizer
+    state value is finite. `fit`, `train_seeds` and `sweep` all judge runs by it (and by
+    the training losses)."""
+    leaves = [leaf for leaf in jax.tree.leaves((ts.params, ts.bn_state, ts.opt_state))
+              if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def epoch_order(key, n_train: int, batch: int) -> jax.Array:
+    """(steps, batch) example indices: a shuffle of all examples, the last batch filled up
+    from a second shuffle, so every example is seen once per epoch at a static shape."""
+    n_steps = math.ceil(n_train / batch)
+    first, fill = jax.random.split(key)
+    order = jax.random.permutation(first, n_train)
+    if n_steps * batch > n_train:
+        extra = jax.random.permutation(fill, n_train)[: n_steps * batch - n_train]
+        order = jnp.concatenate([order, extra])
+    return order.reshape(n_steps, batch)
+
+
 def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None, *,
                keep_finite: bool = True) -> Callable:
     """The pure epoch `(train_state, x, y) -> (train_state, losses)`.
 
-    Shuffles with a key split from the state, then runs every full minibatch in one
-    `lax.scan`. With `keep_finite`, if any step's loss is not finite, the state from before
-    the epoch is returned (the caller sees the non-finite loss in `losses`, shape (steps,));
-    sweeps turn it off, since the select costs a pass over the parameters per epoch. With
-    `batch_sharding`, each minibatch is split across devices along its batch axis; XLA
-    then sums gradients and batchnorm statistics over the global batch.
+    Shuffles with a key split from the state, then runs every minibatch in one `lax.scan`.
+    With `keep_finite`, a run that breaks the divergence rule (`is_finite`, or a non-finite
+    loss) in this epoch gets back the state from before it (the caller sees the non-finite
+    loss in `losses`, shape (steps,), or an unchanged `step`); sweeps turn it off and check
+    `is_finite` once at the end. With `batch_sharding`, each minibatch is split across
+    devices along its batch axis; XLA then sums gradients and batchnorm statistics over the
+    global batch.
     """
     step = make_train_step(config, optimizer)
-    batch = min(config.batch_size, n_train)
+    batch = batch_size(config, n_train)
     n_steps = steps_per_epoch(config, n_train)
 
     def shard(x, y):
@@ -232,19 +153,15 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
                 return step(carry, shard(x, y), k)
             xs = step_keys
         else:
-            order = jax.random.permutation(shuffle_key, n_train)[: n_steps * batch]
             def body(carry, inputs):
                 idx, k = inputs
                 return step(carry, shard(x[idx], y[idx]), k)
-            xs = (order.reshape(n_steps, batch), step_keys)
+            xs = (epoch_order(shuffle_key, n_train, batch), step_keys)
         new, metrics = jax.lax.scan(body, ts._replace(key=key), xs)
         losses = metrics["loss"]
         if not keep_finite:
             return new, losses
-        # Losses are taken before each update, so a blow-up in the last update shows only
-        # in the parameters; a reverted epoch also leaves `step` unchanged.
-        finite = jnp.all(jnp.isfinite(losses)) & jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new.params)]))
+        finite = jnp.all(jnp.isfinite(losses)) & is_finite(new)
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts._replace(key=key))
         return kept, losses
 
@@ -252,226 +169,127 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
 
 
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
-    """Eval-mode (running statistics, no dropout) loss and accuracy on (x, y)."""
+    """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y)."""
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
-    loss = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
-    return loss, jnp.mean(jnp.argmax(logits, axis=1) == y)
+    wide = logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(wide, y))
+    correct = jnp.argmax(logits, axis=1).astype(y.dtype) == y
+    return loss, jnp.mean(correct.astype(jnp.float32))
 
 
 @dataclasses.dataclass
-class TrainResult:
-    """What `fit` returns: the best parameters (by validation accuracy) and the record."""
+class Progress:
+    """What the loop carries from epoch to epoch; a checkpoint saves it, a resume restores it."""
 
-    params: Any  # best params (by val accuracy; the last ones without a val set)
-    bn_state: Any  # the batchnorm statistics that belong to `params`
-    final: TrainState  # the state after the last finite epoch
-    history: list[dict]  # per epoch: loss, train/val/test accuracy
-    metrics: dict  # summary, as written to metrics.json
+    state: TrainState  # the state after the last epoch
+    best: dict  # {"params", "bn_state"} of the best epoch so far
+    history: list[dict] = dataclasses.field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    best_score: float = -math.inf  # val accuracy, or minus the train loss without a val set
+    stale: int = 0  # epochs since the best one
+
+    def meta(self) -> dict:
+        return {"epoch": len(self.history), "history": self.history,
+                "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "stale_epochs": self.stale}
+
+
+@dataclasses.dataclass
+class LoopResult:
+    progress: Progress
     diverged: bool
-    message: str | None  # why training stopped early (divergence, patience), if it did
-
-
-def load_data(config: TrainConfig) -> Dataset:
-    """Loads the dataset `config` names."""
-    return load_dataset(config.dataset, config.data_path, val_fraction=config.val_fraction,
-                        test_fraction=config.test_fraction, seed=config.seed,
-                        dtype=np.dtype(config.dtype))
-
-
-def _device_split(x, y, dtype):
-    if x is None:
-        return None
-    return jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32)
+    message: str | None  # why training stopped early (divergence, no improvement), if it did
+    train_seconds: float  # wall time of the epochs after the first (which compiles)
+    timed_epochs: int
 
 
 def _copy(tree):
     return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
 
 
-def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resume=False,
-        on_epoch: Callable[[dict], None] | None = None, env: DeviceEnv | None = None) -> TrainResult:
-    """Trains a network as `config` says and returns the best parameters and the record.
+def new_progress(ts: TrainState) -> Progress:
+    return Progress(ts, {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)})
+
+
+def _divergence(config, n_train, ts, losses, epoch) -> str | None:
+    """The message for an epoch that broke the divergence rule, or None."""
+    spe = steps_per_epoch(config, n_train)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size and int(to_host(ts.step)) == (epoch + 1) * spe:
+        return None
+    index = int(bad[0]) if bad.size else len(losses) - 1  # reverted with finite losses
+    step = epoch * spe + index  # 0-based: the optimizer's count at that step
+    lr, base = learning_rate_at(config, n_train, step)
+    what = (f"the loss became {losses[index]}" if bad.size
+            else "the parameters, batchnorm statistics or optimizer state became non-finite")
+    return (f"training diverged: {what} at step {step + 1} (epoch {epoch + 1}) with learning "
+            f"rate {lr:g}" + (f" (base {base:g}, {config.lr_schedule} schedule)" if lr != base else "")
+            + f"; lower the learning rate (e.g. lr={base / 10:g}, --lr {base / 10:g}). Kept the "
+            + (f"parameters from the last finite epoch, epoch {epoch}." if epoch
+               else "initial parameters."))
+
+
+def _record(config, progress: Progress, row: dict, has_val: bool):
+    """Appends the epoch's row and updates the best epoch and the count of stale epochs."""
+    progress.history.append(row)
+    score = row["val_accuracy"] if has_val else -row["loss"]
+    margin = 0.0 if has_val else LOSS_TOLERANCE
+    if score > progress.best_score + margin or not progress.best_epoch:
+        progress.best_score, progress.best_epoch, progress.stale = score, row["epoch"], 0
+    else:
+        progress.stale += 1
+    if not has_val or progress.best_epoch == row["epoch"]:  # no val set: the last params
+        ts = progress.state
+        progress.best = {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)}
+
+
+def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_fn, eval_fn,
+               on_epoch: Callable[[Progress], None] | None = None) -> LoopResult:
+    """Runs epochs from `progress` until `config.num_epochs`, no improvement, or divergence.
 
     Args:
-      config: the run's settings (validated here, before any work).
-      data: a loaded Dataset; None loads `config.dataset`.
-      out_dir: when given, a checkpoint is written there atomically after every epoch (by
-        process 0 only, when `env` spans several processes).
-      resume: continue from the checkpoint in `out_dir` (same config) instead of starting;
-        every process reads it.
-      on_epoch: called after each epoch with that epoch's history row (progress bars).
-      env: devices to shard each minibatch over (data parallelism); None: one device.
+      config: the run's settings.
+      splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device.
+      progress: where to start (`new_progress(init_train_state(...))`, or a resumed one).
+      epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `(params, bn_state, x, y) ->
+        (loss, accuracy)`.
+      on_epoch: called with the progress after every completed epoch (checkpoints, bars).
 
     Returns:
-      A TrainResult. A non-finite loss stops training; `diverged` is then True, `message`
-      names the step and learning rate, and the state is the one after the last finite
-      epoch. `patience` stops training early; `params`/`bn_state` are the best epoch's.
-
-    Raises:
-      ValueError: a bad config value, `patience` without a validation set, or a resume whose
-        config differs from the checkpoint's (only `epochs` may change, and not below the
-        epochs already run).
-      CheckpointError: `resume` with a missing, corrupt or mismatched checkpoint.
+      A LoopResult. On divergence the state is the one after the last finite epoch.
     """
-    config.validate()
-    if resume:
-        if out_dir is None:
-            raise ValueError("resume=True needs out_dir, the folder holding the checkpoint to "
-                             "continue; pass out_dir=... (the CLI's --resume DIR)")
-        _check_resumable(config, ckpt.load_metadata(out_dir), out_dir)  # before any work
-    data = load_data(config) if data is None else data
-    dtype = jnp.dtype(config.dtype)
-    dims = dims_for(config, data)
-    n_train = len(data.x_train)
-    if n_train < 2:
-        raise ValueError(f"the training set has {n_train} example(s); batchnorm needs at least 2; "
-                         "use a dataset with more training examples")
-    if config.patience is not None and data.x_val is None:
-        raise ValueError(
-            f"patience={config.patience} stops on the validation accuracy, but the {data.name} "
-            "data has no validation set; set val_fraction > 0 (--val-fraction) or drop patience"
-        )
-    optimizer = make_optimizer(config, n_train)
-    env = DeviceEnv(None) if env is None else env
-    ts = init_train_state(config, dims, optimizer)
-    splits = env.replicate({
-        "train": _device_split(data.x_train, data.y_train, dtype),
-        "val": _device_split(data.x_val, data.y_val, dtype),
-        "test": _device_split(data.x_test, data.y_test, dtype)})
-    x_train, y_train = splits["train"]
-
-    epoch_fn = jax.jit(make_epoch(config, optimizer, n_train, env.batch_sharding),
-                       donate_argnums=0)
-    eval_fn = jax.jit(lambda p, s, x, y: evaluate(p, s, x, y, config=config))
-
-    history: list[dict] = []
-    best = {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)}
-    best_epoch, best_val, stale, start = 0, -1.0, 0, 0
-    if resume:
-        tree, meta = ckpt.load_checkpoint(out_dir, {"train_state": ts, "best": best})
-        done = _check_resumable(config, meta, out_dir)
-        ts, best = tree["train_state"], tree["best"]
-        history, start = list(meta["history"]), done
-        best_epoch, best_val, stale = meta["best_epoch"], meta["best_val_accuracy"], meta["stale_epochs"]
-
-    ts, best = env.replicate((ts, best))
-    diverged, message = False, None
-    spe = steps_per_epoch(config, n_train)
-    train_seconds, trained_epochs = 0.0, 0
-    for epoch in range(start, config.epochs):
+    x, y = splits["train"]
+    has_val, patience = splits.get("val") is not None, config.stop_patience
+    message, diverged, seconds, timed = None, False, 0.0, 0
+    start = len(progress.history)
+    for epoch in range(start, config.num_epochs):
         t0 = time.perf_counter()
-        ts, losses = epoch_fn(ts, x_train, y_train)
+        ts, losses = epoch_fn(progress.state, x, y)
         losses = np.asarray(losses)
-        if epoch > start:  # the first call includes compilation
-            train_seconds += time.perf_counter() - t0
-            trained_epochs += 1
-        bad = np.flatnonzero(~np.isfinite(losses))
-        if not bad.size and int(to_host(ts.step)) != (epoch + 1) * spe:
-            bad = np.array([len(losses) - 1])  # finite losses, yet reverted: the last update
-        if bad.size:
-            diverged = True
-            step = epoch * spe + int(bad[0])  # 0-based: the optimizer's count at that step
-            base = float(optim.get_hyperparams(ts.opt_state)["learning_rate"])
-            lr = base * _schedule_factor(config, n_train, step)
-            what = (f"the loss became {losses[bad[0]]}" if not np.isfinite(losses[bad[0]])
-                    else "the parameters became non-finite")
-            message = (
-                f"training diverged: {what} at step {step + 1} "
-                f"(epoch {epoch + 1}) with learning rate {lr:g}"
-                + (f" (base {base:g}, {config.lr_schedule} schedule)" if lr != base else "")
-                + f"; lower the learning rate (e.g. lr={base / 10:g}, --lr {base / 10:g}). "
-                + ("Kept the parameters from the last finite epoch, "
-                   + (f"epoch {epoch}." if epoch else "i.e. the initial ones."))
-            )
+        elapsed = time.perf_counter() - t0
+        message = _divergence(config, len(x), ts, losses, epoch)
+        if message is not None:
+            progress.state, diverged = ts, True
             break
+        progress.state = ts
         row = {"epoch": epoch + 1, "loss": float(losses.mean())}
         for name, split in splits.items():
             if split is not None:
-                row[f"{name}_loss"], acc = (float(v) for v in eval_fn(ts.params, ts.bn_state, *split))
-                row[f"{name}_accuracy"] = acc
-        history.append(row)
-        score = row.get("val_accuracy", 0.0) if splits["val"] is not None else None
-        if score is None or score > best_val:
-            best_val = -1.0 if score is None else score
-            best_epoch, stale = epoch + 1, 0
-            best = {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)}
-        else:
-            stale += 1
-        if out_dir is not None and env.is_lead:
-            ckpt.save_checkpoint(out_dir, to_host({"train_state": ts, "best": best}), {
-                "config": config.to_dict(), "epoch": epoch + 1, "history": history,
-                "best_epoch": best_epoch, "best_val_accuracy": best_val, "stale_epochs": stale,
-                "dims": list(dims),
-            })
-        if on_epoch is not None:
-            on_epoch(row)
-        if config.patience is not None and stale >= config.patience:
-            message = (f"early stopping after epoch {epoch + 1}: no better validation accuracy "
-                       f"for {stale} epochs; kept the best, epoch {best_epoch} "
-                       f"(val accuracy {best_val:.4f})")
+                loss, acc = eval_fn(ts.params, ts.bn_state, *split)
+                row[f"{name}_loss"], row[f"{name}_accuracy"] = float(loss), float(acc)
+        if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
+            message = (f"training diverged: the evaluation loss became non-finite after epoch "
+                       f"{epoch + 1}; lower the learning rate (--lr)")
+            diverged = True
             break
-
-    metrics = summarize(config, best, history, splits, eval_fn, best_epoch=best_epoch,
-                        diverged=diverged)
-    examples = trained_epochs * spe * min(config.batch_size, n_train)
-    metrics["examples_per_second"] = examples / train_seconds if train_seconds else None
-    return TrainResult(best["params"], best["bn_state"], ts, history, metrics, diverged, message)
-
-
-def _schedule_factor(config: TrainConfig, n_train: int, step: int) -> float:
-    """The schedule's multiplier of the base learning rate at 0-based `step`."""
-    spe = steps_per_epoch(config, n_train)
-    factor = optim.schedule_factor(config.lr_schedule, steps_per_epoch=spe,
-                                   total_steps=spe * config.epochs, lr_decay=config.lr_decay)
-    return 1.0 if factor is None else float(factor(step))
-
-
-def _check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
-    """Checks that the checkpoint metadata `meta` can be continued with `config`.
-
-    Returns the number of epochs the checkpoint holds.
-    """
-    needed = ("config", "epoch", "history", "best_epoch", "best_val_accuracy", "stale_epochs")
-    missing = [k for k in needed if k not in meta]
-    if missing or not isinstance(meta["config"], dict):
-        raise ckpt.CheckpointError(
-            f"the checkpoint in {out_dir} is not from jaxnet's fit (its metadata lacks "
-            f"{', '.join(missing) or 'a config'}); point to the folder of a training run, or "
-            "start a fresh run"
-        )
-    try:
-        saved = TrainConfig.from_dict(meta["config"])
-    except (TypeError, ValueError) as err:
-        raise ckpt.CheckpointError(f"the checkpoint in {out_dir} holds an unreadable config "
-                                   f"({err}); start a fresh run") from None
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
-    if changed:
-        diffs = "; ".join(f"{name}: saved {getattr(saved, name)!r}, now {getattr(config, name)!r}"
-                          for name in changed)
-        raise ValueError(
-            f"the checkpoint in {out_dir} was written with a different config ({diffs}); resume "
-            "with the saved settings (only epochs may change), or start a fresh run in a new folder"
-        )
-    done = int(meta["epoch"])
-    if config.epochs < done:
-        raise ValueError(
-            f"the checkpoint in {out_dir} already holds {done} epochs but epochs={config.epochs}; "
-            f"pass epochs >= {done} (--epochs) to continue it"
-        )
-    return done
-
-
-def summarize(config, best, history, splits, eval_fn, *, best_epoch, diverged) -> dict:
-    """The metrics.json summary: accuracies of the best parameters, and the record."""
-    metrics = {"final_loss": history[-1]["loss"] if history else None,
-               "best_epoch": best_epoch, "epochs_run": len(history), "diverged": diverged}
-    for name, split in splits.items():
-        acc = None
-        if split is not None:
-            acc = float(eval_fn(best["params"], best["bn_state"], *split)[1])
-        metrics[f"{name}_accuracy"] = acc
-    metrics["history"] = history
-    metrics["config"] = config.to_dict()
-    return metrics
+        _record(config, progress, row, has_val)
+        if epoch > start:  # the first epoch of a call includes compilation
+            seconds, timed = seconds + elapsed, timed + 1
+        if on_epoch is not None:
+            on_epoch(progress)
+        if patience is not None and progress.stale >= patience:
+            criterion = "validation accuracy" if has_val else "training loss"
+            message = (f"early stopping after epoch {epoch + 1}: no better {criterion} for "
+                       f"{progress.stale} epochs; kept the best, epoch {progress.best_epoch}")
+            break
+    return LoopResult(progress, diverged, message, seconds, timed)

@@ -29,7 +29,7 @@ FEATURES = 64  # digits: 8 x 8 pixels
 
 
 def reference_config(dtype, optimizer):
-    from jaxnet.train import TrainConfig
+    from jaxnet.config import TrainConfig
 
     return TrainConfig(dataset="digits", hidden=(32, 32), dropout=0.5, batch_size=BATCH,
                        epochs=1, dtype=dtype, optimizer=optimizer, seed=3)
@@ -70,7 +70,7 @@ def run_fit(args):
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from jaxnet import distributed
-    from jaxnet.train import fit, load_data
+    from jaxnet.job import fit, load_data
 
     config = reference_config(args.dtype, args.optimizer)
     data = load_data(config)

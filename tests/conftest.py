@@ -1,10 +1,29 @@
-"""Shared fixtures: float64 is enabled so gradient checks can be tight."""
+"""Shared fixtures. Tests run as users do: float32, x64 off, with strict dtype promotion so an
+accidental upcast fails loudly. A test (or module, via `pytestmark`) marked `x64` runs with
+64-bit JAX switched on, for tight gradient checks."""
 
 import jax
 import numpy as np
 import pytest
 
-jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "x64: run the test with jax_enable_x64 switched on")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64_for_marked_modules(request):
+    """Module-scoped fixtures of a module marked x64 are built with x64 on too."""
+    with jax.enable_x64(request.node.get_closest_marker("x64") is not None):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _x64_when_marked(request):
+    with jax.enable_x64(request.node.get_closest_marker("x64") is not None):
+        yield
 
 
 @pytest.fixture
@@ -17,7 +36,7 @@ def assert_trees_close(actual, expected, *, rtol, atol=0.0):
     a_leaves, a_def = jax.tree.flatten(actual)
     _e_leaves, e_def = jax.tree.flatten(expected)
     assert a_def == e_def, f"tree structures differ: {a_def} vs {e_def}"
-    for path_and_leaf, a in zip(jax.tree_util.tree_flatten_with_path(expected)[0], a_leaves, strict=False):
+    for path_and_leaf, a in zip(jax.tree_util.tree_flatten_with_path(expected)[0], a_leaves, strict=True):
         path, e = path_and_leaf
         a, e = np.asarray(a), np.asarray(e)
         assert a.shape == e.shape, f"{jax.tree_util.keystr(path)}: shape {a.shape} vs {e.shape}"

@@ -1,4 +1,4 @@
-"""Tests for jaxnet.data: built-in datasets, CIFAR-10 readers, npz loading and validation."""
+"""Tests for jaxnet.data: built-in datasets, CIFAR-10 and npz readers, labels, validation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from jaxnet import data
 from jaxnet.data import DATASETS, DataError, Dataset, load_dataset, random_data, validate_arrays
+from jaxnet.data.split import split_indices
+from jaxnet.errors import JaxnetError
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -82,6 +83,7 @@ def test_random_data_matches_notebook_and_is_deterministic():
     np.testing.assert_array_equal(ds.x_train, x.astype(np.float32))
     np.testing.assert_array_equal(ds.y_train, y)
     assert ds.y_train.min() >= 0 and ds.y_train.max() < 10 and ds.num_classes == 10
+    np.testing.assert_array_equal(ds.classes, np.arange(10))
     assert ds.x_val is ds.y_val is ds.x_test is ds.y_test is None
     again = random_data()
     np.testing.assert_array_equal(again.x_train, ds.x_train)
@@ -100,6 +102,7 @@ def test_digits_default_split_sizes_and_summary(digits):
     assert digits.num_features == 64 and digits.num_classes == 10
     assert digits.summary() == "digits: 1257 train / 180 val / 360 test, 64 features, 10 classes"
     assert digits.x_train.dtype == np.float32 and digits.y_train.dtype == np.int32
+    np.testing.assert_array_equal(digits.classes, np.arange(10))
 
 
 @pytest.mark.parametrize(
@@ -115,25 +118,18 @@ def test_digits_splits_add_up_and_are_stratified(val_fraction, test_fraction):
         assert set(np.unique(y)) == set(range(10))
 
 
-def test_digits_standardised_with_train_statistics_only(digits):
+def test_digits_are_raw_pixels_in_a_stratified_partition(digits):
     x_raw, y_raw = load_digits(return_X_y=True)
-    tr, va, te = data._split_indices(y_raw, 0.1, 0.2, 0, "digits")
+    tr, va, te = split_indices(y_raw, 0.1, 0.2, 0, "digits")
     # The split is a partition of all 1797 examples.
     assert not set(tr) & set(va) and not set(tr) & set(te) and not set(va) & set(te)
     assert len(set(tr) | set(va) | set(te)) == 1797
     np.testing.assert_array_equal(digits.y_train, y_raw[tr])
     np.testing.assert_array_equal(digits.y_test, y_raw[te])
-
-    mean, std = x_raw[tr].mean(axis=0), x_raw[tr].std(axis=0)
-    constant = std == 0
-    assert constant.any()  # digits has always-blank pixels: they must not produce NaN
-    std[constant] = 1.0
+    # Standardisation is the training job's (jaxnet.preprocess), not the loader's.
     for x, idx in ((digits.x_train, tr), (digits.x_val, va), (digits.x_test, te)):
-        np.testing.assert_allclose(x, (x_raw[idx] - mean) / std, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(digits.x_train.mean(axis=0), 0.0, atol=1e-5)
-    np.testing.assert_allclose(digits.x_train.std(axis=0)[~constant], 1.0, atol=1e-4)
-    # Test statistics were not used: the test set is not exactly centred.
-    assert np.abs(digits.x_test.mean(axis=0)).max() > 1e-3
+        np.testing.assert_array_equal(x, x_raw[idx].astype(np.float32))
+    assert digits.x_train.min() == 0 and digits.x_train.max() == 16
 
 
 def test_digits_seed_and_dtype():
@@ -149,7 +145,7 @@ def test_digits_seed_and_dtype():
 
 
 @pytest.mark.parametrize("fmt", ["py", "bin"])
-def test_cifar_tiny_split_mean_subtraction_and_labels(cifar_dirs, fmt):
+def test_cifar_tiny_split_raw_pixels_and_labels(cifar_dirs, fmt):
     root, batches, test = cifar_dirs
     ds = load_dataset("cifar10", root / fmt)
     x_all = np.concatenate([b[0] for b in batches])
@@ -157,13 +153,14 @@ def test_cifar_tiny_split_mean_subtraction_and_labels(cifar_dirs, fmt):
     # 100 training images: the last 100 // 50 = 2 are validation.
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (98, 2, 10)
     assert ds.num_features == 3072 and ds.num_classes == 10 and ds.x_train.dtype == np.float32
+    np.testing.assert_array_equal(ds.classes, np.arange(10))
     np.testing.assert_array_equal(ds.y_train, y_all[:98])
     np.testing.assert_array_equal(ds.y_val, y_all[98:])
     np.testing.assert_array_equal(ds.y_test, test[1])
-    mean = x_all[:98].astype(np.float64).mean(axis=0)
-    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-3)
-    np.testing.assert_allclose(ds.x_val, _hwc(x_all[98:] - mean), atol=1e-3)
-    np.testing.assert_allclose(ds.x_test, _hwc(test[0] - mean), atol=1e-3)
+    # Raw pixel values in (row, column, channel) order: no mean image is subtracted.
+    np.testing.assert_array_equal(ds.x_train, _hwc(x_all[:98]).astype(np.float32))
+    np.testing.assert_array_equal(ds.x_val, _hwc(x_all[98:]).astype(np.float32))
+    np.testing.assert_array_equal(ds.x_test, _hwc(test[0]).astype(np.float32))
 
 
 def test_cifar_python_and_binary_formats_agree(cifar_dirs, tmp_path):
@@ -310,21 +307,44 @@ def test_npz_explicit_splits_are_used_as_given(tmp_path, with_val):
     rng = np.random.default_rng(1)
     arrays = {
         "x_train": rng.normal(size=(8, 4, 4)),
-        "y_train": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+        "y_train": np.array([0, 1, 2, 0, 1, 9, 0, 1]),  # a gap: classes are 0, 1, 2, 9
         "x_test": rng.normal(size=(3, 4, 4)),
-        "y_test": np.array([4, 0, 1]),  # the largest label occurs only in the test set
+        "y_test": np.array([9, 0, 1]),
     }
     if with_val:
         arrays |= {"x_val": rng.normal(size=(2, 4, 4)), "y_val": np.array([1, 2])}
     np.savez(tmp_path / "given.npz", **arrays)
     ds = load_dataset("npz", tmp_path / "given.npz", dtype=np.float64)
-    assert ds.num_classes == 5 and ds.num_features == 16
+    assert ds.num_classes == 4 and ds.num_features == 16
+    np.testing.assert_array_equal(ds.classes, [0, 1, 2, 9])
     np.testing.assert_array_equal(ds.x_train, arrays["x_train"].reshape(8, 16))
-    np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
+    np.testing.assert_array_equal(ds.y_test, [3, 0, 1])
+    np.testing.assert_array_equal(ds.classes[ds.y_train], arrays["y_train"])
     if with_val:
         np.testing.assert_array_equal(ds.x_val, arrays["x_val"].reshape(2, 16))
+        np.testing.assert_array_equal(ds.y_val, [1, 2])
     else:
         assert ds.x_val is None and ds.y_val is None
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_npz_label_never_seen_in_training_is_refused(tmp_path, split):
+    arrays = {
+        "x_train": np.zeros((4, 2)),
+        "y_train": np.array(["cat", "dog", "cat", "dog"]),
+        "x_test": np.zeros((2, 2)),
+        "y_test": np.array(["dog", "cat"]),
+        "x_val": np.zeros((2, 2)),
+        "y_val": np.array(["cat", "dog"]),
+    }
+    arrays[f"y_{split}"] = np.array(["cat", "bird"])  # the largest label occurs only here
+    np.savez(tmp_path / "given.npz", **arrays)
+    with pytest.raises(DataError) as err:
+        load_dataset("npz", tmp_path / "given.npz")
+    msg = str(err.value)
+    for text in ("given.npz", f"y_{split}", "never seen in training", "'bird'", "row 1"):
+        assert text in msg
+    assert "'cat', 'dog'" in msg  # the training classes are listed
 
 
 def _x_with(value, row=7, n=10):
@@ -351,7 +371,18 @@ _Y10 = np.arange(10) % 2
             ["x_train holds 1 NaN or infinite values (first at row 3)"],
         ),
         ({"x": np.zeros((3, 2)), "y": [0.0, 1.5, 1.0]}, ["non-integer labels", "1.5", "row 1"]),
-        ({"x": np.zeros((3, 2)), "y": [0, -1, 1]}, ["negative labels", "-1"]),
+        ({"x": np.zeros((3, 2)), "y": [0.0, np.nan, 1.0]}, ["NaN or infinite labels", "row 1"]),
+        ({"x": np.zeros((3, 2)), "y": [1, 1, 1]}, ["y holds a single class (1)", "two distinct"]),
+        ({"x": np.zeros((3, 2)), "y": [1 + 2j, 0, 1]}, ["y has dtype complex128", "strings"]),
+        (
+            {
+                "x_train": np.zeros((3, 2)),
+                "y_train": ["a", "a", "a"],
+                "x_test": np.zeros((2, 2)),
+                "y_test": ["a", "b"],
+            },
+            ["y_train holds a single class ('a')"],
+        ),
         ({"x": np.zeros((4, 2)), "y": [0, 1, 1]}, ["4 rows", "3 labels"]),
         ({"x": np.zeros((0, 2)), "y": np.zeros(0, int)}, ["empty"]),
         ({"x": np.array([["a", "b"]] * 3), "y": [0, 1, 0]}, ["dtype <U1", "numbers"]),
@@ -429,6 +460,9 @@ def test_npz_values_overflowing_the_dtype(tmp_path):
         ("digits", None, {"test_fraction": 1.0}, "test_fraction=1.0 is outside [0, 1)"),
         ("digits", None, {"val_fraction": 0.5, "test_fraction": 0.5}, "leaves no training data"),
         ("digits", None, {"dtype": np.int32}, "not a float dtype"),
+        ("csv", None, {"target": "y"}, "--data PATH (a .csv file)"),
+        ("digits", None, {"target": "y"}, "drop --target"),
+        ("npz", "x.npz", {"target": "y"}, "is not csv"),
     ],
 )
 def test_load_dataset_argument_errors(name, path, kwargs, expected):
@@ -438,11 +472,83 @@ def test_load_dataset_argument_errors(name, path, kwargs, expected):
 
 
 def test_validate_arrays_direct():
-    validate_arrays(np.zeros((3, 2)), np.array([0.0, 1.0, 2.0]), num_classes=3)
-    with pytest.raises(DataError, match=r"src: y holds 1 labels >= num_classes=3 \(first 3"):
-        validate_arrays(np.zeros((3, 2)), [0, 3, 1], num_classes=3, source="src")
+    x, labels = validate_arrays(np.zeros((3, 2)), np.array([0.0, 1.0, 2.0]), classes=[0, 1, 2])
+    assert x.shape == (3, 2) and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, [0, 1, 2])
+    with pytest.raises(DataError, match=r"src: y holds 1 labels never seen in training \(first 3"):
+        validate_arrays(np.zeros((3, 2)), [0, 3, 1], classes=[0, 1, 2], source="src")
     with pytest.raises(DataError, match="NaN or infinite labels"):
         validate_arrays(np.zeros((2, 2)), [0, np.nan])
     with pytest.raises(DataError, match="x has shape"):
         validate_arrays(np.zeros(3), [0, 1, 2])
-    assert issubclass(DataError, ValueError)
+    assert issubclass(DataError, ValueError) and issubclass(DataError, JaxnetError)
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    "y, classes",
+    [
+        ([3, 7, 100, 7, 3, 100] * 5, [3, 7, 100]),  # gaps
+        ([-5, 0, -1, 0, -5, -1] * 5, [-5, -1, 0]),  # negatives
+        ([2**40, 1, 2**62, 1, 2**40, 2**62] * 5, [1, 2**40, 2**62]),  # larger than int32
+        ([3.0, 7.0, 100.0, 7.0, 3.0, 100.0] * 5, [3, 7, 100]),  # whole-number floats
+        (["setosa", "virginica", "versicolor"] * 10, ["setosa", "versicolor", "virginica"]),
+        ([b"no", b"yes", b"no"] * 10, ["no", "yes"]),  # bytes are decoded
+    ],
+)
+def test_labels_are_mapped_to_classes_and_back(tmp_path, y, classes):
+    y = np.asarray(y)
+    x = np.arange(2.0 * len(y)).reshape(len(y), 2)
+    np.savez(tmp_path / "labels.npz", x=x, y=y)
+    ds = load_dataset("npz", tmp_path / "labels.npz", val_fraction=0.2, test_fraction=0.2)
+    np.testing.assert_array_equal(ds.classes, classes)
+    assert ds.num_classes == len(classes)  # the count of classes, not max + 1
+    rows = {float(r[0]): label for r, label in zip(x, y.tolist(), strict=True)}
+    for xs, ys in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
+        assert ys.dtype == np.int32 and ys.min() >= 0 and ys.max() < len(classes)
+        back = ds.classes[ys].tolist()
+        expect = [rows[float(r[0])] for r in xs]
+        if isinstance(expect[0], bytes):
+            expect = [v.decode() for v in expect]
+        assert back == expect
+
+
+def test_jaxnet_split_keeps_every_class_in_training(tmp_path):
+    # Classes with one or two members: any held-out draw could take them all.
+    y = np.array([0] * 20 + [1] * 20 + [2, 3, 3, 4])
+    x = np.arange(len(y), dtype=np.float64)[:, None]
+    np.savez(tmp_path / "rare.npz", x=x, y=y)
+    for seed in range(10):
+        ds = load_dataset("npz", tmp_path / "rare.npz", val_fraction=0.2, test_fraction=0.3,
+                          seed=seed)
+        assert set(ds.y_train.tolist()) == set(range(5))
+        sizes = (len(ds.y_train), len(ds.y_val), len(ds.y_test))
+        assert sizes == (44 - 9 - 14, 9, 14)
+        seen = np.concatenate([ds.x_train, ds.x_val, ds.x_test])[:, 0]
+        assert sorted(seen.tolist()) == list(range(44))
+
+
+def test_split_too_small_for_every_class():
+    with pytest.raises(DataError, match="fewer than the 4 classes"):
+        split_indices(np.array([0, 1, 2, 3, 0, 1]), 0.2, 0.2, 0, "tiny")
+
+
+def test_dataset_from_arrays():
+    x, y = np.zeros((4, 3), np.float32), np.array([0, 2, 1, 2])
+    ds = Dataset(name="mine", x_train=x, y_train=y, x_val=None, y_val=None, x_test=x[:2],
+                 y_test=y[:2], classes=np.array(["a", "b", "c"]))
+    assert ds.y_train.dtype == np.int32 and ds.num_classes == 3
+    assert ds.summary() == "mine: 4 train / no val / 2 test, 3 features, 3 classes"
+    # An int C is shorthand for np.arange(C).
+    ds = Dataset("mine", x, y, None, None, None, None, 3)
+    np.testing.assert_array_equal(ds.classes, [0, 1, 2])
+    with pytest.raises(DataError, match="class index 2 at row 1, outside 0..1"):
+        Dataset("mine", x, y, None, None, None, None, np.array([5, 9]))
+    with pytest.raises(DataError, match="sorted and distinct"):
+        Dataset("mine", x, y, None, None, None, None, np.array(["b", "a", "c"]))
+    with pytest.raises(DataError, match="x_test and y_test must both be arrays"):
+        Dataset("mine", x, y, None, None, x, None, 3)
+    with pytest.raises(DataError, match="x_val has 2 features but x_train has 3"):
+        Dataset("mine", x, y, x[:, :2], y, None, None, 3)

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from conftest import assert_trees_close
 
+from jaxnet.checkpoint import CHECKPOINT_FILE
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = pathlib.Path(__file__).with_name("_distributed_worker.py")
 TIMEOUT = 120  # seconds per subprocess: a stuck collective fails the test instead of hanging
@@ -56,8 +58,9 @@ def _jaxnet(argv, devices, cwd):
 
 
 def _checkpoint(directory: pathlib.Path) -> dict:
-    with np.load(directory / "checkpoint.npz", allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files if k != "__metadata__"}
+    from safetensors.numpy import load_file
+
+    return load_file(directory / CHECKPOINT_FILE)
 
 
 def _assert_checkpoints_agree(actual: dict, expected: dict):
@@ -208,7 +211,7 @@ def test_two_processes_match_one(tmp_path, one_device_run):
     outs = [tmp_path / f"proc{i}" for i in range(2)]
     stdouts = _two_processes(lambda i: [*TRAIN, "--epochs", "1", "--out", outs[i]], tmp_path)
     # process 0 writes metrics, curves and the checkpoint; process 1 writes nothing
-    assert {p.name for p in outs[0].iterdir()} >= {"checkpoint.npz", "metrics.json", "curves.png"}
+    assert {p.name for p in outs[0].iterdir()} >= {CHECKPOINT_FILE, "metrics.json", "curves.png"}
     assert not outs[1].exists()
     # (Gloo prints its connections on stdout; the summary line is jaxnet's)
     assert "outputs in" in stdouts[0] and "outputs in" not in stdouts[1]

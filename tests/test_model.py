@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import jaxnet
 
+pytestmark = pytest.mark.x64  # tight gradient and trajectory checks in float64
+
 
 def _data(dims, n=9, seed=1, dtype=jnp.float64):
     kx, ky = jax.random.split(jax.random.PRNGKey(seed))
@@ -141,13 +143,13 @@ def test_init_vmaps_over_keys():
 def test_batchnorm_train_output_is_normalised():
     dims = (30, 40, 10)
     params, _state = jaxnet.init(jax.random.PRNGKey(0), dims)
-    x = 5.0 + 3.0 * jax.random.normal(jax.random.PRNGKey(1), (200, 30))
+    x = 5.0 + 3.0 * jax.random.normal(jax.random.PRNGKey(1), (200, 30), jnp.float32)
     layer = params[0]
     pre = x @ layer["w"].T + layer["b"]
     out, _ = jaxnet.layers.batchnorm_train_forward(pre, layer["gamma"], layer["beta"], 1e-5)
     np.testing.assert_allclose(out.mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(out.std(0), 1, atol=1e-3)
-    gamma, beta = jnp.linspace(0.5, 2, 40), jnp.linspace(-1, 3, 40)
+    gamma, beta = jnp.linspace(0.5, 2, 40, dtype=jnp.float32), jnp.linspace(-1, 3, 40, dtype=jnp.float32)
     out, _ = jaxnet.layers.batchnorm_train_forward(pre, gamma, beta, 1e-5)
     np.testing.assert_allclose(out.mean(0), beta, atol=1e-4)
     np.testing.assert_allclose(out.std(0), gamma, rtol=1e-3)
@@ -157,14 +159,16 @@ def test_running_statistics_converge_so_eval_mode_normalises():
     # One hidden layer with identity weights: the batchnorm sees x itself.
     d = 6
     params, state = jaxnet.init(jax.random.PRNGKey(0), (d, d, 2))
-    params = ({**params[0], "w": jnp.eye(d)}, params[1])
-    shift, scale = jnp.arange(d) - 2.0, jnp.arange(1, d + 1) * 0.5
-    step = jax.jit(lambda s, k: jaxnet.apply(params, s, shift + scale * jax.random.normal(k, (64, d)))[1])
+    params = ({**params[0], "w": jnp.eye(d, dtype=jnp.float32)}, params[1])
+    shift = jnp.arange(d, dtype=jnp.float32) - 2.0
+    scale = jnp.arange(1, d + 1, dtype=jnp.float32) * 0.5
+    step = jax.jit(lambda s, k: jaxnet.apply(
+        params, s, shift + scale * jax.random.normal(k, (64, d), jnp.float32))[1])
     for k in jax.random.split(jax.random.PRNGKey(1), 200):
         state = step(state, k)
     assert np.all(np.abs(state[0]["mean"] - shift) < 0.1 * scale)
     np.testing.assert_allclose(state[0]["var"], scale**2, rtol=0.1)
-    x = shift + scale * jax.random.normal(jax.random.PRNGKey(2), (4000, d))
+    x = shift + scale * jax.random.normal(jax.random.PRNGKey(2), (4000, d), jnp.float32)
     pre = x @ params[0]["w"].T
     normed, _ = jaxnet.layers.batchnorm_eval_forward(pre, 1.0, 0.0, state[0]["mean"], state[0]["var"], 1e-5)
     np.testing.assert_allclose(normed.mean(0), 0, atol=0.1)
@@ -173,7 +177,7 @@ def test_running_statistics_converge_so_eval_mode_normalises():
 
 def test_momentum_convention():
     params, state = jaxnet.init(jax.random.PRNGKey(0), (3, 4, 2))
-    x = jax.random.normal(jax.random.PRNGKey(1), (10, 3))
+    x = jax.random.normal(jax.random.PRNGKey(1), (10, 3), jnp.float32)
     _, new = jaxnet.apply(params, state, x, momentum=0.75)
     pre = x @ params[0]["w"].T
     np.testing.assert_allclose(new[0]["mean"], 0.25 * pre.mean(0), rtol=1e-5, atol=1e-7)
@@ -288,8 +292,8 @@ def _bad_call(kind):
     ("float_labels", TypeError, "labels y must be integers"),
     ("label_shape", ValueError, r"labels y must have shape \(5,\)"),
     ("label_count", ValueError, r"labels y must have shape \(5,\) to match x, got \(3,\)"),
-    ("dropout_high", ValueError, r"dropout is the drop probability and must be in \[0, 1\), got 1.0"),
-    ("dropout_negative", ValueError, r"must be in \[0, 1\)"),
+    ("dropout_high", ValueError, r"dropout=1.0 is invalid: expected a drop probability in \[0, 1\)"),
+    ("dropout_negative", ValueError, r"drop probability in \[0, 1\)"),
     ("dropout_no_key", ValueError, "needs a PRNG key"),
     ("batch_of_one", ValueError, "batch size 1 in train mode"),
     ("state_depth", ValueError, "params and state do not belong together"),

@@ -9,7 +9,19 @@ import optax
 import pytest
 
 from jaxnet import optim
-from jaxnet.train import TrainConfig, init_train_state, make_optimizer, make_train_step
+from jaxnet.config import TrainConfig
+from jaxnet.train import init_train_state, make_optimizer, make_train_step
+
+
+def _make(name, *, learning_rate, schedule="constant", lr_decay=1.0, steps_per_epoch=1,
+          total_steps=1, **hyper):
+    """optim.make_optimizer with TrainConfig's defaults for the hyperparameters not given."""
+    c = TrainConfig()
+    values = {"momentum": c.momentum, "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps,
+              "rms_decay": c.rms_decay, "weight_decay": c.weight_decay, **hyper}
+    return optim.make_optimizer(name, learning_rate=learning_rate, schedule_name=schedule,
+                                lr_decay=lr_decay, steps_per_epoch=steps_per_epoch,
+                                total_steps=total_steps, **values)
 
 
 def _apply(opt, params, grads_seq):
@@ -27,11 +39,11 @@ def _apply(opt, params, grads_seq):
 
 
 def test_constant_schedule_has_no_factor():
-    assert optim.schedule_factor("constant", steps_per_epoch=10, total_steps=100) is None
+    assert optim.schedule("constant", steps_per_epoch=10, total_steps=100, lr_decay=0.95) is None
 
 
 def test_step_schedule_decays_once_per_epoch():
-    f = optim.schedule_factor("step", steps_per_epoch=3, total_steps=30, lr_decay=0.5)
+    f = optim.schedule("step", steps_per_epoch=3, total_steps=30, lr_decay=0.5)
     got = [float(f(jnp.asarray(s))) for s in range(10)]
     # Epoch 0 (steps 0-2) runs at the base rate, epoch 1 at 0.5, epoch 2 at 0.25, ...
     assert got == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125]
@@ -39,7 +51,7 @@ def test_step_schedule_decays_once_per_epoch():
 
 def test_cosine_schedule_goes_from_one_to_zero():
     total = 40
-    f = optim.schedule_factor("cosine", steps_per_epoch=4, total_steps=total)
+    f = optim.schedule("cosine", steps_per_epoch=4, total_steps=total, lr_decay=0.95)
     for s in (0, 1, 10, 20, 33, 40, 55):
         expected = 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0)))
         assert float(f(jnp.asarray(s))) == pytest.approx(expected, abs=1e-6)
@@ -50,21 +62,22 @@ def test_cosine_schedule_goes_from_one_to_zero():
 
 def test_unknown_schedule_and_optimizer_are_clear_errors():
     with pytest.raises(ValueError, match="lr schedule must be one of"):
-        optim.schedule_factor("linear", steps_per_epoch=1, total_steps=1)
+        optim.schedule("linear", steps_per_epoch=1, total_steps=1, lr_decay=0.95)
     with pytest.raises(ValueError, match=r"optimizer must be one of .*sgd.*got 'adagrad'"):
-        optim.make_optimizer("adagrad", learning_rate=0.1)
+        _make("adagrad", learning_rate=0.1)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("schedule", ["step", "cosine"])
 def test_learning_rate_actually_applied_follows_the_schedule(schedule):
     """Plain SGD with gradient 1: each step moves the parameter by exactly -lr * factor."""
     lr, spe, total = 0.1, 2, 8
-    opt = optim.make_optimizer("sgd", learning_rate=lr, schedule=schedule, lr_decay=0.5,
+    opt = _make("sgd", learning_rate=lr, schedule=schedule, lr_decay=0.5,
                                steps_per_epoch=spe, total_steps=total)
     params = {"w": jnp.zeros((), jnp.float64)}
     steps, _ = _apply(opt, params, [{"w": jnp.ones((), jnp.float64)}] * total)
     moved = -np.diff([0.0] + [float(p["w"]) for p in steps])
-    factor = optim.schedule_factor(schedule, steps_per_epoch=spe, total_steps=total, lr_decay=0.5)
+    factor = optim.schedule(schedule, steps_per_epoch=spe, total_steps=total, lr_decay=0.5)
     expected = [lr * float(factor(jnp.asarray(s))) for s in range(total)]
     np.testing.assert_allclose(moved, expected, rtol=1e-6)
     if schedule == "step":
@@ -72,15 +85,16 @@ def test_learning_rate_actually_applied_follows_the_schedule(schedule):
                                    rtol=1e-6)
 
 
+@pytest.mark.x64
 def test_train_make_optimizer_lays_the_schedule_over_epochs():
-    """train.make_optimizer: steps_per_epoch from n_train and batch_size, total from epochs."""
+    """train.make_optimizer: steps_per_epoch = ceil(n_train / batch_size), total from epochs."""
     config = TrainConfig(optimizer="sgd", lr=1.0, lr_schedule="step", lr_decay=0.5,
                          batch_size=4, epochs=3)
-    opt = make_optimizer(config, n_train=10)  # 2 full batches per epoch
+    opt = make_optimizer(config, n_train=10)  # 3 batches per epoch, the last one filled up
     params = {"w": jnp.zeros((), jnp.float64)}
-    steps, _ = _apply(opt, params, [{"w": jnp.ones((), jnp.float64)}] * 6)
+    steps, _ = _apply(opt, params, [{"w": jnp.ones((), jnp.float64)}] * 7)
     moved = -np.diff([0.0] + [float(p["w"]) for p in steps])
-    np.testing.assert_allclose(moved, [1, 1, 0.5, 0.5, 0.25, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(moved, [1, 1, 1, 0.5, 0.5, 0.5, 0.25], rtol=1e-6)
 
 
 # ------------------------------------------------------------------ injected hyperparameters
@@ -88,7 +102,7 @@ def test_train_make_optimizer_lays_the_schedule_over_epochs():
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_get_and_set_hyperparams(name):
-    opt = optim.make_optimizer(name, learning_rate=0.1, schedule="cosine", total_steps=10)
+    opt = _make(name, learning_rate=0.1, schedule="cosine", total_steps=10)
     state = opt.init({"w": jnp.zeros(3)})
     hyper = optim.get_hyperparams(state)
     assert set(hyper) == set(optim.INJECTED[name])
@@ -101,6 +115,7 @@ def test_get_and_set_hyperparams(name):
         optim.set_hyperparams(state, nope=1.0)
 
 
+@pytest.mark.x64
 def test_changing_learning_rate_does_not_recompile_the_step():
     traces = []
     config = TrainConfig(hidden=(8,), optimizer="momentum", lr=0.1, dropout=0.1, dtype="float64")
@@ -134,7 +149,7 @@ def test_changing_learning_rate_does_not_recompile_the_step():
 def test_rmsprop_matches_cs231n_for_two_steps():
     """CS231n: cache = d * cache + (1 - d) * g**2; w -= lr * g / (sqrt(cache) + eps)."""
     lr, decay, eps = 1e-2, 0.99, 1e-3  # a large eps, so inside vs outside the sqrt differs
-    opt = optim.make_optimizer("rmsprop", learning_rate=lr, rms_decay=decay, eps=eps)
+    opt = _make("rmsprop", learning_rate=lr, rms_decay=decay, eps=eps)
     assert float(optim.get_hyperparams(opt.init({"w": jnp.zeros(1)}))["decay"]) == pytest.approx(0.99)
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(3, 4))
@@ -154,7 +169,7 @@ def test_rmsprop_matches_cs231n_for_two_steps():
 def test_momentum_matches_cs231n_at_a_constant_rate():
     """optax's v = m * v + g; p -= lr * v equals CS231n's v = m * v - lr * g; p += v."""
     lr, mu = 0.1, 0.9
-    opt = optim.make_optimizer("momentum", learning_rate=lr, momentum=mu)
+    opt = _make("momentum", learning_rate=lr, momentum=mu)
     rng = np.random.default_rng(1)
     w0 = rng.normal(size=5)
     grads = [rng.normal(size=5) for _ in range(3)]
@@ -168,7 +183,7 @@ def test_momentum_matches_cs231n_at_a_constant_rate():
 
 def test_adam_matches_cs231n_for_two_steps():
     lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
-    opt = optim.make_optimizer("adam", learning_rate=lr, beta1=b1, beta2=b2, eps=eps)
+    opt = _make("adam", learning_rate=lr, beta1=b1, beta2=b2, eps=eps)
     rng = np.random.default_rng(2)
     w0 = rng.normal(size=4)
     grads = [rng.normal(size=4), rng.normal(size=4)]

@@ -12,19 +12,23 @@ import pytest
 from conftest import assert_trees_close
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import optim, train
+from jaxnet import job, optim, train
+from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
+from jaxnet.job import fit
 from jaxnet.train import (
-    TrainConfig,
     dims_for,
     evaluate,
-    fit,
     init_train_state,
-    load_data,
     make_epoch,
     make_optimizer,
     make_train_step,
 )
+
+
+def load_data(config):
+    """The dataset as training sees it: standardised with training statistics."""
+    return job.prepare(config, job.load_data(config))[0]
 
 SMALL = {"hidden": (16,), "epochs": 4, "lr_schedule": "step", "lr_decay": 0.9}  # quick runs
 
@@ -85,6 +89,7 @@ def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
     assert result.metrics["train_accuracy"] > 0.8
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropout):
     n_steps, batch = 20, 32
@@ -117,15 +122,17 @@ def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropou
 def test_digits_with_the_defaults_reaches_97_percent(default_run):
     result, _ = default_run
     assert result.metrics["test_accuracy"] >= 0.97, result.metrics["test_accuracy"]
-    assert not result.diverged and result.message is None
-    assert result.metrics["epochs_run"] == TrainConfig().epochs == len(result.history)
+    assert not result.diverged and result.message.startswith("early stopping after epoch")
+    # epochs=None: until the val accuracy stops improving for 10 epochs, keeping the best
+    assert result.metrics["epochs_run"] == len(result.history) <= TrainConfig().max_epochs
+    assert result.metrics["epochs_run"] == result.metrics["best_epoch"] + 10
     assert result.metrics["examples_per_second"] > 0
     assert result.final.params[0]["w"].dtype == jnp.float32
 
 
 def test_fit_compiles_the_epoch_once(default_run):
     result, traces = default_run
-    assert len(result.history) == 30
+    assert len(result.history) > 10
     assert traces == {"epoch": 1}, f"the epoch function was traced {traces['epoch']} times"
 
 
@@ -174,36 +181,23 @@ def test_resume_equals_the_uninterrupted_run(digits, uninterrupted, tmp_path):
     assert ckpt.load_metadata(tmp_path)["epoch"] == config.epochs
 
 
-class _FailingSavez:
-    """Stands in for numpy inside jaxnet.checkpoint: the `fail_on`-th savez dies midway."""
-
-    def __init__(self, fail_on):
-        self.calls, self.fail_on = 0, fail_on
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    def savez(self, handle, **entries):
-        self.calls += 1
-        if self.calls == self.fail_on:
-            handle.write(b"PK\x03\x04 half a zip file")
-            raise OSError(28, "No space left on device")
-        return np.savez(handle, **entries)
-
-
 def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path,
                                                             monkeypatch):
     """The next epoch's save dies halfway: fit's last checkpoint is still whole and loads."""
     _, full, out = uninterrupted
     shutil.copytree(out, tmp_path, dirs_exist_ok=True)
-    template = {"train_state": full.final, "best": {"params": full.params, "bn_state": full.bn_state}}
+    template = {"train_state": full.final, "best": {"params": full.params, "bn_state": full.bn_state},
+                "preprocessing": full.preprocessing.to_arrays()}
     tree, meta = ckpt.load_checkpoint(tmp_path, template)
     blown = jax.tree.map(lambda a: np.full_like(a, 7), tree)
-    monkeypatch.setattr(ckpt, "np", _FailingSavez(fail_on=1))
-    with pytest.raises(OSError, match="No space left"):
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", disk_full)  # dies after writing, before the rename
+    with pytest.raises(ckpt.CheckpointError, match="no space left on device"):
         ckpt.save_checkpoint(tmp_path, blown, {**meta, "epoch": meta["epoch"] + 1})
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == [ckpt.CHECKPOINT_FILE]  # no temp file left behind
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]  # no temp file left behind
     again, meta_again = ckpt.load_checkpoint(tmp_path, template)  # the hash still checks out
     assert meta_again == meta
     _assert_trees_equal(again, tree)
@@ -248,7 +242,7 @@ def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     msg = result.message
     assert "diverged" in msg and "step 2 (epoch 1)" in msg, msg
     # The learning rate applied at that step: the base rate times the schedule's factor.
-    factor = float(optim.schedule_factor("cosine", steps_per_epoch=19, total_steps=57)(1))
+    factor = float(optim.schedule("cosine", steps_per_epoch=20, total_steps=60, lr_decay=1.0)(1))
     assert f"learning rate {1e30 * factor:g} (base 1e+30, cosine schedule)" in msg, msg
     assert "lower the learning rate" in msg and "lr=1e+29" in msg
     assert result.history == [] and result.metrics["epochs_run"] == 0
@@ -268,7 +262,9 @@ def test_a_blow_up_in_the_last_update_is_diverged():
                          batch_size=50, dropout=0.0)
     result = fit(config, random_data(d=32))
     assert result.diverged, result.metrics
-    assert "parameters became non-finite at step 1 (epoch 1)" in result.message, result.message
+    assert ("the parameters, batchnorm statistics or optimizer state became non-finite at step 1 "
+            "(epoch 1)") in result.message, result.message
+    assert "lr=1e+38" in result.message  # a tenth of the base rate (float32 holds it as inf)
     assert _all_finite(result.final.params) and _all_finite(result.params)
 
 
@@ -340,13 +336,13 @@ def test_patience_without_a_validation_set_is_an_error(digits):
     ("reg", -1e-3, "finite number >= 0"),
     ("patience", 0, "None or an integer >= 1"),
     ("seed", 1.5, "an integer"),
-    ("grad", "numeric", "manual or autodiff"),
+    ("grad", "numeric", "one of manual, autodiff"),
 ])
 def test_bad_config_values_fail_before_any_work(monkeypatch, field, value, expected):
     def no_work(*args, **kwargs):
         raise AssertionError("fit did work before validating the config")
 
-    monkeypatch.setattr(train, "load_data", no_work)
+    monkeypatch.setattr(job, "load_data", no_work)
     monkeypatch.setattr(train, "make_optimizer", no_work)
     config = dataclasses.replace(TrainConfig(), **{field: value})
     with pytest.raises(ValueError, match=expected) as err:

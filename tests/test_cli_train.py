@@ -9,9 +9,11 @@ import sys
 import pytest
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import cli
+from jaxnet import job
 from jaxnet.cli import main
-from jaxnet.train import TrainConfig, TrainResult
+from jaxnet.cli.train import ask_architecture, summary_line
+from jaxnet.config import TrainConfig
+from jaxnet.job import TrainResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METRIC_KEYS = {"train_accuracy", "val_accuracy", "test_accuracy", "final_loss", "best_epoch",
@@ -121,9 +123,9 @@ def test_interactive_asks_again_after_a_wrong_answer_and_end_of_input_is_an_erro
 
 def test_interactive_answers_and_defaults_give_the_hidden_sizes(monkeypatch):
     _answers(monkeypatch, ["3", "", "64"])
-    assert cli.ask_architecture(write=lambda text: None) == (3, [100, 64])
+    assert ask_architecture(write=lambda text: None) == (3, [100, 64])
     _answers(monkeypatch, ["", "", "", "", ""])
-    assert cli.ask_architecture(write=lambda text: None) == (5, [100] * 4)
+    assert ask_architecture(write=lambda text: None) == (5, [100] * 4)
 
 
 def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypatch, capsys):
@@ -147,7 +149,7 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--dataset", "npz"], "needs --data PATH"),
     (["train", "--data", "x.npz"], "built in and takes no path"),
     (["train", "--dropout", "1.5"], "dropout=1.5 is invalid"),
-    (["train", "--lr", "fast"], "--lr expects a number"),
+    (["train", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
     (["train", "--lr", "-1"], "lr=-1.0 is invalid"),
     (["train", "--epochs", "0"], "expected a positive integer, got 0"),
     (["train", "--batch-size", "1"], "batch_size=1 is invalid"),
@@ -177,7 +179,7 @@ def test_resume_with_fewer_epochs_than_done_is_an_error(in_tmp, capsys):
     config = TrainConfig(hidden=(8,), epochs=3)
     ckpt.save_checkpoint(in_tmp / "run", {}, {
         "config": config.to_dict(), "epoch": 3, "history": [], "best_epoch": 3,
-        "best_val_accuracy": 0.9, "stale_epochs": 0})
+        "best_score": 0.9, "stale_epochs": 0})
     assert main(["train", "--resume", "run", "--epochs", "2"]) == 2
     assert "already holds 3 epochs but epochs=2" in _one_line_error(capsys)
 
@@ -196,14 +198,15 @@ def _fake_fit(monkeypatch, *, eps=116986.4, test=0.97777, diverged=False, messag
             (out_dir / ckpt.CHECKPOINT_FILE).write_bytes(b"saved")
             raise KeyboardInterrupt
         history = [{"epoch": i + 1, "loss": 1.0 / (i + 1), "train_accuracy": 0.9,
-                    "test_accuracy": test} for i in range(config.epochs)]
-        metrics = {"final_loss": 0.1, "best_epoch": 26, "epochs_run": config.epochs,
+                    "test_accuracy": test} for i in range(config.epochs or 30)]
+        metrics = {"final_loss": 0.1, "best_epoch": 26, "epochs_run": len(history),
                    "diverged": diverged, "train_accuracy": 0.99, "val_accuracy": 0.98,
                    "test_accuracy": test, "examples_per_second": eps, "history": history,
-                   "config": config.to_dict()}
+                   "config": config.to_dict(), "wall_seconds": 4.2, "message": message}
+        job.write_outputs(out_dir, metrics)  # as the real fit does
         return TrainResult(None, None, None, history, metrics, diverged, message)
 
-    monkeypatch.setattr("jaxnet.train.fit", fake_fit)
+    monkeypatch.setattr("jaxnet.job.fit", fake_fit)
     return calls
 
 
@@ -214,7 +217,8 @@ def test_jaxnet_train_without_arguments_prints_a_readable_summary(in_tmp, monkey
     assert calls["config"] == TrainConfig()  # the notebook's defaults
     run = calls["out_dir"]
     assert err == (f"training (64, 100, 100, 100, 100, 10) on digits: 1257 train / 180 val / "
-                   f"360 test, 64 features, 10 classes; 30 epochs of adam (lr 0.001, constant), "
+                   f"360 test, 64 features, 10 classes; until no improvement (up to 200 epochs) of adam "
+                   f"(lr 0.001, constant), "
                    f"batch 64, float32, 1 device(s); outputs in {run}\n")
     assert run.parent.name == "runs" and run.name.startswith("train-")
     assert out == (f"test accuracy 97.78% | 30 epochs (best 26) | "
@@ -235,12 +239,12 @@ def test_summary_line_variants():
     base = {"epochs_run": 4, "best_epoch": 2, "wall_seconds": 3.14159, "diverged": False,
             "examples_per_second": 2500.0, "train_accuracy": 1.0, "val_accuracy": None,
             "test_accuracy": None}
-    assert cli.summary_line(base, "out") == (
+    assert summary_line(base, "out") == (
         "train accuracy 100.00% (no test set) | 4 epochs (best 2) | 3.1 s | 2,500 examples/s | "
         "outputs in out")
     diverged = {**base, "diverged": True, "test_accuracy": 0.1, "epochs_run": 0, "best_epoch": 0,
                 "examples_per_second": None}
-    assert cli.summary_line(diverged, "out") == (
+    assert summary_line(diverged, "out") == (
         "test accuracy 10.00% | 0 epochs (best 0) | diverged | 3.1 s | "
         "examples/s n/a (needs 2+ epochs) | outputs in out")
 
@@ -259,7 +263,7 @@ def test_quiet_hides_the_early_stopping_note(in_tmp, monkeypatch, capsys):
     assert main(["train", "--out", "run", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and len(out.splitlines()) == 1
-    assert main(["train", "--out", "run"]) == 0
+    assert main(["train", "--out", "run", "--overwrite"]) == 0
     assert capsys.readouterr().err.splitlines()[1:] == ["early stopping after epoch 5"]
 
 
@@ -267,7 +271,8 @@ def test_interrupt_names_the_folder_to_resume(in_tmp, monkeypatch, capsys):
     _fake_fit(monkeypatch, interrupt=True)
     assert main(["train", "--out", "run", "--quiet"]) == 130
     out, err = capsys.readouterr()
-    assert err == "interrupted; continue with: jaxnet train --resume run\n"
+    assert err == ("interrupted; the last complete epoch is saved; continue with: jaxnet train "
+                   "--resume run\n")
     assert out == ""  # no summary for a run that did not finish
 
 
@@ -282,5 +287,5 @@ def test_flags_map_onto_the_config(in_tmp, monkeypatch):
                                           lr_schedule="step", batch_size=32, epochs=3,
                                           dropout=0.0, patience=2, grad="autodiff", seed=7,
                                           weight_scale=0.1, lr_decay=0.5)
-    assert main(["train", "--layers", "3", "--hidden", "16", "--out", "run"]) == 0
+    assert main(["train", "--layers", "3", "--hidden", "16", "--out", "run", "--overwrite"]) == 0
     assert calls["config"].hidden == (16, 16)

@@ -204,7 +204,7 @@ def test_train_seeds_writes_mean_and_std(tmp_path):
     (["--preset", "notebook", "--lr", "1e-3"], "--preset notebook sweeps --lr and --weight-scale"),
     (["--preset", "notebook", "--grid"], "drop --grid/--random"),
     (["--preset", "notebook", "--reg", "0,1e-3"], "equal lengths"),
-    (["--patience", "3"], "--patience is for jaxnet train"),
+    (["--patience", "3"], "unrecognized arguments: --patience"),
     (["--init", "he", "--weight-scale", "0.1"], "--init he ignores it"),
     (["--num", "0", "--lr", "1e-4:1e-1"], "expected a positive integer"),
 ])
@@ -234,7 +234,7 @@ def test_sweep_help_reads_well(capsys):
 
 
 def test_json_outputs_never_hold_nan():
-    from jaxnet.sweep_cli import _finite_or_none
+    from jaxnet.cli.sweep import _finite_or_none
 
     assert _finite_or_none([1.0, math.nan, {"a": [math.inf, 2.0]}]) == [1.0, None, {"a": [None, 2.0]}]
     assert _finite_or_none(np.float32("nan")) is None

@@ -1,18 +1,21 @@
-"""The `jaxnet sweep` command: parse ranges, run the vmapped sweep, write results and plots."""
+"""`jaxnet sweep`: parse value ranges, run the vmapped sweep, write results and plots."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import pathlib
 import sys
 
 import numpy as np
 
-from jaxnet import cli
-from jaxnet.sweep import LOG_AXES, make_settings, sweep
-from jaxnet.sweep import POSITIVE_AXES as POSITIVE
+from jaxnet import ranges
+from jaxnet.checkpoint import write_json
+from jaxnet.cli import common
+from jaxnet.errors import UsageError
+from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, make_settings, sweep
 from jaxnet.sweep import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 
 PRESETS = ("notebook",)
@@ -40,30 +43,34 @@ ever became non-finite is reported as diverged (numbers left empty) and never ch
 """
 
 
-def add_sweep_parser(sub):
-    p = sub.add_parser("sweep", help="train many settings at once (vmapped); --preset notebook reproduces the notebook",
-                       description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_model_and_data_flags(p)
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "sweep", help="train many settings at once (vmapped); --preset notebook reproduces the "
+        "notebook", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_network_flags(p, sweep=True)
+    common.add_optimizer_flags(p, sweep=True)
+    common.add_run_flags(p, sweep=True)
+    common.add_data_flags(p)
+    common.add_output_flags(p, what="sweep")
     g = p.add_argument_group("sweep")
-    g.add_argument("--preset", choices=PRESETS, help="notebook: 100 zipped (lr, weight_scale) settings, 100 full-batch SGD steps on the N=50 random data; flags you give override its other values")
-    g.add_argument("--weight-scale", metavar="VALUES", help="std of the normal init (implies --init normal; default 5e-2)")
-    g.add_argument("--num", type=cli._positive_int, default=5, help="points per LO:HI range in --grid/--zip (default 5)")
+    g.add_argument("--preset", choices=PRESETS, help="notebook: 100 zipped (lr, weight_scale) "
+                   "settings, 100 full-batch SGD steps on the N=50 random data; flags you give "
+                   "override its other values")
+    g.add_argument("--num", type=common.positive_int, default=5,
+                   help="points per LO:HI range in --grid/--zip (default 5)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--grid", action="store_true", help="every combination of the axes (default)")
-    mode.add_argument("--zip", action="store_true", help="pair the axes one to one (the notebook's way); lists need equal lengths")
-    mode.add_argument("--random", type=cli._positive_int, metavar="N", help="N random settings drawn within each LO:HI range (log-uniform on log axes)")
-    g.add_argument("--seeds", type=cli._positive_int, default=1, help="seeds per setting (seed, seed+1, ...), in the same vmapped call; reports mean and std")
-    g.add_argument("--chunk", type=cli._positive_int, help="runs per compiled call, to bound memory (default: all at once)")
-    g.add_argument("--top", type=cli._positive_int, default=8, help="loss curves plotted (default 8)")
-    # --lr, --reg, --dropout and friends take "V", "V1,V2,..." or "LO:HI" here.
-    for action in p._actions:
-        if action.dest in AXIS_FLAGS:
-            action.type = None
-            action.metavar = "VALUES"
-        if action.dest == "patience":  # sweeps keep each run's best epoch; no early stop
-            action.help = argparse.SUPPRESS
-    return p
+    mode.add_argument("--zip", action="store_true", help="pair the axes one to one (the "
+                      "notebook's way); lists need equal lengths")
+    mode.add_argument("--random", type=common.positive_int, metavar="N", help="N random settings "
+                      "drawn within each LO:HI range (log-uniform on log axes)")
+    g.add_argument("--seeds", type=common.positive_int, default=1, help="seeds per setting "
+                   "(seed, seed+1, ...), in the same vmapped call; reports mean and std")
+    g.add_argument("--chunk", type=common.positive_int,
+                   help="runs per compiled call, to bound memory (default: all at once)")
+    g.add_argument("--top", type=common.positive_int, default=8, help="loss curves plotted (default 8)")
+    p.set_defaults(run=run)
 
 
 def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str,
@@ -82,61 +89,58 @@ def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str,
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise cli.CliError(f"{flag} expects a number, a list like 1e-3,1e-2 or a range LO:HI, got {text!r}") from None
+        raise UsageError(f"{flag} expects a number, a list like 1e-3,1e-2 or a range LO:HI, got {text!r}") from None
     if ":" in text:
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise cli.CliError(f"{flag} {text}: the bounds must be finite numbers")
+            raise UsageError(f"{flag} {text}: the bounds must be finite numbers")
         if lo > hi:
-            raise cli.CliError(f"{flag} {text}: the lower bound {lo:g} is above the upper bound {hi:g}; write LO:HI")
+            raise UsageError(f"{flag} {text}: the lower bound {lo:g} is above the upper bound {hi:g}; write LO:HI")
         if log and lo <= 0:
             hint = " (to include 0, list it: 0,1e-4,1e-3)" if allow_zero else ""
-            raise cli.CliError(f"{flag} {text}: a range on a log scale needs positive bounds, got {lo:g}{hint}")
+            raise UsageError(f"{flag} {text}: a range on a log scale needs positive bounds, got {lo:g}{hint}")
         if mode == "random":
             return (lo, hi)
         if lo == hi:
             return [lo]
         return [float(v) for v in (np.geomspace(lo, hi, num) if log else np.linspace(lo, hi, num))]
     if not values:
-        raise cli.CliError(f"{flag} {text!r} gives zero settings; give at least one value")
+        raise UsageError(f"{flag} {text!r} gives zero settings; give at least one value")
     if not all(math.isfinite(v) for v in values):
-        raise cli.CliError(f"{flag} {text}: values must be finite numbers")
+        raise UsageError(f"{flag} {text}: values must be finite numbers")
     if log and allow_zero and any(v < 0 for v in values):
-        raise cli.CliError(f"{flag} {text}: values must be >= 0")
+        raise UsageError(f"{flag} {text}: values must be >= 0")
     if log and not allow_zero and any(v <= 0 for v in values):
-        raise cli.CliError(f"{flag} {text}: values on a log axis must be positive")
+        raise UsageError(f"{flag} {text}: values on a log axis must be positive")
     if mode == "random" and len(values) > 1:
-        raise cli.CliError(f"{flag} {text}: --random draws each axis from a range; write LO:HI "
+        raise UsageError(f"{flag} {text}: --random draws each axis from a range; write LO:HI "
                            "(or one value to keep it fixed)")
     return values
 
 
-def notebook_preset(args):
+def notebook_preset():
     """The notebook's sweep: its data, network, zipped lr x weight_scale and 100 SGD steps."""
-    overrides = {"dataset": "random", "optimizer": "sgd", "batch_size": 50, "epochs": 100, "dropout": 0.0,
-                     "reg": 0.0, "init": "normal", "lr_schedule": "constant"}
+    overrides = {"dataset": "random", "optimizer": "sgd", "batch_size": 50, "epochs": 100,
+                 "dropout": 0.0, "reg": 0.0, "init": "normal", "lr_schedule": "constant",
+                 "standardize": False}
     settings_axes = {"lr": np.geomspace(1e-5, 1e5, 100), "weight_scale": np.linspace(1e-2, 9e-2, 100)}
     return overrides, settings_axes, "zip"
 
 
-def run_sweep(args) -> int:
-
-    cli.setup_jax(args.dtype)
+def run(args) -> int:
+    common.setup_jax(args.dtype)
     mode = "zip" if args.zip else "random" if args.random else "grid"
     axes: dict = {}
     overrides: dict = {}
-    if args.patience is not None:
-        raise cli.CliError("--patience is for jaxnet train: every sweep run trains all its epochs "
-                           "and keeps its best epoch by val accuracy; drop --patience")
     if args.init == "he" and args.weight_scale is not None:
-        raise cli.CliError("--weight-scale sets the std of the normal init; --init he ignores it. "
+        raise UsageError("--weight-scale sets the std of the normal init; --init he ignores it. "
                            "Drop one of the two")
     if args.preset == "notebook":
         if args.lr is not None or args.weight_scale is not None:
-            raise cli.CliError("--preset notebook sweeps --lr and --weight-scale itself; drop them "
+            raise UsageError("--preset notebook sweeps --lr and --weight-scale itself; drop them "
                                "(or sweep without --preset)")
         if args.grid or args.random:
-            raise cli.CliError("--preset notebook zips its lr and weight_scale values; drop --grid/--random")
-        preset, axes, mode = notebook_preset(args)
+            raise UsageError("--preset notebook zips its lr and weight_scale values; drop --grid/--random")
+        preset, axes, mode = notebook_preset()
         # The preset's values are defaults: flags given on the command line win.
         overrides = {k: v for k, v in preset.items() if getattr(args, k, None) is None}
         axes = {k: list(map(float, v)) for k, v in axes.items()}
@@ -146,7 +150,8 @@ def run_sweep(args) -> int:
         if text is None:
             continue
         values = parse_axis(f"--{name.replace('_', '-')}", text, log=name in LOG_AXES,
-                            num=args.num, mode=mode, allow_zero=name not in POSITIVE)
+                            num=args.num, mode=mode,
+                            allow_zero=ranges.is_valid(name, 0.0))
         if isinstance(values, list) and len(values) == 1:
             static[name] = values[0]  # one value: a plain config field, not an axis
         else:
@@ -154,29 +159,25 @@ def run_sweep(args) -> int:
     for name in AXIS_FLAGS:
         setattr(args, name, None)
     if mode == "random" and not axes:
-        raise cli.CliError(f"--random {args.random} needs at least one axis given as a range "
+        raise UsageError(f"--random {args.random} needs at least one axis given as a range "
                            "LO:HI, e.g. --lr 1e-4:1e-1")
     if "weight_scale" in axes or "weight_scale" in static:
         overrides.setdefault("init", "normal")
-    config = cli.config_from_args(args, **{**overrides, **static})
-    try:
-        settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
-    except ValueError as err:
-        raise cli.CliError(str(err)) from None
+    config = common.config_from_args(args, **{**overrides, **static})
+    config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
+    settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
     if not settings:
-        raise cli.CliError("the sweep has zero settings; give at least one value per axis")
-    from jaxnet.train import load_data
+        raise UsageError("the sweep has zero settings; give at least one value per axis")
+    from jaxnet import job
 
-    data = load_data(config)
-    out = pathlib.Path(args.out) if args.out else cli.new_run_dir("sweep")
+    out = common.output_dir(args, "sweep")
+    data, _ = job.prepare(config, job.load_data(config))
     n_runs = len(settings) * args.seeds
     if not args.quiet:
         print(f"sweeping {len(settings)} settings x {args.seeds} seed(s) = {n_runs} runs of "
               f"{(data.num_features, *config.hidden, data.num_classes)} on {data.summary()}, "
               f"{config.epochs} epochs of {config.optimizer}, {config.dtype}", file=sys.stderr)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=None, unit="chunk", disable=args.quiet or not sys.stderr.isatty())
+    bar = common.progress_bar(None, unit="chunk", quiet=args.quiet)
 
     def on_chunk(done, total):
         bar.total = total
@@ -260,11 +261,11 @@ def write_outputs(out, result, config, *, top=8):
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cli.write_json(out / "results.json", _finite_or_none(
+    write_json(out / "results.json", _finite_or_none(
         {"config": config.to_dict(), "criterion": result.criterion,
          "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
          "settings": result.settings, "runs": result.runs}))
-    cli.write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
+    write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

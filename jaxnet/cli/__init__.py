@@ -1,0 +1,48 @@
+"""The `jaxnet` command: one module per subcommand, dispatched from `main`."""
+
+from __future__ import annotations
+
+import sys
+
+from jaxnet.cli import common
+from jaxnet.cli import evaluate as evaluate_command
+from jaxnet.cli import gradcheck as gradcheck_command
+from jaxnet.cli import predict as predict_command
+from jaxnet.cli import sweep as sweep_command
+from jaxnet.cli import train as train_command
+from jaxnet.errors import JaxnetError
+
+COMMANDS = (train_command, sweep_command, predict_command, evaluate_command, gradcheck_command)
+
+
+def build_parser() -> common.Parser:
+    from jaxnet import __version__
+
+    parser = common.Parser(prog="jaxnet", description="N-layer MLPs in JAX with hand-written "
+                           "backprop: train, sweep, predict, evaluate, export, gradcheck.")
+    parser.add_argument("--version", action="version", version=f"jaxnet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", parser_class=common.Parser)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Runs the command line `argv` (default sys.argv[1:]); returns the exit status.
+
+    jaxnet's own user errors (JaxnetError) print one line and return 2; anything else keeps
+    its traceback.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:  # `jaxnet` alone trains with the defaults
+            args = parser.parse_args(["train", *argv])
+        return args.run(args)
+    except JaxnetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,207 @@
+"""Flags shared by the commands, and turning them into a TrainConfig."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+from jaxnet import config as cfg
+from jaxnet.errors import UsageError
+from jaxnet.sweep import SWEEPABLE  # flags a sweep takes as "V", "V1,V2" or "LO:HI"
+
+DEFAULT_LAYERS = len(cfg.default("hidden")) + 1
+DEFAULT_HIDDEN = cfg.default("hidden")[0]
+RUN_MARKERS = ("checkpoint.safetensors", "checkpoint.npz", "metrics.json", "results.json")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with mistakes raised as UsageError (one line, exit 2)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def hidden_list(text):
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size like 100 or a list like 256,128,64, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _field(group, field, text, *, sweep=False, **kwargs):
+    """Adds `--field-name` for a TrainConfig field; its help quotes the config's default."""
+    default = cfg.default(field)
+    if sweep and field in SWEEPABLE:
+        kwargs.update(type=str, metavar="VALUES")
+    shown = "" if default is None or isinstance(default, bool) else f" (default {default:g})" \
+        if isinstance(default, float) else f" (default {default})"
+    group.add_argument("--" + field.replace("_", "-"), dest=field, help=text + shown, **kwargs)
+
+
+def add_network_flags(p, *, sweep=False):
+    g = p.add_argument_group("network")
+    g.add_argument("--layers", type=positive_int,
+                   help=f"total layers L, as in the notebook (default {DEFAULT_LAYERS})")
+    g.add_argument("--hidden", type=hidden_list, help="width of every hidden layer, or a comma "
+                   f"list of L-1 widths (default {DEFAULT_HIDDEN})")
+    _field(g, "init", "weight init: normal = weight_scale * randn, he = sqrt(2/fan_in) * randn",
+           choices=cfg.model.INIT_METHODS)
+    _field(g, "weight_scale", "std of the normal init", type=number, sweep=sweep)
+    _field(g, "dropout", "drop probability after each hidden ReLU", type=number, sweep=sweep)
+    _field(g, "reg", "L2 strength", type=number, sweep=sweep)
+
+
+def add_optimizer_flags(p, *, sweep=False):
+    g = p.add_argument_group("optimizer")
+    _field(g, "optimizer", "Optax optimizer", choices=cfg.OPTIMIZERS)
+    _field(g, "lr", "learning rate", type=number, sweep=sweep)
+    _field(g, "lr_schedule", "learning-rate schedule", choices=cfg.SCHEDULES)
+    _field(g, "lr_decay", "per-epoch factor of the step schedule", type=number)
+    _field(g, "momentum", "SGD momentum", type=number, sweep=sweep)
+    _field(g, "beta1", "Adam beta1", type=number, sweep=sweep)
+    _field(g, "beta2", "Adam beta2", type=number, sweep=sweep)
+    _field(g, "eps", "Adam/RMSprop epsilon", type=number)
+    _field(g, "rms_decay", "RMSprop decay (CS231n's)", type=number)
+    _field(g, "weight_decay", "AdamW weight decay", type=number, sweep=sweep)
+
+
+def add_run_flags(p, *, sweep=False):
+    """--batch-size, --epochs, ...; runs trained together (sweep) share one fixed length."""
+    from jaxnet.sweep import DEFAULT_EPOCHS
+
+    g = p.add_argument_group("run")
+    _field(g, "batch_size", "minibatch size", type=positive_int)
+    if sweep:
+        g.add_argument("--epochs", type=positive_int, help="epochs every run trains, keeping "
+                       f"its best epoch by val accuracy (default {DEFAULT_EPOCHS})")
+    else:
+        _field(g, "epochs", "train exactly this many epochs (default: until the validation "
+               "accuracy stops improving, see --max-epochs and --patience)", type=positive_int)
+        _field(g, "max_epochs", "the most epochs without --epochs", type=positive_int)
+        _field(g, "patience", "stop after this many epochs without a better val accuracy "
+               f"(default {cfg.ADAPTIVE_PATIENCE} without --epochs, else off)", type=positive_int)
+    _field(g, "grad", "hand-written backward or jax.grad", choices=cfg.GRADS)
+    _field(g, "dtype", "precision", choices=cfg.DTYPES)
+    _field(g, "seed", "seeds the split, init, shuffles and dropout", type=int)
+
+
+def add_data_flags(p):
+    g = p.add_argument_group("data")
+    _field(g, "dataset", "digits is embedded (no download)", choices=cfg.DATASETS)
+    g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
+    _field(g, "target", "the label column of a --dataset csv file")
+    _field(g, "val_fraction", "validation share when jaxnet splits", type=number)
+    _field(g, "test_fraction", "test share when jaxnet splits", type=number)
+    _field(g, "standardize", "scale inputs by training mean and std (saved with the run; "
+           "default on)", action=argparse.BooleanOptionalAction)
+
+
+def add_output_flags(p, *, what="run"):
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
+    g.add_argument("--overwrite", action="store_true",
+                   help=f"allow --out to name a folder that already holds a {what}")
+    g.add_argument("--quiet", action="store_true", help="print only the summary")
+
+
+def add_device_flags(p, *, what="data-parallel devices"):
+    g = p.add_argument_group("devices")
+    g.add_argument("--devices", type=positive_int, help=f"{what} (default: all visible)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0")
+    g.add_argument("--num-processes", type=positive_int, help="multi-host: number of processes")
+    g.add_argument("--process-id", type=int, help="multi-host: this process's index")
+
+
+# TrainConfig fields set by a flag of the same name.
+CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr_schedule",
+                "lr_decay", "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay",
+                "batch_size", "epochs", "max_epochs", "patience", "grad", "dtype", "seed",
+                "dataset", "target", "val_fraction", "test_fraction", "standardize")
+
+
+def resolve_hidden(layers, hidden) -> tuple[int, ...]:
+    """Combines --layers and --hidden into the hidden widths."""
+    if hidden is None:
+        return (DEFAULT_HIDDEN,) * ((layers or DEFAULT_LAYERS) - 1)
+    if layers == 1:
+        raise UsageError("--layers 1 is a network without hidden layers, so --hidden has nothing "
+                         "to size; drop --hidden or raise --layers")
+    if len(hidden) == 1:
+        return tuple(hidden) * ((layers or DEFAULT_LAYERS) - 1)
+    if layers is not None and len(hidden) != layers - 1:
+        raise UsageError(f"--hidden lists {len(hidden)} widths but --layers {layers} needs "
+                         f"{layers - 1} (one per hidden layer); fix one of the two")
+    return tuple(hidden)
+
+
+def config_from_args(args, *, hidden=None, **overrides) -> cfg.TrainConfig:
+    """A validated TrainConfig from parsed flags: flags not given keep the config's defaults."""
+    values = {f: getattr(args, f) for f in CONFIG_FLAGS if getattr(args, f, None) is not None}
+    values.update(overrides)
+    if getattr(args, "data", None) is not None:
+        values["data_path"] = args.data
+    values["hidden"] = hidden if hidden is not None else resolve_hidden(args.layers, args.hidden)
+    if values.get("init") == "he" and "weight_scale" in values:
+        raise UsageError("--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; "
+                         "drop one of the two")
+    setup_jax(values.get("dtype", cfg.default("dtype")))
+    return cfg.TrainConfig(**values).validate()
+
+
+def setup_jax(dtype):
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+
+def new_run_dir(kind="train") -> pathlib.Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = pathlib.Path("runs") / f"{kind}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def output_dir(args, kind: str) -> pathlib.Path:
+    """--out (refused when it holds a run, unless --overwrite) or a new folder under runs/."""
+    if not args.out:
+        return new_run_dir(kind)
+    out = pathlib.Path(args.out)
+    found = [name for name in RUN_MARKERS if (out / name).exists()]
+    if found and not args.overwrite:
+        resume = f"continue it with --resume {out}, " if kind == "train" else ""
+        raise UsageError(f"--out {out} already holds a run ({', '.join(found)}); {resume}choose "
+                         "a new folder, or pass --overwrite to replace it")
+    return out
+
+
+def progress_bar(total, *, unit, quiet):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)

@@ -1,0 +1,199 @@
+"""`jaxnet train`: train one network (or K seeds of it) and write the run's folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+
+from jaxnet.cli import common
+from jaxnet.errors import UsageError
+
+# Flags that would change a resumed run's settings; the checkpoint's saved config wins.
+_RESUME_CONFLICTS = (*(f for f in common.CONFIG_FLAGS if f != "epochs"), "layers", "hidden",
+                     "data", "out", "seeds", "overwrite")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("train", help="train one network (defaults: the notebook's "
+                              "5 x 100 net on digits)")
+    common.add_network_flags(p)
+    common.add_optimizer_flags(p)
+    common.add_run_flags(p)
+    common.add_data_flags(p)
+    common.add_output_flags(p)
+    p.add_argument("--interactive", action="store_true", help="ask for the layers like the notebook")
+    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--seeds", type=common.positive_int,
+                   help="train K seeds at once (vmapped) and report mean and std")
+    common.add_device_flags(p)
+    p.set_defaults(run=run)
+
+
+def ask_architecture(read=None, write=None) -> tuple[int, list[int]]:
+    """The notebook's questions, with defaults that Enter accepts; re-asks on bad answers.
+
+    `read` defaults to `input` (looked up at call time), `write` to printing on stderr.
+    """
+    read = read or input
+    write = write or (lambda text: print(text, file=sys.stderr))
+
+    def ask(question, default):
+        while True:
+            try:
+                answer = read(f"{question} [{default}] ").strip()
+            except EOFError:
+                raise UsageError(f"--interactive: input ended before answering {question!r}; "
+                                 "answer each question or drop --interactive") from None
+            if not answer:
+                return default
+            try:
+                value = int(answer)
+            except ValueError:
+                write(f"  {answer!r} is not a whole number; enter a positive integer like {default}")
+                continue
+            if value <= 0:
+                write(f"  {value} is not positive; enter a positive integer like {default}")
+                continue
+            return value
+
+    layers = ask("how many layers do you want in your network?", common.DEFAULT_LAYERS)
+    hidden = [ask(f"size of layer {i}?", common.DEFAULT_HIDDEN) for i in range(1, layers)]
+    return layers, hidden
+
+
+def _resumed_config(args):
+    from jaxnet import checkpoint as ckpt
+    from jaxnet import job
+    from jaxnet.config import TrainConfig
+
+    given = [f for f in _RESUME_CONFLICTS if getattr(args, f, None) not in (None, False)]
+    given += ["interactive"] if args.interactive else []
+    if given:
+        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        raise UsageError(f"--resume continues with the settings saved in {args.resume}, so {flags} "
+                         "cannot be given with it (only --epochs can change); drop them, or start "
+                         "a fresh run with --out")
+    out = pathlib.Path(args.resume)
+    if not out.is_dir():
+        raise UsageError(f"--resume {args.resume}: no such folder; pass the output folder of "
+                         f"an earlier jaxnet train run (it holds {ckpt.CHECKPOINT_FILE})")
+    meta = ckpt.load_metadata(out)
+    if not isinstance(meta.get("config"), dict):
+        raise UsageError(f"--resume {args.resume}: the checkpoint there is not from jaxnet "
+                         "train (it has no saved config); pass a training run's folder")
+    saved = TrainConfig.from_dict(meta["config"])
+    if args.epochs is not None:
+        saved = dataclasses.replace(saved, epochs=args.epochs)
+    common.setup_jax(saved.dtype)
+    job.check_resumable(saved.validate(), meta, out)  # e.g. --epochs below the epochs run
+    return saved, out, len(meta["history"])
+
+
+def run(args) -> int:
+    from jaxnet import distributed, job
+
+    done, hidden = 0, None
+    if args.resume:
+        config, out, done = _resumed_config(args)
+    else:
+        if args.interactive:
+            if args.layers or args.hidden:
+                raise UsageError("--interactive asks for the layers itself: drop --layers/--hidden, "
+                                 "or drop --interactive")
+            hidden = tuple(ask_architecture()[1])
+        config = common.config_from_args(args, hidden=hidden)
+        out = common.output_dir(args, "train")
+    if args.seeds:
+        return _run_seeds(args, config, out)
+    env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
+                            batch_size=config.batch_size)
+    data = job.load_data(config)
+    lead = env.is_lead
+    if lead and not args.quiet:
+        what = "resuming" if args.resume else "training"
+        length = (f"{config.epochs} epochs" if config.epochs else
+                  f"until no improvement (up to {config.max_epochs} epochs)")
+        print(f"{what} {(data.num_features, *config.hidden, data.num_classes)} on "
+              f"{data.summary()}; {length} of {config.optimizer} (lr {config.lr:g}, "
+              f"{config.lr_schedule}), batch {config.batch_size}, {config.dtype}, "
+              f"{env.num_devices} device(s); outputs in {out}", file=sys.stderr)
+    bar = common.progress_bar(config.num_epochs, unit="epoch", quiet=args.quiet or not lead)
+    bar.update(done)
+
+    def on_epoch(row):
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
+                         if k in ("loss", "train_accuracy", "val_accuracy")})
+
+    try:
+        result = job.fit(config, data, out_dir=out, resume=bool(args.resume), on_epoch=on_epoch,
+                         env=env)
+    except KeyboardInterrupt:
+        bar.close()
+        return _interrupted(out)
+    bar.close()
+    if result.message and (result.diverged or not args.quiet):
+        print(result.message, file=sys.stderr)
+    if lead:
+        print(summary_line(result.metrics, out))
+    return 1 if result.diverged else 0
+
+
+def _interrupted(out) -> int:
+    from jaxnet import checkpoint as ckpt
+
+    if (out / ckpt.CHECKPOINT_FILE).is_file():
+        print(f"interrupted; the last complete epoch is saved; continue with: jaxnet train "
+              f"--resume {out}", file=sys.stderr)
+    else:
+        print("interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
+    return 130
+
+
+def _run_seeds(args, config, out) -> int:
+    from jaxnet import job
+
+    given = [f"--{f.replace('_', '-')}" for f in ("devices", "coordinator", "num_processes",
+                                                  "process_id") if getattr(args, f) is not None]
+    if given:
+        raise UsageError(f"--seeds trains its seeds in one vmapped call on one device, so "
+                         f"{', '.join(given)} cannot be given with it; drop them (or use "
+                         "jaxnet sweep --seeds K, which shards runs over devices)")
+    if args.patience is not None:
+        raise UsageError("--patience stops one run early, but --seeds trains every seed for the "
+                         "same epochs (each keeps its best epoch by val accuracy); drop --patience")
+    metrics = job.fit_seeds(config, args.seeds, out_dir=out)
+    print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}: test accuracy "
+          f"{_pm(metrics, 'test_accuracy')}, val accuracy {_pm(metrics, 'val_accuracy')}; "
+          f"{metrics['wall_seconds']:.1f} s; outputs in {out}")
+    return 0
+
+
+def _pm(metrics, name):
+    mean, std = metrics.get(f"{name}_mean"), metrics.get(f"{name}_std")
+    return "n/a" if mean is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def summary_line(metrics: dict, out) -> str:
+    """The one line `jaxnet train` prints at the end, e.g.
+
+    `test accuracy 97.78% | 30 epochs (best 26) | 4.2 s | 116,986 examples/s | outputs in runs/x`
+    """
+    for split in ("test", "val", "train"):
+        if metrics.get(f"{split}_accuracy") is not None:
+            acc = f"{split} accuracy {100 * metrics[f'{split}_accuracy']:.2f}%"
+            if split != "test":
+                acc += " (no test set)"
+            break
+    else:
+        acc = "no accuracy (no data split)"
+    n = metrics["epochs_run"]
+    parts = [acc, f"{n} epoch{'' if n == 1 else 's'} (best {metrics['best_epoch']})"]
+    if metrics.get("diverged"):
+        parts.append("diverged")
+    parts.append(f"{metrics['wall_seconds']:.1f} s")
+    eps = metrics.get("examples_per_second")
+    parts.append(f"{eps:,.0f} examples/s" if eps else "examples/s n/a (needs 2+ epochs)")
+    parts.append(f"outputs in {out}")
+    return " | ".join(parts)

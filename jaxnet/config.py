@@ -1,0 +1,111 @@
+"""TrainConfig: every setting of a training run, its defaults and its validation, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from jaxnet import model, ranges
+from jaxnet.data import DATASETS
+from jaxnet.errors import ConfigError
+from jaxnet.optim import OPTIMIZERS, SCHEDULES
+
+GRADS = ("manual", "autodiff")
+DTYPES = ("float32", "float64")
+ADAPTIVE_PATIENCE = 10  # with epochs=None: stop after this many epochs without improvement
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; the CLI flags map one to one onto it."""
+
+    dataset: str = "digits"  # digits, random, cifar10, npz or csv (see jaxnet.data)
+    data_path: str | None = None  # folder (cifar10) or file (npz, csv); built-in sets take none
+    target: str | None = None  # the label column of a csv file
+    val_fraction: float = 0.1  # share held out for validation when jaxnet splits the data
+    test_fraction: float = 0.2  # share held out for testing when jaxnet splits the data
+    standardize: bool = True  # scale inputs by training-set mean and std (saved with the run)
+    hidden: tuple[int, ...] = (100, 100, 100, 100)  # hidden widths: 5 layers of 100 (notebook)
+    init: str = "normal"  # "normal" (weight_scale * randn, the notebook's) or "he"
+    weight_scale: float = model.DEFAULT_WEIGHT_SCALE  # std of "normal" weights (the notebook's 5e-2)
+    dropout: float = 0.2  # drop probability after each hidden ReLU
+    reg: float = 1e-4  # L2 strength: loss += 0.5 * reg * sum(w**2)
+    optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop, adam or adamw
+    lr: float = 1e-3  # base learning rate
+    momentum: float = 0.9  # SGD momentum (momentum, nesterov)
+    beta1: float = 0.9  # Adam's first-moment decay
+    beta2: float = 0.999  # Adam's second-moment decay
+    eps: float = 1e-8  # Adam's and RMSprop's epsilon
+    rms_decay: float = 0.99  # RMSprop's squared-gradient decay (CS231n's 0.99)
+    weight_decay: float = 1e-4  # AdamW's decoupled weight decay
+    lr_schedule: str = "constant"  # constant, step (lr_decay per epoch) or cosine (over the run)
+    lr_decay: float = 0.95  # per-epoch factor of the step schedule (CS231n's lr_decay)
+    batch_size: int = 64  # minibatch size; every example is used in every epoch
+    epochs: int | None = None  # exactly this many epochs; None: until no improvement (patience)
+    max_epochs: int = 200  # the most epochs when epochs is None
+    patience: int | None = None  # stop after this many epochs without improvement (None: 10
+    # when epochs is None, else never); improvement is in val accuracy, or train loss without val
+    grad: str = "manual"  # "manual" (hand-written backward) or "autodiff" (jax.grad)
+    dtype: str = "float32"  # float32, or float64 (turns on jax_enable_x64)
+    bn_momentum: float = model.DEFAULT_MOMENTUM  # running = m * running + (1 - m) * batch (CS231n, Flax)
+    bn_eps: float = model.DEFAULT_EPS  # batchnorm's variance epsilon
+    seed: int = 0  # seeds the split, the initial weights, the shuffles and the dropout masks
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    @property
+    def num_epochs(self) -> int:
+        """The epochs the run may take: `epochs`, or `max_epochs` when that is None."""
+        return self.max_epochs if self.epochs is None else self.epochs
+
+    @property
+    def stop_patience(self) -> int | None:
+        """Epochs without improvement that stop the run (None: never stop early)."""
+        if self.patience is not None:
+            return self.patience
+        return ADAPTIVE_PATIENCE if self.epochs is None else None
+
+    def validate(self) -> TrainConfig:
+        """Raises ConfigError naming the first bad field and what it expects; returns self.
+
+        Cheap: call it before loading data or compiling, so a typo fails at once.
+        """
+        for field, choices in (("dataset", DATASETS), ("init", model.INIT_METHODS),
+                               ("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES),
+                               ("grad", GRADS), ("dtype", DTYPES)):
+            if getattr(self, field) not in choices:
+                self._bad(field, f"one of {', '.join(choices)}")
+        for field in ranges.RULES:
+            if hasattr(self, field) and not (field == "epochs" and self.epochs is None):
+                if not ranges.is_valid(field, getattr(self, field)):
+                    self._bad(field, ranges.expected(field))
+        if self.val_fraction + self.test_fraction >= 1:
+            self._bad("test_fraction", "val_fraction + test_fraction < 1 so some data is left "
+                      f"to train on (val_fraction is {self.val_fraction!r})")
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ConfigError(
+                "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+                "before creating arrays (the jaxnet command does this for --dtype float64)"
+            )
+        return self
+
+    def _bad(self, field, expected):
+        flag = "--" + field.replace("_", "-")
+        raise ConfigError(f"{field}={getattr(self, field)!r} is invalid: expected {expected}; "
+                          f"change TrainConfig.{field} (the {flag} flag)")
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The config saved by `to_dict`; unknown keys (from a newer jaxnet) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default(field: str):
+    """The default value of a TrainConfig field (for help texts, so it is written once)."""
+    return TrainConfig.__dataclass_fields__[field].default

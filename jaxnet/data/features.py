@@ -1,0 +1,87 @@
+"""Unlabelled inputs for prediction: rows of features read from .npy, .npz or .csv files."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+
+import numpy as np
+
+from jaxnet.data.dataset import DataError
+
+FORMATS = (".npy", ".npz", ".csv")
+
+
+def read_features(path) -> np.ndarray:
+    """Reads the rows to predict on.
+
+    Args:
+      path: `.npy` (one array), `.npz` (key `x`) or `.csv` (numeric columns; a first row
+        that is not numeric is taken as the header).
+
+    Returns:
+      A float64 array (N, ...) with one row per example (not yet checked for NaN or the
+      feature count: the model's preprocessing does that).
+
+    Raises:
+      DataError: a missing or unreadable file, an unknown suffix, a non-numeric cell.
+    """
+    path = pathlib.Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; expected one of "
+                        f"{', '.join(FORMATS)}")
+    if not path.is_file():
+        raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'not found'}; "
+                        f"expected a {path.suffix} file of inputs, one row per example")
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as err:  # corrupt file, pickled objects, text with a wrong suffix
+        raise DataError(f"{path}: cannot be read as {path.suffix} ({type(err).__name__}: {err}); "
+                        "save it with np.save / np.savez(path, x=...)") from None
+    if path.suffix.lower() == ".npz":
+        with loaded:
+            if "x" not in loaded.files:
+                raise DataError(f"{path}: has no array 'x' (keys found: "
+                                f"{', '.join(loaded.files) or 'none'}); save with np.savez(path, x=...)")
+            loaded = loaded["x"]
+    x = np.asarray(loaded)
+    if x.dtype.kind not in "biuf" or x.ndim < 1:
+        raise DataError(f"{path}: holds {x.dtype} values of shape {x.shape}; expected numbers, "
+                        "one row per example")
+    return x.reshape(len(x), -1).astype(np.float64) if x.ndim > 1 else x.reshape(-1, 1).astype(np.float64)
+
+
+def _read_csv(path: pathlib.Path) -> np.ndarray:
+    try:
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: cannot be read as CSV ({err})") from None
+    if not rows:
+        raise DataError(f"{path}: is empty; expected one row of numbers per example")
+    start = 0 if _numeric(rows[0]) else 1  # a header row
+    values = []
+    for line, row in enumerate(rows[start:], start=start + 1):
+        if len(row) != len(rows[start]):
+            raise DataError(f"{path}: line {line} has {len(row)} cells but line {start + 1} has "
+                            f"{len(rows[start])}; every row needs the same columns")
+        try:
+            values.append([float(cell) for cell in row])
+        except ValueError:
+            column = next(i for i, c in enumerate(row) if not _numeric([c]))
+            raise DataError(f"{path}: line {line}, column {column + 1} holds {row[column]!r}, "
+                            "not a number; inputs must be numeric (empty cells are missing "
+                            "values: fill them)") from None
+    if not values:
+        raise DataError(f"{path}: has a header but no rows")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _numeric(row) -> bool:
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True

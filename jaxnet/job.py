@@ -1,0 +1,261 @@
+"""Training jobs: data in, preprocessing, resume, the loop, then checkpoint, metrics and plots out."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnet import checkpoint as ckpt
+from jaxnet import train
+from jaxnet.config import TrainConfig
+from jaxnet.data import Dataset, load_dataset
+from jaxnet.distributed import DeviceEnv, to_host
+from jaxnet.errors import ConfigError
+from jaxnet.preprocess import Preprocessing
+
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `fit` returns: the best parameters (by validation accuracy) and the record."""
+
+    params: Any  # best params (by val accuracy; the last ones without a val set)
+    bn_state: Any  # the batchnorm statistics that belong to `params`
+    final: train.TrainState  # the state after the last finite epoch
+    history: list[dict]  # per epoch: loss, train/val/test loss and accuracy
+    metrics: dict  # summary, as written to metrics.json
+    diverged: bool
+    message: str | None  # why training stopped early (divergence, no improvement), if it did
+    preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """Loads the dataset `config` names, raw (before preprocessing)."""
+    return load_dataset(config.dataset, config.data_path, val_fraction=config.val_fraction,
+                        test_fraction=config.test_fraction, seed=config.seed,
+                        dtype=np.dtype(config.dtype), target=config.target)
+
+
+def prepare(config: TrainConfig, data: Dataset) -> tuple[Dataset, Preprocessing]:
+    """Fits the preprocessing on the training split and applies it to every split."""
+    prep = Preprocessing.fit(data.x_train, data.classes, standardize=config.standardize)
+    return prep.apply(data, dtype=np.dtype(config.dtype)), prep
+
+
+def fingerprint(data: Dataset) -> str:
+    """SHA-256 of every split's arrays: a resumed run must see the same data."""
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        array = getattr(data, name)
+        digest.update(name.encode())
+        if array is not None:
+            digest.update(str((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _device_splits(data: Dataset, dtype, env: DeviceEnv) -> dict:
+    def put(x, y):
+        return None if x is None else (jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32))
+    return env.replicate({"train": put(data.x_train, data.y_train),
+                          "val": put(data.x_val, data.y_val),
+                          "test": put(data.x_test, data.y_test)})
+
+
+def _check_data(config: TrainConfig, data: Dataset):
+    if len(data.x_train) < 2:
+        raise ConfigError(f"the training set has {len(data.x_train)} example(s); batchnorm needs "
+                          "at least 2; use a dataset with more training examples")
+    if config.patience is not None and data.x_val is None:
+        raise ConfigError(
+            f"patience={config.patience} stops on the validation accuracy, but the {data.name} "
+            "data has no validation set; set val_fraction > 0 (--val-fraction) or drop patience"
+        )
+
+
+def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resume=False,
+        on_epoch: Callable[[dict], None] | None = None, env: DeviceEnv | None = None) -> TrainResult:
+    """Trains a network as `config` says and returns the best parameters and the record.
+
+    Args:
+      config: the run's settings (validated here, before any work).
+      data: a loaded, raw Dataset; None loads `config.dataset`. Inputs are standardised
+        here with training statistics when `config.standardize`.
+      out_dir: when given, `checkpoint.safetensors` is written there atomically after every
+        epoch, and `metrics.json` and `curves.png` at the end (by process 0 only).
+      resume: continue from the checkpoint in `out_dir` (same config and data).
+      on_epoch: called after each epoch with that epoch's history row (progress bars).
+      env: devices to shard each minibatch over (data parallelism); None: one device.
+
+    Returns:
+      A TrainResult. A non-finite loss or state stops training; `diverged` is then True,
+      `message` names the step and learning rate, and the state is the one after the last
+      finite epoch. Patience stops training early; `params`/`bn_state` are the best epoch's.
+
+    Raises:
+      ConfigError: a bad config value, patience without a validation set, or a resume whose
+        config or data differ from the checkpoint's.
+      CheckpointError: `resume` with a missing, corrupt or mismatched checkpoint.
+    """
+    started = time.perf_counter()
+    config.validate()
+    if resume:
+        if out_dir is None:
+            raise ConfigError("resume=True needs out_dir, the folder holding the checkpoint to "
+                              "continue; pass out_dir=... (the CLI's --resume DIR)")
+        check_resumable(config, ckpt.load_metadata(out_dir), out_dir)  # before any work
+    data = load_data(config) if data is None else data
+    _check_data(config, data)
+    raw_fingerprint = fingerprint(data)
+    data, prep = prepare(config, data)
+    env = DeviceEnv(None) if env is None else env
+    n_train, dims = len(data.x_train), train.dims_for(config, data)
+    optimizer = train.make_optimizer(config, n_train)
+    progress = train.new_progress(train.init_train_state(config, dims, optimizer))
+    if resume:
+        progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
+    progress.state, progress.best = env.replicate((progress.state, progress.best))
+    splits = _device_splits(data, jnp.dtype(config.dtype), env)
+    epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, env.batch_sharding),
+                       donate_argnums=0)
+    eval_fn = jax.jit(lambda p, s, x, y: train.evaluate(p, s, x, y, config=config))
+    meta = {"config": config.to_dict(), "dims": list(dims), "data_fingerprint": raw_fingerprint,
+            "preprocessing": prep.to_json()}
+
+    def after_epoch(progress: train.Progress):
+        if out_dir is not None and env.is_lead:
+            tree = {"train_state": progress.state, "best": progress.best}
+            ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
+                                 {**meta, **progress.meta()})
+        if on_epoch is not None:
+            on_epoch(progress.history[-1])
+
+    loop = train.train_loop(config, splits, progress, epoch_fn=epoch_fn, eval_fn=eval_fn,
+                            on_epoch=after_epoch)
+    metrics = summarize(config, loop, splits, eval_fn, n_train)
+    metrics.update(wall_seconds=time.perf_counter() - started, devices=env.num_devices,
+                   message=loop.message)
+    if out_dir is not None and env.is_lead:
+        write_outputs(out_dir, metrics)
+    p = loop.progress
+    return TrainResult(p.best["params"], p.best["bn_state"], p.state, p.history, metrics,
+                       loop.diverged, loop.message, prep)
+
+
+def _resume(config, out_dir, progress: train.Progress, raw_fingerprint: str,
+            prep: Preprocessing) -> train.Progress:
+    template = {"train_state": progress.state, "best": progress.best,
+                "preprocessing": prep.to_arrays()}
+    tree, meta = ckpt.load_checkpoint(out_dir, template)
+    check_resumable(config, meta, out_dir)
+    if meta.get("data_fingerprint") != raw_fingerprint:
+        raise ConfigError(
+            f"the checkpoint in {out_dir} was trained on different data than {config.dataset}"
+            + (f" {config.data_path}" if config.data_path else "") + " holds now (the arrays' "
+            "SHA-256 differs); resume with the data it was trained on, or start a fresh run "
+            "in a new folder")
+    return train.Progress(tree["train_state"], tree["best"], list(meta["history"]),
+                          meta["best_epoch"], meta["best_score"], meta["stale_epochs"])
+
+
+def check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
+    """Checks that checkpoint metadata `meta` can be continued with `config`.
+
+    Returns the number of epochs the checkpoint holds.
+    """
+    needed = ("config", "epoch", "history", "best_epoch", "best_score", "stale_epochs")
+    missing = [k for k in needed if k not in meta]
+    if missing or not isinstance(meta["config"], dict):
+        raise ckpt.CheckpointError(
+            f"the checkpoint in {out_dir} is not from jaxnet's fit (its metadata lacks "
+            f"{', '.join(missing) or 'a config'}); point to the folder of a training run, or "
+            "start a fresh run")
+    try:
+        saved = TrainConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"the checkpoint in {out_dir} holds an unreadable config "
+                                   f"({err}); start a fresh run") from None
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name != "epochs" and getattr(saved, f.name) != getattr(config, f.name)]
+    if changed:
+        diffs = "; ".join(f"{name}: saved {getattr(saved, name)!r}, now {getattr(config, name)!r}"
+                          for name in changed)
+        raise ConfigError(
+            f"the checkpoint in {out_dir} was written with a different config ({diffs}); resume "
+            "with the saved settings (only epochs may change), or start a fresh run in a new folder")
+    if config.lr_schedule == "cosine" and config.num_epochs != saved.num_epochs:
+        raise ConfigError(
+            f"the checkpoint in {out_dir} follows a cosine schedule laid over {saved.num_epochs} "
+            f"epochs; resuming with epochs={config.epochs} would stretch it and change every "
+            f"later step's rate, so the run would not equal an uninterrupted one; resume with "
+            f"epochs={saved.num_epochs} (--epochs), or start a fresh run")
+    done = int(meta["epoch"])
+    if config.num_epochs < done:
+        raise ConfigError(
+            f"the checkpoint in {out_dir} already holds {done} epochs but epochs={config.epochs}; "
+            f"pass epochs >= {done} (--epochs) to continue it")
+    return done
+
+
+def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_train) -> dict:
+    """The metrics.json summary: accuracies of the best parameters, and the record."""
+    p = loop.progress
+    metrics: dict[str, Any] = {"final_loss": p.history[-1]["loss"] if p.history else None,
+                               "best_epoch": p.best_epoch, "epochs_run": len(p.history),
+                               "diverged": loop.diverged}
+    for name, split in splits.items():
+        metrics[f"{name}_loss"] = metrics[f"{name}_accuracy"] = None
+        if split is not None:
+            loss, acc = eval_fn(p.best["params"], p.best["bn_state"], *split)
+            metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = float(loss), float(acc)
+    examples = loop.timed_epochs * train.steps_per_epoch(config, n_train) * train.batch_size(config, n_train)
+    metrics["examples_per_second"] = examples / loop.train_seconds if loop.train_seconds else None
+    metrics["history"] = p.history
+    metrics["config"] = config.to_dict()
+    return metrics
+
+
+def write_outputs(out_dir, metrics: dict):
+    """metrics.json and curves.png in `out_dir`."""
+    from jaxnet import plots
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json(out_dir / METRICS_FILE, metrics)
+    if metrics["history"]:
+        plots.training_curves(metrics["history"], out_dir / CURVES_FILE)
+
+
+def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
+              out_dir=None) -> dict:
+    """K seeds of one network in one vmapped call (`sweep.train_seeds`), with the same data
+    preparation as `fit`; writes metrics.json to `out_dir` when given.
+
+    Every seed trains `config.num_epochs` epochs and reports its best-by-validation
+    parameters: early stopping (`patience`) is per run and is refused here.
+    """
+    from jaxnet.sweep import train_seeds
+
+    started = time.perf_counter()
+    config.validate()
+    if config.patience is not None:
+        raise ConfigError(f"patience={config.patience} stops one run early, but the {seeds} "
+                          "seeds train together for the same epochs (each keeps its best epoch "
+                          "by val accuracy); drop patience (--patience) or train seeds one by one")
+    data, _ = prepare(config, load_data(config) if data is None else data)
+    metrics = train_seeds(config, data, seeds)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    if out_dir is not None:
+        pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(pathlib.Path(out_dir) / METRICS_FILE, metrics)
+    return metrics

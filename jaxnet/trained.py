@@ -1,0 +1,122 @@
+"""A trained model: load a run's folder, then predict, score and evaluate with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnet import checkpoint as ckpt
+from jaxnet import model, train
+from jaxnet.config import TrainConfig
+from jaxnet.preprocess import Preprocessing
+
+DEFAULT_BATCH = 1024  # rows per compiled call when predicting
+
+
+@functools.partial(jax.jit, static_argnames="eps")
+def _log_probs(params, bn_state, x, *, eps):
+    logits, _ = model.apply(params, bn_state, x, train=False, eps=eps)
+    wide = logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
+    return jax.nn.log_softmax(wide)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A network with everything needed to use it on raw inputs.
+
+    Attributes:
+      params, bn_state: the run's best parameters and their batchnorm statistics.
+      config: the run's TrainConfig.
+      preprocessing: the input standardisation and the classes, fitted on the training set.
+    """
+
+    params: Any
+    bn_state: Any
+    config: TrainConfig
+    preprocessing: Preprocessing
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.preprocessing.classes
+
+    @property
+    def num_features(self) -> int:
+        return int(self.params[0]["w"].shape[1])
+
+    def log_proba(self, x, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """(N, C) log-probabilities of raw inputs x (N, ...), in eval mode.
+
+        Rows run in batches of `batch_size` (the last one padded, so no row is dropped and one
+        compiled shape serves every batch).
+        """
+        x = self.preprocessing.transform(x, dtype=np.dtype(self.config.dtype))
+        n = len(x)
+        size = min(batch_size, max(1, 1 << (n - 1).bit_length()))  # few shapes for small n
+        out = []
+        for start in range(0, n, size):
+            chunk = x[start:start + size]
+            padded = np.pad(chunk, ((0, size - len(chunk)), (0, 0)))
+            out.append(np.asarray(_log_probs(self.params, self.bn_state, padded,
+                                             eps=self.config.bn_eps))[:len(chunk)])
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def predict_proba(self, x, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """(N, C) class probabilities; column j is `classes[j]`."""
+        return np.exp(self.log_proba(x, batch_size=batch_size))
+
+    def predict(self, x, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """(N,) predicted labels, in the training data's own label values."""
+        return self.preprocessing.decode(np.argmax(self.log_proba(x, batch_size=batch_size), 1))
+
+    def evaluate(self, x, y, *, batch_size: int = DEFAULT_BATCH) -> dict:
+        """Accuracy and mean cross-entropy on raw inputs x and labels y (original values).
+
+        Returns:
+          {"accuracy", "loss", "examples", "labels" (true indices), "predictions" (indices)}.
+        """
+        y_idx = self.preprocessing.encode(np.asarray(y))
+        log_probs = self.log_proba(x, batch_size=batch_size)
+        pred = np.argmax(log_probs, axis=1)
+        loss = -np.mean(np.take_along_axis(log_probs, y_idx[:, None], axis=1), dtype=np.float64)
+        return {"accuracy": float(np.mean(pred == y_idx)), "loss": float(loss),
+                "examples": len(y_idx), "labels": y_idx, "predictions": pred}
+
+
+def load(run_dir) -> TrainedModel:
+    """Loads the model a `jaxnet train` run (or `jaxnet.fit(..., out_dir=...)`) saved.
+
+    Args:
+      run_dir: the run's folder (holding checkpoint.safetensors).
+
+    Returns:
+      A TrainedModel with the run's best parameters (by validation accuracy).
+
+    Raises:
+      CheckpointError: the folder holds no trained run, or a corrupt or foreign file.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise ckpt.CheckpointError(f"{run_dir}: no such folder; pass the output folder of a "
+                                   "jaxnet train run")
+    meta = ckpt.load_metadata(run_dir)
+    if not {"config", "dims", "preprocessing"} <= set(meta):
+        raise ckpt.CheckpointError(f"{run_dir} holds a checkpoint that is not a jaxnet training "
+                                   "run (no config, dims or preprocessing); pass a run's folder")
+    config, dims = TrainConfig.from_dict(meta["config"]), tuple(meta["dims"])
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    ts = train.init_train_state(config, dims, train.make_optimizer(config, 1))
+    template = {"train_state": ts, "best": {"params": ts.params, "bn_state": ts.bn_state},
+                "preprocessing": Preprocessing.fit(np.zeros((1, dims[0])), np.arange(1),
+                                                   standardize=bool(meta["preprocessing"].get(
+                                                       "standardize"))).to_arrays()}
+    tree, _ = ckpt.load_checkpoint(run_dir, template)
+    prep = Preprocessing.from_saved(tree["preprocessing"], meta["preprocessing"])
+    best = jax.tree.map(jnp.asarray, tree["best"])
+    return TrainedModel(best["params"], best["bn_state"], config, prep)
