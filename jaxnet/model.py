@@ -223,6 +223,8 @@ def apply(params, state, x, *, key=None, train=True, dropout=0.0, momentum=DEFAU
 
 
 def _l2(params, reg):
+    if not _maybe_nonzero(reg):  # a literal 0: no reduction over the weights at every step
+        return 0.0
     return 0.5 * reg * sum(jnp.sum(layer["w"] * layer["w"]) for layer in params)
 
 

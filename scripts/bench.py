@@ -1,10 +1,17 @@
-"""Side-by-side benchmark of jaxnet, a NumPy port of the notebook and PyTorch eager.
+"""Side-by-side benchmark of jaxnet, Flax, Equinox, plain JAX, a NumPy port and PyTorch eager.
 
-Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,sweep,dp,e2e]
+Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,peers,sweep,dp,e2e]
 
-Prints a table and writes bench.json: a list of rows with impl, work, batch, optimizer, grad,
-dtype, dropout, median_s, steps_per_s, examples_per_s, gemm_bound_fraction, compile_s and
-notes. Every figure is measured in this run, on this machine.
+Prints a table and writes bench.json: a list of rows with impl (jaxnet, jax, flax, equinox,
+numpy, torch, gemm-bound), work, batch, optimizer, grad, dtype, dropout, shuffled, median_s,
+steps_per_s, examples_per_s, gemm_bound_fraction, peak_fraction, compile_s and notes. Every
+figure is measured in this run, on this machine.
+
+Parts: "step" is jaxnet's jitted epoch (shuffles and gathers each minibatch) next to the
+NumPy and PyTorch steps; "peers" is jaxnet's step scanned over one fixed batch next to
+Flax, Equinox and plain JAX doing the same (`python scripts/bench.py --only peers`). Flax,
+Equinox and PyTorch come with `pip install '.[bench]'`; rows of a missing one are skipped
+with a note.
 """
 
 from __future__ import annotations
@@ -22,81 +29,159 @@ import time
 
 import jax
 
-jax.config.update("jax_enable_x64", True)  # float64 rows; float32 rows pass dtypes explicitly
+# For the float64 sweep rows. The step rows run under `jax.enable_x64(False)`, as a float32
+# user would: under x64, Flax's and Equinox's dropout draw float64 uniforms.
+jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench_peers as peers  # noqa: E402
 import bench_reference as ref  # noqa: E402
 
+from jaxnet import TrainConfig  # noqa: E402
 from jaxnet.data import random_data  # noqa: E402
 from jaxnet.sweep import make_settings, sweep  # noqa: E402
-from jaxnet.train import TrainConfig, init_train_state, make_epoch, make_optimizer  # noqa: E402
+from jaxnet.train import (  # noqa: E402
+    init_train_state,
+    make_epoch,
+    make_optimizer,
+    make_train_step,
+)
 
 DIMS = (3 * 32 * 32, 100, 100, 100, 100, 10)  # the notebook's default network
+BATCHES = (50, 256, 4096)
 OPTIMIZERS = {"momentum": "momentum", "adam": "adam"}  # bench name -> jaxnet name
+LR = 1e-3  # every JAX row's learning rate (NumPy and PyTorch keep their 1e-2: same work)
+PARTS = ("gemm", "step", "peers", "sweep", "dp", "e2e")
 
 
-def jaxnet_step(batch, optimizer, grad, dropout, *, epochs, steps):
-    """Steps per second of jitted whole epochs (lax.scan), float32, random CIFAR-shaped data."""
+def _jaxnet_config(batch, optimizer, grad, dropout):
+    # reg=0: the peers have no L2 term either.
+    return TrainConfig(hidden=DIMS[1:-1], optimizer=OPTIMIZERS[optimizer], lr=LR,
+                       batch_size=batch, dropout=dropout, reg=0.0, grad=grad, dtype="float32")
+
+
+def _data(n, seed=0):
+    kx, ky = jax.random.split(jax.random.PRNGKey(seed))
+    return (jax.random.normal(kx, (n, DIMS[0]), jnp.float32),
+            jax.random.randint(ky, (n,), 0, DIMS[-1], jnp.int32))
+
+
+def jaxnet_epoch_run(batch, optimizer, grad, dropout, *, steps):
+    """jaxnet's jitted epoch over `steps` shuffled minibatches of random CIFAR-shaped data.
+
+    Returns:
+      `(run, data, carry)` for `bench_peers.scanned_seconds`.
+    """
     n = batch * steps
-    config = TrainConfig(hidden=DIMS[1:-1], optimizer=optimizer, lr=1e-3, batch_size=batch,
-                         dropout=dropout, grad=grad, dtype="float32")
+    config = _jaxnet_config(batch, optimizer, grad, dropout)
     opt = make_optimizer(config, n)
-    kx, ky = jax.random.split(jax.random.PRNGKey(0))
-    x = jax.random.normal(kx, (n, DIMS[0]), jnp.float32)
-    y = jax.random.randint(ky, (n,), 0, DIMS[-1], jnp.int32)
-    ts = init_train_state(config, DIMS, opt)
-    epoch = jax.jit(make_epoch(config, opt, n), donate_argnums=0)
-    t0 = time.perf_counter()
-    compiled = epoch.lower(ts, x, y).compile()
-    compile_s = time.perf_counter() - t0
-    ts, losses = compiled(ts, x, y)  # warm-up
-    losses.block_until_ready()
-    times = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        ts, losses = compiled(ts, x, y)
-        losses.block_until_ready()
-        times.append((time.perf_counter() - t0) / steps)
-    return statistics.median(times), compile_s
+    epoch = make_epoch(config, opt, n)
+    run = jax.jit(lambda data, ts: epoch(ts, *data), donate_argnums=1)
+    return run, _data(n), init_train_state(config, DIMS, opt)
 
 
-def step_rows(args, bounds):
-    batches = (50, 256, 4096)
-    rows = []
-    combos = [(b, opt, grad, drop) for b in batches for opt in OPTIMIZERS
+def jaxnet_fixed_run(batch, optimizer, grad, dropout, *, steps):
+    """`jaxnet.train.make_train_step` scanned `steps` times over one fixed batch, the way
+    `bench_peers.make_run` runs the peers.
+
+    Returns:
+      `(run, batch_arrays, carry)` for `bench_peers.scanned_seconds`.
+    """
+    config = _jaxnet_config(batch, optimizer, grad, dropout)
+    opt = make_optimizer(config, batch * steps)
+    step = make_train_step(config, opt)
+
+    def run(data, ts):
+        key, sub = jax.random.split(ts.key)
+        ts, metrics = jax.lax.scan(lambda c, k: step(c, data, k), ts._replace(key=key),
+                                   jax.random.split(sub, steps))
+        return ts, metrics["loss"]
+
+    return jax.jit(run, donate_argnums=1), _data(batch), init_train_state(config, DIMS, opt)
+
+
+def _combos(quick):
+    """(batch, optimizer, grad, dropout) of the jaxnet epoch rows, (batch, optimizer,
+    dropout) of the peer rows."""
+    combos = [(b, opt, grad, drop) for b in BATCHES for opt in OPTIMIZERS
               for grad in ("manual", "autodiff") for drop in (0.0, 0.5)]
-    if args.quick:  # every kind of row, fewer combinations
-        combos = [(b, "momentum", grad, 0.0) for b in batches for grad in ("manual", "autodiff")]
-        combos += [(b, "adam", "manual", 0.0) for b in batches]
-        combos += [(b, "momentum", "manual", 0.5) for b in batches]
-    for batch, opt, grad, drop in combos:
+    peer_combos = sorted({(b, o, d) for b, o, _, d in combos})
+    if quick:  # every kind of row, fewer combinations
+        combos = [(b, "momentum", grad, 0.0) for b in BATCHES for grad in ("manual", "autodiff")]
+        combos += [(b, "adam", "manual", 0.0) for b in BATCHES]
+        combos += [(b, "momentum", "manual", 0.5) for b in BATCHES]
+        peer_combos = [(b, "momentum", 0.0) for b in BATCHES] + [(256, "adam", 0.5)]
+    return combos, peer_combos
+
+
+def step_rows(args, parts, bounds, peak_gflops):
+    """Rows of the "step" part (jaxnet epochs, NumPy, PyTorch) and the "peers" part (jaxnet
+    step, plain JAX, Flax, Equinox on one fixed batch), grouped by batch, optimizer, dropout."""
+    combos, peer_combos = _combos(args.quick)
+    rounds = 3 if args.quick else 7
+    rows = []
+
+    def add(impl, batch, opt, grad, drop, median, *, shuffled, compile_s=None, notes=None):
+        rows.append(_row(impl, "step", batch, opt, grad, "float32", drop, median,
+                         bounds.get(batch), shuffled=shuffled, peak_gflops=peak_gflops,
+                         compile_s=compile_s, notes=notes))
+        _print_row(rows[-1])
+
+    step_groups = sorted({(b, o, d) for b, o, _, d in combos}) if "step" in parts else []
+    groups = sorted(set(step_groups) | (set(peer_combos) if "peers" in parts else set()))
+    for batch, opt, drop in groups:
         steps = _steps_for(batch, args.quick)
-        median, compile_s = jaxnet_step(batch, OPTIMIZERS[opt], grad, drop,
-                                        epochs=3 if args.quick else 7, steps=steps)
-        rows.append(_row("jaxnet", "step", batch, opt, grad, "float32", drop, median,
-                         bounds.get(batch), compile_s=compile_s))
-        _print_row(rows[-1])
-    ref_combos = sorted({(b, o, d) for b, o, _, d in combos})
-    for batch, opt, drop in ref_combos:
-        steps = max(3, _steps_for(batch, args.quick) // 4)
-        times = ref.numpy_step_seconds(DIMS, batch, opt, drop, np.float32, steps=steps)
-        rows.append(_row("numpy", "step", batch, opt, "manual", "float32", drop,
-                         statistics.median(times), bounds.get(batch)))
-        _print_row(rows[-1])
-        if ref.torch_available():
-            times = ref.torch_step_seconds(DIMS, batch, opt, drop, np.float32, steps=steps)
-            rows.append(_row("torch", "step", batch, opt, "autograd", "float32", drop,
-                             statistics.median(times), bounds.get(batch),
-                             notes=f"torch {ref.torch_version()} eager, {os.cpu_count()} threads"))
-            _print_row(rows[-1])
-    if not ref.torch_available():
-        rows.append({"impl": "torch", "work": "step", "notes": "PyTorch is not installed "
-                     "(pip install '.[bench]'); no torch rows"})
-        print("torch: not installed (pip install '.[bench]'), skipped")
+        if (batch, opt, drop) in step_groups:
+            for grad in [g for b, o, g, d in combos if (b, o, d) == (batch, opt, drop)]:
+                median, compile_s, _ = peers.scanned_seconds(
+                    *jaxnet_epoch_run(batch, opt, grad, drop, steps=steps), steps=steps,
+                    rounds=rounds)
+                add("jaxnet", batch, opt, grad, drop, median, shuffled=True, compile_s=compile_s,
+                    notes="jitted epoch: shuffle, x[idx] gather per step, lax.scan")
+        if "peers" in parts and (batch, opt, drop) in peer_combos:
+            for grad in ("manual", "autodiff"):
+                median, compile_s, _ = peers.scanned_seconds(
+                    *jaxnet_fixed_run(batch, opt, grad, drop, steps=steps), steps=steps,
+                    rounds=rounds)
+                add("jaxnet", batch, opt, grad, drop, median, shuffled=False, compile_s=compile_s,
+                    notes="make_train_step in lax.scan over one batch")
+            x, y = _data(batch)
+            for impl in peers.PEERS:
+                if not peers.available(impl):
+                    continue
+                run, carry = peers.make_run(impl, DIMS, opt, drop, steps, lr=LR)
+                median, compile_s, _ = peers.scanned_seconds(run, (x, y), carry, steps=steps,
+                                                             rounds=rounds)
+                add(impl, batch, opt, "autodiff", drop, median, shuffled=False,
+                    compile_s=compile_s, notes=_PEER_NOTES[impl].format(peers.version(impl)))
+        if (batch, opt, drop) in step_groups:
+            ref_steps = max(3, steps // 4)
+            times = ref.numpy_step_seconds(DIMS, batch, opt, drop, np.float32, steps=ref_steps)
+            add("numpy", batch, opt, "manual", drop, statistics.median(times), shuffled=False)
+            if ref.torch_available():
+                times = ref.torch_step_seconds(DIMS, batch, opt, drop, np.float32, steps=ref_steps)
+                add("torch", batch, opt, "autograd", drop, statistics.median(times),
+                    shuffled=False,
+                    notes=f"torch {ref.torch_version()} eager, {os.cpu_count()} threads")
+    missing = [("torch", ref.torch_available())] if "step" in parts else []
+    if "peers" in parts:
+        missing += [(impl, peers.available(impl)) for impl in peers.PEERS]
+    for impl, present in missing:
+        if not present:
+            rows.append({"impl": impl, "work": "step", "notes": f"{impl} is not installed "
+                         f"(pip install '.[bench]'); no {impl} rows"})
+            print(f"{impl}: not installed (pip install '.[bench]'), skipped")
     return rows
+
+
+_PEER_NOTES = {
+    "jax": "jax {}: value_and_grad of a hand-written apply, optax, jit(lax.scan)",
+    "flax": "flax {} linen, mutable batch_stats, optax, jit(lax.scan)",
+    "equinox": "equinox {}: vmapped model, eqx.nn.State, optax, filter_jit(lax.scan)",
+}
 
 
 def _steps_for(batch, quick):
@@ -104,18 +189,17 @@ def _steps_for(batch, quick):
     return min(steps, 400)
 
 
-def gemm_rows(args):
+def gemm_rows(args, gflops):
     rows, bounds = [], {}
-    gflops = ref.matmul_gflops(2048, jnp.float32, repeats=3 if args.quick else 10)
-    print(f"2048^3 float32 product: {gflops:.0f} GFLOP/s")
-    for batch in (50, 256, 4096):
+    for batch in BATCHES:
         bound = ref.gemm_bound_step_seconds(DIMS, batch, jnp.float32, repeats=3 if args.quick else 10)
         bounds[batch] = bound["seconds"]
         rows.append({"impl": "gemm-bound", "work": "step", "batch": batch, "dtype": "float32",
                      "median_s": bound["seconds"], "steps_per_s": 1 / bound["seconds"],
                      "examples_per_s": batch / bound["seconds"],
                      "gflop_per_step": bound["flops"] / 1e9,
-                     "notes": f"sum of the step's lone matrix products; 2048^3 runs at {gflops:.0f} GFLOP/s"})
+                     "peak_fraction": bound["flops"] / bound["seconds"] / (gflops * 1e9),
+                     "notes": f"sum of the step's lone matrix products; peak {gflops:.0f} GFLOP/s"})
         _print_row(rows[-1])
     return rows, bounds
 
@@ -196,12 +280,12 @@ def e2e_rows(args):
 _DP_CHILD = """
 import json, statistics, sys, time
 import jax, jax.numpy as jnp
-from jaxnet import distributed
-from jaxnet.train import TrainConfig, init_train_state, make_epoch, make_optimizer
+from jaxnet import TrainConfig, distributed
+from jaxnet.train import init_train_state, make_epoch, make_optimizer
 n_dev, batch, steps, dims = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), (3072, 100, 100, 100, 100, 10)
 env = distributed.setup(devices=n_dev, batch_size=batch)
 n = batch * steps
-config = TrainConfig(hidden=dims[1:-1], optimizer="momentum", batch_size=batch, dropout=0.0)
+config = TrainConfig(hidden=dims[1:-1], optimizer="momentum", batch_size=batch, dropout=0.0, reg=0.0)
 opt = make_optimizer(config, n)
 x = jax.random.normal(jax.random.PRNGKey(0), (n, dims[0]), jnp.float32)
 y = jax.random.randint(jax.random.PRNGKey(1), (n,), 0, 10, jnp.int32)
@@ -227,6 +311,7 @@ def dp_rows(args):
         median = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
         platform_name = jax.devices()[0].platform
         rows.append(_row("jaxnet", "dp", batch, "momentum", "manual", "float32", 0.0, median, None,
+                         shuffled=True,
                          notes=f"{n_dev} {platform_name} device(s), synchronised batchnorm; "
                                + ("fake CPU devices share the same cores: this shows overhead, "
                                   "not speed-up" if platform_name == "cpu" else "")))
@@ -235,12 +320,16 @@ def dp_rows(args):
     return rows
 
 
-def _row(impl, work, batch, optimizer, grad, dtype, dropout, median, bound, *, compile_s=None,
-         notes=None):
+def _row(impl, work, batch, optimizer, grad, dtype, dropout, median, bound, *, shuffled,
+         peak_gflops=None, compile_s=None, notes=None):
+    """A step row; `peak_fraction` is the step's matrix flops per second over the peak."""
+    flops = ref.step_matmul_flops(DIMS, batch)
     row = {"impl": impl, "work": work, "batch": batch, "optimizer": optimizer, "grad": grad,
-           "dtype": dtype, "dropout": dropout, "median_s": median, "steps_per_s": 1 / median,
-           "examples_per_s": batch / median,
-           "gemm_bound_fraction": bound / median if bound else None}
+           "dtype": dtype, "dropout": dropout, "shuffled": shuffled, "median_s": median,
+           "steps_per_s": 1 / median, "examples_per_s": batch / median,
+           "gflop_per_step": flops / 1e9,
+           "gemm_bound_fraction": bound / median if bound else None,
+           "peak_fraction": flops / median / (peak_gflops * 1e9) if peak_gflops else None}
     if compile_s is not None:
         row["compile_s"] = compile_s
     if notes:
@@ -254,6 +343,8 @@ def _print_row(r):
                      ("dropout", "drop {}"), ("settings", "{} settings")):
         if r.get(key) is not None:
             parts.append(fmt.format(r[key]))
+    if r.get("shuffled") is not None:
+        parts.append("shuffled" if r["shuffled"] else "fixed   ")
     if r.get("devices"):
         parts.append(f"{r['devices']} device(s)")
     if r.get("steps_per_s") and r["work"] in ("step", "dp"):
@@ -262,6 +353,8 @@ def _print_row(r):
         parts.append(f"{r['median_s']:8.2f} s")
     if r.get("gemm_bound_fraction"):
         parts.append(f"{100 * r['gemm_bound_fraction']:5.1f}% of GEMM-bound")
+    if r.get("peak_fraction"):
+        parts.append(f"{100 * r['peak_fraction']:5.1f}% of peak")
     if r.get("compile_s") is not None:
         parts.append(f"compile {r['compile_s']:.2f} s")
     for key in ("speedup_of_jaxnet", "speedup"):
@@ -276,19 +369,31 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer combinations and repeats (< 5 min)")
     parser.add_argument("--out", default="bench.json", help="where to write the rows (default bench.json)")
-    parser.add_argument("--only", default="gemm,step,sweep,dp,e2e", help="comma list of parts to run")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma list of parts to run, of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
+    if parts - set(PARTS):
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; "
+                     f"choose from {', '.join(PARTS)}")
+    versions = {impl: peers.version(impl) for impl in ("flax", "equinox")}
     print(f"jaxnet bench on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}), numpy {np.__version__}, "
-          f"torch {ref.torch_version() or 'not installed'}{' [quick]' if args.quick else ''}")
+          f"torch {ref.torch_version() or 'not installed'}, "
+          + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items())
+          + (" [quick]" if args.quick else ""))
     started = time.perf_counter()
-    rows, bounds = [], {}
+    rows, bounds, peak = [], {}, None
+    if parts & {"gemm", "step", "peers"}:
+        repeats = 5 if args.quick else 15
+        peak = ref.matmul_gflops(2048, jnp.float32, repeats=repeats, best=True)
+        print(f"peak: 2048^3 float32 jnp.dot, best of {repeats}: {peak:.0f} GFLOP/s")
     if "gemm" in parts or "step" in parts:
-        gemm, bounds = gemm_rows(args)
+        gemm, bounds = gemm_rows(args, peak)
         rows += gemm
-    if "step" in parts:
-        rows += step_rows(args, bounds)
+    if "step" in parts or "peers" in parts:
+        with jax.enable_x64(False):
+            rows += step_rows(args, parts, bounds, peak)
         _ratios(rows)
     if "sweep" in parts:
         rows += sweep_rows(args)
@@ -298,27 +403,41 @@ def main(argv=None):
         rows += e2e_rows(args)
     meta = {"impl": "meta", "work": "meta", "cores": os.cpu_count(),
             "device": str(jax.devices()[0]), "jax": jax.__version__, "numpy": np.__version__,
-            "torch": ref.torch_version(), "quick": args.quick,
+            "torch": ref.torch_version(), **versions, "peak_gflops": peak, "quick": args.quick,
             "seconds": time.perf_counter() - started}
     pathlib.Path(args.out).write_text(json.dumps([meta, *rows], indent=1) + "\n")
     print(f"wrote {len(rows)} rows to {args.out} in {meta['seconds']:.0f} s")
 
 
 def _ratios(rows):
-    """Prints manual/autodiff time ratios and jaxnet's speed-up over the references."""
+    """Prints manual/autodiff time ratios, the fixed-batch comparison with the peers, and
+    stores jaxnet's speed-up over the others on its rows (`speedup_vs_<impl>`)."""
     steps = [r for r in rows if r.get("work") == "step" and r.get("median_s") and r["impl"] != "gemm-bound"]
-    index = {(r["impl"], r["batch"], r["optimizer"], r["grad"], r["dropout"]): r for r in steps}
-    for (impl, batch, opt, grad, drop), r in sorted(index.items(), key=lambda kv: str(kv[0])):
-        if impl == "jaxnet" and grad == "manual":
-            auto = index.get(("jaxnet", batch, opt, "autodiff", drop))
+    index = {(r["impl"], r["batch"], r["optimizer"], r["grad"], r["dropout"], r["shuffled"]): r
+             for r in steps}
+    others = {"numpy": "manual", "torch": "autograd", **dict.fromkeys(peers.PEERS, "autodiff")}
+    for key, r in sorted(index.items(), key=lambda kv: str(kv[0])):
+        impl, batch, opt, grad, drop, shuffled = key
+        if impl != "jaxnet":
+            continue
+        if grad == "manual":
+            auto = index.get(("jaxnet", batch, opt, "autodiff", drop, shuffled))
             if auto:
                 ratio = r["median_s"] / auto["median_s"]
                 r["manual_over_autodiff"] = ratio
-                print(f"manual/autodiff time ratio, batch {batch} {opt} drop {drop}: {ratio:.2f}")
-            for other in ("numpy", "torch"):
-                o = index.get((other, batch, opt, "manual" if other == "numpy" else "autograd", drop))
-                if o:
-                    r[f"speedup_vs_{other}"] = o["median_s"] / r["median_s"]
+                print(f"manual/autodiff time ratio, batch {batch} {opt} drop {drop} "
+                      f"{'shuffled' if shuffled else 'fixed batch'}: {ratio:.2f}")
+        for other, other_grad in others.items():
+            o = index.get((other, batch, opt, other_grad, drop, False))
+            if o:
+                r[f"speedup_vs_{other}"] = o["median_s"] / r["median_s"]
+    for (batch, opt, drop) in sorted({(r["batch"], r["optimizer"], r["dropout"]) for r in steps
+                                      if r["impl"] in peers.PEERS}):
+        line = [f"{label} {index[key]['steps_per_s']:.1f}" for label, key in (
+            ("jaxnet manual", ("jaxnet", batch, opt, "manual", drop, False)),
+            ("jaxnet autodiff", ("jaxnet", batch, opt, "autodiff", drop, False)),
+            *((p, (p, batch, opt, "autodiff", drop, False)) for p in peers.PEERS)) if key in index]
+        print(f"fixed batch {batch} {opt} drop {drop}, steps/s: {', '.join(line)}")
 
 
 if __name__ == "__main__":
