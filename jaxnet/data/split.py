@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnet import ranges
 from jaxnet.data.dataset import DataError, Dataset
 from jaxnet.data.validate import check_classes, make_dataset, validate_arrays
 
@@ -22,7 +23,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         DataError: If a fraction or their sum is out of range.
     """
     for label, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0.0 <= f < 1.0):
+        if not ranges.is_valid(label, f):
             raise DataError(
                 f"{label}={f!r} is outside [0, 1); pass a fraction such as 0.1 (0 disables "
                 f"the split)"
