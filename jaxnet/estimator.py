@@ -1,0 +1,196 @@
+"""MLPClassifier: a scikit-learn estimator that trains a jaxnet network with `jaxnet.job.fit`."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import jax
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from jaxnet import job
+from jaxnet.config import TrainConfig
+from jaxnet.data import Dataset
+from jaxnet.data.split import split_indices
+from jaxnet.data.validate import clean_labels
+from jaxnet.trained import TrainedModel
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6 has the method instead of the function
+    def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
+        return estimator._validate_data(X, y, **kwargs)
+
+# TrainConfig fields that are not estimator parameters: `fit`'s arrays are the data (so no
+# dataset, file, label column or test split), and `random_state` stands for the seed.
+NOT_PARAMETERS = ("dataset", "data_path", "target", "test_fraction", "seed")
+# Rows per compiled prediction call. Inputs are padded to a multiple of it, so one compiled
+# shape serves every call and a row's output does not depend on the rows sent with it.
+PREDICT_CHUNK = 256
+_DEFAULTS = TrainConfig()  # the estimator's defaults are TrainConfig's, written there only
+
+
+def _seed(random_state) -> int:
+    """A TrainConfig seed: an int is the seed itself (`random_state=0` is `jaxnet train`'s
+    default run); None or a RandomState draws one."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """jaxnet's network as a scikit-learn classifier: `Pipeline`, `GridSearchCV`, pickle.
+
+    Every parameter but `random_state` is the `TrainConfig` field of the same name, with the
+    same default, so `MLPClassifier().fit(X, y)` trains as `jaxnet train` does: inputs
+    standardised with training statistics, `val_fraction` of (X, y) held out (stratified) to
+    pick the best epoch and stop when it no longer improves (`epochs=None`), and every
+    example seen once per epoch. See `jaxnet.TrainConfig` for each parameter's meaning.
+
+    Args:
+      hidden: hidden-layer widths; an int is one hidden layer.
+      random_state: None, an int or a `np.random.RandomState`; it seeds the validation
+        split, the initial weights, the shuffles and the dropout masks. An int is used as
+        `TrainConfig.seed`, so fitting twice gives the same model.
+
+    Attributes:
+      classes_: (C,) the labels seen in `fit`, sorted; `predict` returns them.
+      n_features_in_: the number of input features D.
+      feature_names_in_: the column names, when X was a DataFrame with string names.
+      loss_curve_: the mean training loss of each epoch (with dropout and the L2 term).
+      validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
+      best_epoch_: the 1-based epoch whose parameters are kept.
+      n_iter_: the number of epochs run.
+      model_: the fitted `jaxnet.TrainedModel` (numpy parameters, batchnorm statistics,
+        config and preprocessing); `jaxnet.export.save(model_, path)` writes it for PyTorch.
+    """
+
+    def __init__(self, hidden=_DEFAULTS.hidden, *, epochs=_DEFAULTS.epochs,
+                 max_epochs=_DEFAULTS.max_epochs, patience=_DEFAULTS.patience,
+                 val_fraction=_DEFAULTS.val_fraction, standardize=_DEFAULTS.standardize,
+                 init=_DEFAULTS.init, weight_scale=_DEFAULTS.weight_scale,
+                 dropout=_DEFAULTS.dropout, reg=_DEFAULTS.reg,
+                 optimizer=_DEFAULTS.optimizer, lr=_DEFAULTS.lr,
+                 momentum=_DEFAULTS.momentum, beta1=_DEFAULTS.beta1,
+                 beta2=_DEFAULTS.beta2, eps=_DEFAULTS.eps, rms_decay=_DEFAULTS.rms_decay,
+                 weight_decay=_DEFAULTS.weight_decay, lr_schedule=_DEFAULTS.lr_schedule,
+                 lr_decay=_DEFAULTS.lr_decay, batch_size=_DEFAULTS.batch_size,
+                 grad=_DEFAULTS.grad, dtype=_DEFAULTS.dtype,
+                 bn_momentum=_DEFAULTS.bn_momentum, bn_eps=_DEFAULTS.bn_eps,
+                 random_state=None):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.standardize = standardize
+        self.init = init
+        self.weight_scale = weight_scale
+        self.dropout = dropout
+        self.reg = reg
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.rms_decay = rms_decay
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.batch_size = batch_size
+        self.grad = grad
+        self.dtype = dtype
+        self.bn_momentum = bn_momentum
+        self.bn_eps = bn_eps
+        self.random_state = random_state
+
+    def train_config(self) -> TrainConfig:
+        """The validated TrainConfig `fit` trains with (a fresh seed each call when
+        random_state is None).
+
+        Raises:
+          ConfigError (a ValueError): a parameter value TrainConfig refuses.
+        """
+        values = {name: getattr(self, name) for name in self._get_param_names()
+                  if name != "random_state"}
+        hidden = values["hidden"]
+        values["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
+        # "npz" is the kind of dataset that user arrays are; fit passes the arrays itself.
+        return TrainConfig(dataset="npz", test_fraction=0.0, seed=_seed(self.random_state),
+                           **values).validate()
+
+    def fit(self, X, y):
+        """Trains a fresh network on (X, y) with `jaxnet.job.fit`.
+
+        Args:
+          X: (N, D) numeric features; N >= 2 (batchnorm needs two examples).
+          y: (N,) class labels (ints, strings, bools, whole floats), at least two classes.
+
+        Returns:
+          self, fitted. A run that diverges keeps its last finite parameters and warns with
+          a ConvergenceWarning that says why.
+
+        Raises:
+          ValueError: a bad parameter (ConfigError), bad or too few data.
+        """
+        config = self.train_config()
+        X, y = validate_data(self, X, y, dtype=np.dtype(config.dtype))
+        check_classification_targets(y)
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(X) < 2:
+            raise ValueError(f"{type(self).__name__}.fit got n_samples={len(X)}; batchnorm "
+                             "needs at least 2 training examples; pass more rows")
+        if len(classes) < 2:
+            raise ValueError(f"{type(self).__name__}.fit got y with one class "
+                             f"({classes[0]!r}); a classifier needs at least 2 classes")
+        result = job.fit(config, _dataset(X, y_idx.astype(np.int32), classes, config))
+        if result.diverged:
+            warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
+        params, bn_state = jax.device_get((result.params, result.bn_state))
+        self.model_ = TrainedModel(params, bn_state, config, result.preprocessing)
+        self.classes_ = classes
+        history = result.history
+        self.loss_curve_ = [row["loss"] for row in history]
+        self.validation_scores_ = ([row["val_accuracy"] for row in history]
+                                   if config.val_fraction > 0 else None)
+        self.best_epoch_ = result.metrics["best_epoch"]
+        self.n_iter_ = len(history)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (eval mode: running batchnorm statistics, no dropout).
+
+        Args:
+          X: (N, D) raw features, as given to `fit`.
+
+        Returns:
+          (N, C) float64 probabilities; column j is `classes_[j]`; rows sum to 1.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.dtype(self.model_.config.dtype))
+        padded = np.pad(X, ((0, -len(X) % PREDICT_CHUNK), (0, 0)))
+        log_probs = self.model_.log_proba(padded, batch_size=PREDICT_CHUNK)[:len(X)]
+        probs = np.exp(log_probs.astype(np.float64))
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """(N,) predicted labels, values of `classes_`."""
+        indices = np.argmax(self.predict_proba(X), axis=1)
+        return self.classes_[indices]
+
+
+def _dataset(X: np.ndarray, y_idx: np.ndarray, classes: np.ndarray,
+             config: TrainConfig) -> Dataset:
+    """(X, y) with `config.val_fraction` held out as `jaxnet train` splits: stratified where
+    every class can have a member on both sides, each class kept in training."""
+    train, val, _ = split_indices(y_idx, config.val_fraction, 0.0, config.seed,
+                                  source="MLPClassifier.fit")
+    return Dataset(name="MLPClassifier.fit", x_train=X[train], y_train=y_idx[train],
+                   x_val=None if val is None else X[val], y_val=None if val is None else y_idx[val],
+                   x_test=None, y_test=None, classes=clean_labels(classes, y_name="classes"))
