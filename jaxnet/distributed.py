@@ -12,7 +12,8 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnet.errors import UsageError
 
-DATA_AXIS = "data"
+DATA_AXIS = "data"  # `jaxnet train`: one run's minibatch split over devices
+SETTINGS_AXIS = "settings"  # `jaxnet sweep`: independent runs split over devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +126,8 @@ def _pick_devices(n: int | None) -> list:
 
 
 def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *,
-          batch_size=None) -> DeviceEnv:
-    """Starts jax.distributed if asked, builds the `data` mesh and checks the batch size.
+          batch_size=None, axis: str = DATA_AXIS) -> DeviceEnv:
+    """Starts jax.distributed if asked, builds a one-axis mesh and checks the batch size.
 
     Call it before any other JAX work: jax.distributed must start before the devices do.
 
@@ -140,9 +141,10 @@ def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *
         contributes the same number of its own devices.
       batch_size: the global batch (over all devices and processes), which must divide
         evenly across the devices.
+      axis: the mesh axis name: DATA_AXIS (one run's batch) or SETTINGS_AXIS (a sweep's runs).
 
     Returns:
-      A DeviceEnv whose mesh has one axis, `data`, over the chosen devices (None for one).
+      A DeviceEnv whose mesh has one axis, `axis`, over the chosen devices (None for one).
 
     Raises:
       UsageError: with a one-line explanation, for incomplete or inconsistent multi-host
@@ -158,7 +160,7 @@ def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *
         )
     mesh = None
     if n > 1:
-        mesh = jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+        mesh = jax.make_mesh((n,), (axis,), axis_types=(jax.sharding.AxisType.Auto,),
                              devices=chosen)
     return DeviceEnv(mesh, jax.process_index(), jax.process_count())
 
@@ -179,3 +181,29 @@ def to_host(tree):
             return np.asarray(a.addressable_shards[0].data)
         return np.asarray(jax.device_get(a))
     return jax.tree.map(get, tree)
+
+
+def put_rows(tree, mesh):
+    """Places host arrays on `mesh`, each split along axis 0 over the mesh's one axis.
+
+    Every process passes the same full arrays (axis 0 a multiple of the mesh size) and fills
+    only its own devices, without communication; `gather` is the inverse.
+    """
+    sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+    def put(a):
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def gather(tree):
+    """Numpy copies of whole arrays, also of arrays sharded across processes (then every
+    process must call it: the shards are exchanged with a collective)."""
+    leaves = jax.tree.leaves(tree)
+    if all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves):
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

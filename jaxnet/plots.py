@@ -36,15 +36,42 @@ def training_curves(history: list[dict], path) -> pathlib.Path:
     return path
 
 
+def _save(fig, path) -> pathlib.Path:
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mark_diverged(ax, xs):
+    """Red crosses along the bottom edge at `xs`: diverged settings have no value to plot,
+    and must not stretch the y-axis."""
+    if len(xs):
+        ax.scatter(xs, [0.03] * len(xs), marker="x", c="red", s=40, clip_on=False,
+                   transform=ax.get_xaxis_transform(), label=f"diverged ({len(xs)})", zorder=3)
+
+
+def _spans_decades(values) -> bool:
+    values = np.asarray(values, dtype=float)
+    return values.size > 1 and bool(np.all(values > 0)) and values.max() >= 10 * values.min()
+
+
 def sweep_scatter(rows: list[dict], x: str, y: str, metric: str, path, *, log_x=True,
                   log_y=False) -> pathlib.Path:
-    """Each setting at (x, y), coloured by `metric`; diverged settings drawn as red crosses."""
+    """Each setting at (x, y), coloured by `metric`; diverged settings drawn as red crosses.
+
+    After successive halving (rows with a "rung"), settings that stopped at a lower rung
+    are drawn smaller: their metric comes from fewer epochs.
+    """
     ok = [r for r in rows if not r["diverged"]]
     bad = [r for r in rows if r["diverged"]]
+    top = max((r.get("rung", 0) for r in rows), default=0)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     if ok:
+        sizes = [40 * 2.0 ** (r.get("rung", 0) - top) + 6 for r in ok]
         sc = ax.scatter([r[x] for r in ok], [r[y] for r in ok], c=[r[metric] for r in ok],
-                        cmap="viridis", s=40)
+                        cmap="viridis", s=sizes)
         fig.colorbar(sc, ax=ax, label=metric)
     if bad:
         ax.scatter([r[x] for r in bad], [r[y] for r in bad], marker="x", c="red", s=40,
@@ -54,13 +81,98 @@ def sweep_scatter(rows: list[dict], x: str, y: str, metric: str, path, *, log_x=
         ax.set_xscale("log")
     if log_y:
         ax.set_yscale("log")
-    ax.set(xlabel=x, ylabel=y, title=f"{metric} per setting")
+    title = f"{metric} per setting" + (" (smaller: stopped at an earlier rung)" if top else "")
+    ax.set(xlabel=x, ylabel=y, title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def sweep_line(rows: list[dict], axes: list[str], metric: str, path, *,
+               log_x=False) -> pathlib.Path:
+    """`metric` against the first swept axis, for one-axis or zipped sweeps.
+
+    Args:
+      rows: one dict per setting with the axes' values, `metric`, "diverged" and optionally
+        "epochs_trained" (successive halving: one series per epoch count, since a metric
+        after fewer epochs is not comparable).
+      axes: the swept axes; axes after the first vary together with it (zipped) and are
+        named in the x label with their range.
+      metric: the key plotted on y; a log y-axis when it is positive over a decade or more.
+      path: the PNG to write.
+      log_x: a log x-axis (log-spaced values).
+
+    Returns:
+      The path written. Diverged settings are red crosses along the bottom edge.
+    """
+    x = axes[0]
+    ok = sorted((r for r in rows if not r["diverged"]), key=lambda r: r[x])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    by_epochs: dict[int, list[dict]] = {}
+    for r in ok:
+        by_epochs.setdefault(r.get("epochs_trained", 0), []).append(r)
+    for epochs, group in sorted(by_epochs.items()):
+        label = f"trained {epochs} epochs" if len(by_epochs) > 1 else None
+        style = "o-" if len(by_epochs) == 1 else "o"
+        ax.plot([r[x] for r in group], [r[metric] for r in group], style, ms=4, label=label)
+    _mark_diverged(ax, [r[x] for r in rows if r["diverged"]])
+    if log_x:
+        ax.set_xscale("log")
+    if metric != "val_accuracy" and _spans_decades([r[metric] for r in ok]):
+        ax.set_yscale("log")
+    label = x
+    others = [a for a in axes[1:] if rows]
+    if others:
+        ranges = ", ".join(f"{a} {rows[0][a]:.3g} to {rows[-1][a]:.3g}" for a in others)
+        label += f" (zipped with {ranges})"
+    ax.set(xlabel=label, ylabel=metric, title=f"{metric} per setting")
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sweep_rungs(rungs: list[dict], metric: str, path) -> pathlib.Path:
+    """Successive halving: each setting's `metric` at every rung it reached.
+
+    Args:
+      rungs: `SweepResult.rungs`: per rung its "epochs", "settings" (indices), "scores"
+        (None: diverged) and "kept".
+      metric: the name of the score (the y label).
+      path: the PNG to write.
+
+    Returns:
+      The path written. Settings that reached the last rung are drawn in colour, the rest
+      grey; a diverged setting is a red cross where it diverged.
+    """
+    series: dict[int, list[tuple[int, float]]] = {}
+    diverged_at: list[int] = []
+    for rung in rungs:
+        for s, score in zip(rung["settings"], rung["scores"], strict=True):
+            if score is None:
+                diverged_at.append(rung["epochs"])
+            else:
+                series.setdefault(s, []).append((rung["epochs"], score))
+    finalists = set(rungs[-1]["settings"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s, points in series.items():
+        xs, ys = zip(*points, strict=True)
+        if s in finalists:
+            ax.plot(xs, ys, "o-", ms=4, lw=1.5, zorder=2)
+        else:
+            ax.plot(xs, ys, "o-", ms=2, lw=0.6, color="0.6", alpha=0.5, zorder=1)
+    _mark_diverged(ax, diverged_at)
+    epochs = [r["epochs"] for r in rungs]
+    ax.set_xscale("log")
+    ax.set_xticks(epochs, [f"{e}\n({len(r['settings'])})" for e, r in zip(epochs, rungs, strict=True)])
+    ax.minorticks_off()
+    if metric != "val_accuracy" and _spans_decades([y for p in series.values() for _, y in p]):
+        ax.set_yscale("log")
+    ax.set(xlabel="epochs trained (settings in the rung)", ylabel=metric,
+           title=f"Successive halving: {metric} at each rung")
+    ax.grid(alpha=0.3)
+    if diverged_at:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def loss_curves(curves: dict[str, np.ndarray], path, title="Loss curves of the best settings") -> pathlib.Path:

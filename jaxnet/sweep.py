@@ -15,17 +15,19 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import model, optim, ranges
+from jaxnet import distributed, model, optim, ranges
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
 from jaxnet.train import (
+    TrainState,
     dims_for,
     evaluate,
     init_train_state,
     is_finite,
     make_epoch,
     make_optimizer,
+    steps_per_epoch,
 )
 
 # Values a sweep may vary per run, and where each one lives.
@@ -37,7 +39,7 @@ SWEEPABLE = ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2
 LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")  # sampled log-uniformly
 POSITIVE_AXES = ("lr", "weight_scale")  # must be > 0; reg and weight_decay may be 0
 MODES = ("zip", "grid", "random")
-DEFAULT_GROUP = 5  # runs vmapped together inside a chunk; measured fastest on a 2-core CPU
+CPU_GROUP = 5  # runs vmapped together inside a chunk on a CPU; measured fastest on 2 cores
 DEFAULT_EPOCHS = 30  # runs trained together share one length: config.epochs, or this when None
 
 
@@ -91,18 +93,97 @@ class SweepResult:
 
     runs: list[dict]  # one row per setting and seed: hyperparameters, losses, accuracies
     settings: list[dict]  # one row per setting: means and stds over seeds
-    best: dict | None  # the best non-diverged setting (None if every one diverged)
-    loss_curves: np.ndarray  # (runs, steps) training loss per step
+    best: dict | None  # the best non-diverged setting of the last rung (None: all diverged)
+    loss_curves: np.ndarray  # (runs, steps) training loss per step; NaN after a run stopped
     criterion: str  # "val_accuracy" or "final_loss"
     compile_seconds: float
     run_seconds: float
+    # One entry per rung (one for a plain sweep): {"epochs": trained by then, "settings":
+    # indices of the settings in it, "scores": their criterion (None: diverged), "kept":
+    # indices of those that went on to the next rung}.
+    rungs: list[dict] = dataclasses.field(default_factory=list)
+    epochs_spent: int = 0  # epochs trained, summed over runs (a full sweep: runs x epochs)
+    epochs: int = 0  # the epochs of a run that is never cut (config.epochs)
 
 
-def _run_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool):
-    """The pure whole run of one setting: every epoch, then eval-mode metrics."""
+def default_group(backend: str | None = None) -> int | None:
+    """Runs vmapped together inside a chunk on `backend` (default: JAX's default backend).
+
+    On a CPU, CPU_GROUP: a small group's weights stay in cache while it trains. On GPUs
+    and TPUs, None: the whole chunk in one vmap, whose wide batched products fill the chip.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return CPU_GROUP if backend == "cpu" else None
+
+
+def halving_rungs(epochs: int, eta: int, min_epochs: int | None = None) -> list[int]:
+    """The epoch counts at which successive halving ranks the runs.
+
+    Args:
+      epochs: the epochs the last survivors train (the sweep's `config.epochs`).
+      eta: after each rung only the best 1/eta of the settings go on.
+      min_epochs: R, the epochs every run trains; default ceil(epochs / eta**3), so there
+        are at most four rungs.
+
+    Returns:
+      R, R*eta, R*eta**2, ... as long as `epochs` is at least eta times the last of them,
+      then `epochs`: e.g. [1, 3, 9, 27] for 27 epochs, [1, 3, 10] for 10 (no rung that
+      would add only a few epochs).
+    """
+    if min_epochs is None:
+        min_epochs = max(1, math.ceil(epochs / eta**3))
+    rungs = [min_epochs]
+    while rungs[-1] * eta**2 <= epochs:
+        rungs.append(rungs[-1] * eta)
+    return rungs if rungs[-1] == epochs else [*rungs, epochs]
+
+
+def _survivors(n_settings: int, eta: int | None, n_rungs: int) -> list[int]:
+    """Settings in each rung: n, n // eta, n // eta**2, ... (at least one)."""
+    counts = [n_settings]
+    for _ in range(n_rungs - 1):
+        counts.append(max(1, counts[-1] // eta))
+    return counts
+
+
+def _chunk_layout(n_runs: int, chunk: int | None, n_dev: int,
+                  group: int | None) -> tuple[int, int, int | None]:
+    """(chunks, runs per chunk, runs per group or None for one vmap over the chunk).
+
+    As few chunks as `chunk` allows, of equal size (the last one padded: every chunk reuses
+    one compilation), so padding adds less than a run per chunk. With devices, the size is
+    rounded up to a multiple of their number. With groups, the chunk is split into equal
+    groups, of a size within 2 of `group` that divides it if there is one, else padded:
+    a remainder group would be a second compiled body.
+    """
+    cap = n_runs if chunk is None else max(1, min(chunk, n_runs))
+    n_chunks = math.ceil(n_runs / cap)
+    size = math.ceil(n_runs / n_chunks)
+    if n_dev > 1:
+        return n_chunks, math.ceil(size / n_dev) * n_dev, None
+    if group is None or group >= size:
+        return n_chunks, size, None
+    near = sorted(range(max(min(group, 2), group - 2), group + 3), key=lambda g: (abs(g - group), -g))
+    exact = [g for g in near if size % g == 0]
+    if exact:
+        return n_chunks, size, exact[0]
+    n_groups = math.ceil(size / group)
+    per_group = math.ceil(size / n_groups)
+    return n_chunks, n_groups * per_group, per_group
+
+
+def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_epochs: int, *,
+                keep_state: bool):
+    """One run trained `n_epochs` more epochs, then the eval-mode metrics of its reported
+    parameters (the best by val accuracy so far, else the last). It starts from a fresh
+    TrainState or from the carry `(state, best (params, bn_state), best val accuracy)` of
+    an earlier segment; with `keep_state` it returns that carry too, to be continued."""
     epoch = make_epoch(config, optimizer, n_train, keep_finite=False)
 
-    def run(ts, splits):
+    def segment(carry, splits):
+        if isinstance(carry, TrainState):  # a fresh run
+            best = (carry.params, carry.bn_state) if has_val else None
+            carry = (carry, best, jnp.asarray(-1.0, jnp.float32))
         x, y = splits["train"]
 
         def one_epoch(carry, _):
@@ -116,182 +197,351 @@ def _run_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool):
                 best_acc = jnp.where(better, acc, best_acc)
             return (ts, best, best_acc), losses
 
-        init = (ts, (ts.params, ts.bn_state), jnp.asarray(-1.0, jnp.float32))
-        (ts, best, _), losses = jax.lax.scan(one_epoch, init, None, length=config.num_epochs)
+        carry, losses = jax.lax.scan(one_epoch, carry, None, length=n_epochs)
+        ts, best, _ = carry
         params, bn_state = best if has_val else (ts.params, ts.bn_state)
         metrics = {f"{name}_{what}": value
                    for name, split in splits.items()
                    for what, value in zip(("loss", "accuracy"),
                                           evaluate(params, bn_state, *split, config=config), strict=True)}
         metrics["loss_curve"] = losses.reshape(-1)
-        metrics["finite"] = is_finite(ts) & jnp.all(jnp.isfinite(losses))  # the divergence rule
-        return metrics
+        metrics["finite"] = is_finite(ts, losses)  # the divergence rule
+        return (carry, metrics) if keep_state else metrics
 
-    return run
+    return segment
 
 
-def _stack_runs(config, dims, optimizer, rows: list[dict]):
-    """Builds the TrainStates of `rows` (each with "seed" and swept values), stacked on axis 0."""
-    swept = sorted({k for r in rows for k in r} - {"seed"})
-    dtype = jnp.dtype(config.dtype)
+def _init_fn(config: TrainConfig, dims, optimizer, sharding):
+    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`.
 
+    Built once per sweep (one compilation for every chunk of one size), in its own small
+    jit: building the weights inside the sweep's compiled run made its compilation several
+    times slower.
+    """
     def build(seed_key, values):
         ws = values.get("weight_scale", config.weight_scale)
         init_key, _ = jax.random.split(seed_key)
         params, bn_state = model.init(init_key, dims, init=config.init, weight_scale=ws,
-                                      dtype=dtype)
+                                      dtype=jnp.dtype(config.dtype))
         ts = init_train_state(config, dims, optimizer, seed_key, params=params, bn_state=bn_state)
         opt_values = {OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}
         if opt_values:
             ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values))
-        hyper = {k: jnp.asarray(v, dtype) for k, v in values.items() if k in STEP_AXES}
+        hyper = {k: v for k, v in values.items() if k in STEP_AXES}
         return ts._replace(hyper=hyper)
 
-    keys = jnp.stack([jax.random.PRNGKey(int(r["seed"])) for r in rows])
-    values = {k: jnp.asarray([r[k] for r in rows], dtype) for k in swept}
-    # Initialised in its own small jit: building the weights inside the sweep's compiled
-    # run made its compilation several times slower.
-    return jax.jit(jax.vmap(build))(keys, values)
+    return jax.jit(jax.vmap(build), out_shardings=sharding)
 
 
-def _check_axes(config: TrainConfig, settings: list[dict]):
+def _check_settings(config: TrainConfig, settings: list[dict]):
     if not settings:
         raise ConfigError("the sweep has zero settings; give at least one value per axis")
+    keys = set(settings[0])
     opt_axes = set(optim.INJECTED[config.optimizer])
-    for s in settings:
+    for i, s in enumerate(settings):
+        if set(s) != keys:
+            raise ConfigError(
+                f"settings[{i}] sets {sorted(s)} but settings[0] sets {sorted(keys)}; every "
+                "setting must give a value for the same swept axes (make_settings builds such "
+                "lists; put values that stay fixed on the config instead)")
         for k, v in s.items():
             if k not in SWEEPABLE:
                 raise ConfigError(f"cannot sweep {k!r}; sweepable: {', '.join(SWEEPABLE)}")
             if k in OPTIMIZER_AXES and OPTIMIZER_AXES[k] not in opt_axes:
                 raise ConfigError(f"optimizer {config.optimizer!r} has no {k!r} to sweep")
             ranges.check(k, v)
+    if config.init == "he" and "weight_scale" in keys:
+        raise ConfigError("init='he' draws sqrt(2/fan_in) * randn and ignores weight_scale, so "
+                          "sweeping weight_scale would change nothing; use init='normal' "
+                          "(--init normal) or drop the weight_scale axis")
+
+
+def _check_options(config: TrainConfig, seeds, group, halving, min_epochs):
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    if not (group in ("auto", None) or (isinstance(group, int) and not isinstance(group, bool)
+                                        and group >= 1)):
+        raise ConfigError(f"group must be 'auto', None or an integer >= 1, got {group!r}")
+    if halving is None:
+        if min_epochs is not None:
+            raise ConfigError(f"min_epochs={min_epochs} sets the first rung of successive "
+                              "halving; pass halving=ETA (--halving) too, or drop min_epochs")
+        return
+    if isinstance(halving, bool) or not isinstance(halving, int) or halving < 2:
+        raise ConfigError(f"halving={halving!r} is invalid: expected an integer ETA >= 2 (each "
+                          "rung keeps the best 1/ETA of the settings), e.g. 3")
+    if min_epochs is not None and (isinstance(min_epochs, bool) or not isinstance(min_epochs, int)
+                                   or not 1 <= min_epochs <= config.epochs):
+        raise ConfigError(f"min_epochs={min_epochs!r} is invalid: expected an integer in [1, "
+                          f"epochs={config.epochs}], the epochs every run trains before the "
+                          "first cut")
+
+
+def _sort_key(row: dict, criterion: str):
+    """Orders settings best first: the criterion (a tie in val accuracy goes to the lower
+    final loss), diverged settings last."""
+    if row["diverged"]:
+        return (1, 0.0, 0.0)
+    if criterion == "val_accuracy":
+        return (0, -row["val_accuracy"], row["final_loss"])
+    return (0, row["final_loss"], 0.0)
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
-          chunk: int | None = None, group: int | None = DEFAULT_GROUP, mesh=None,
+          chunk: int | None = None, group: int | str | None = "auto", mesh=None,
+          halving: int | None = None, min_epochs: int | None = None,
           on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
     """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
 
     Args:
       config: the architecture, data and optimizer; the swept values override its fields.
       data: the dataset; shared by every run (never copied per setting).
-      settings: dicts of swept values (see `make_settings`); keys from SWEEPABLE.
+      settings: dicts of swept values (see `make_settings`), all with the same keys, from
+        SWEEPABLE.
       seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
-      chunk: runs per compiled call (memory); None runs them all at once. The last chunk is
-        padded, so every chunk reuses one compilation.
+      chunk: the most runs per compiled call (memory); None runs them all at once. The runs
+        are split into equal chunks (the last one padded), so every chunk reuses one
+        compilation.
       group: runs vmapped together inside the compiled call; the groups run one after
         another (`lax.map`), so each group's weights stay in cache while it trains. None
-        vmaps the whole chunk at once. Ignored with a mesh (the runs are sharded instead).
-      mesh: a Mesh with a "settings" axis to shard the runs over (results are the same).
+        vmaps the whole chunk at once; "auto" is `default_group()` (CPU_GROUP on a CPU, the
+        whole chunk elsewhere). Ignored with a mesh (the runs are sharded instead).
+      mesh: a one-axis Mesh (e.g. `distributed.setup(axis=SETTINGS_AXIS).mesh`) to shard the
+        runs over, also across processes; results are the same. With several processes,
+        every process calls `sweep` with the same arguments and gets the whole result.
+      halving: ETA for successive halving: every run trains `min_epochs`, then only the best
+        1/ETA of the settings by the criterion (never a diverged one) continue from their
+        own state, to ETA times as many epochs, and so on up to `config.epochs` (see
+        `halving_rungs`); each rung compiles once. None trains every run for every epoch.
+      min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
 
     Returns:
-      A SweepResult. A run whose loss was ever non-finite is `diverged`: its numbers are
-      reported as None and it is never chosen as best.
+      A SweepResult. A run whose loss, parameters, batchnorm statistics or optimizer state
+      ever became non-finite (`train.is_finite`), or whose reported numbers are non-finite,
+      is `diverged`: its numbers are reported as None and it is never chosen as best. Every
+      run and setting records `epochs_trained` and the `rung` (0-based) where it stopped;
+      the best setting is chosen among those that trained longest.
     """
     config.validate()
     if config.epochs is None:
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
-    _check_axes(config, settings)
-    if group is not None and group < 1:
-        raise ConfigError(f"group must be None or >= 1, got {group}")
-    if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    _check_settings(config, settings)
+    _check_options(config, seeds, group, halving, min_epochs)
+    if group == "auto":
+        group = default_group()
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     optimizer = make_optimizer(config, n_train)
-    dtype = jnp.dtype(config.dtype)
+    dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
     n_runs = len(rows)
-    chunk = n_runs if chunk is None else max(1, min(chunk, n_runs))
     n_dev = 1 if mesh is None else mesh.size
-    chunk = math.ceil(chunk / n_dev) * n_dev
-    replicated = NamedSharding(mesh, P()) if mesh is not None else None
     split_arrays = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
                     "test": (data.x_test, data.y_test)}
-    splits = {name: (jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32))
+    splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
               for name, (x, y) in split_arrays.items() if x is not None}
-    if replicated is not None:
-        splits = jax.device_put(splits, replicated)
-    one_run = _run_fn(config, optimizer, n_train, "val" in splits)
-    if group is None or group >= chunk or mesh is not None:
-        run = jax.jit(jax.vmap(one_run, in_axes=(0, None)))
+    has_val = "val" in splits
+    if mesh is not None:
+        splits = distributed.DeviceEnv(mesh).replicate(splits)
     else:
-        run = jax.jit(lambda ts, splits: jax.lax.map(lambda t: one_run(t, splits), ts,
-                                                     batch_size=group))
+        splits = jax.device_put(splits)
+    place = (lambda tree: tree) if mesh is None else (lambda tree: distributed.put_rows(tree, mesh))
+    rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
+                                                                         min_epochs)
+    counts = _survivors(len(settings), halving, len(rung_epochs))
 
-    outputs, compile_s, run_s = [], 0.0, 0.0
-    n_chunks = math.ceil(n_runs / chunk)
-    for c in range(n_chunks):
-        part = rows[c * chunk:(c + 1) * chunk]
-        n_real = len(part)
-        part = part + [part[-1]] * (chunk - n_real)  # pad: one compiled shape for all
-        ts = _stack_runs(config, dims, optimizer, part)
-        if mesh is not None:
-            ts = jax.device_put(ts, NamedSharding(mesh, P(mesh.axis_names[0])))
-        t0 = time.perf_counter()
-        if c == 0:
-            compiled = run.lower(ts, splits).compile()
-            compile_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-        out = jax.device_get(compiled(ts, splits))
-        run_s += time.perf_counter() - t0
-        outputs.append({k: v[:n_real] for k, v in out.items()})
+    def chunks_from(k, alive_now):  # diverged settings never go on, so rungs may shrink
+        return sum(_chunk_layout(min(c, alive_now) * seeds, chunk, n_dev, group)[0]
+                   for c in counts[k:])
+
+    progress = [0, chunks_from(0, len(settings))]  # chunks done, chunks in all
+
+    def chunk_done():
+        progress[0] += 1
         if on_chunk is not None:
-            on_chunk(c + 1, n_chunks)
-    merged = jax.tree.map(lambda *a: np.concatenate(a), *outputs)
-    return _summarize(rows, settings, seeds, merged, "val" in splits, compile_s, run_s)
+            on_chunk(progress[0], progress[1])
 
+    keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
+    seed_keys = np.stack([keys[i % seeds] for i in range(n_runs)])
+    values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
+    init = _init_fn(config, dims, optimizer,
+                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])))
 
-def _summarize(rows, settings, seeds, out, has_val, compile_s, run_s) -> SweepResult:
-    curves = np.asarray(out["loss_curve"], dtype=np.float64)
-    diverged = ~np.asarray(out["finite"], bool)
-    metric_names = [k for k in out if k not in ("loss_curve", "finite")]
-    for k in metric_names:  # finite weights can still be too large to evaluate
-        diverged |= ~np.isfinite(np.asarray(out[k], np.float64))
-    runs = []
-    for i, row in enumerate(rows):
-        r: dict[str, Any] = dict(row)
-        r["diverged"] = bool(diverged[i])
-        r["final_loss"] = None if diverged[i] else float(curves[i, -1])
-        for k in metric_names:
-            r[k] = None if diverged[i] else float(out[k][i])
-        runs.append(r)
+    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
+                           config.epochs)
     criterion = "val_accuracy" if has_val else "final_loss"
-    summary = []
-    for s_idx, setting in enumerate(settings):
-        group = runs[s_idx * seeds:(s_idx + 1) * seeds]
-        entry: dict[str, Any] = dict(setting)
-        entry["diverged"] = any(r["diverged"] for r in group)
-        entry["seeds"] = seeds
-        for k in ("final_loss", *metric_names):
-            vals = [r[k] for r in group]
-            ok = not entry["diverged"]
-            entry[k] = float(np.mean(vals)) if ok else None
-            entry[f"{k}_std"] = float(np.std(vals)) if ok else None
-        summary.append(entry)
+    rung_records = []
+    alive = np.arange(len(settings))  # the settings in the current rung
+    state = None  # host copy of the alive runs' carries (after rung 0)
+    compile_s = run_s = 0.0
+    done_epochs = 0
+    for k, until in enumerate(rung_epochs):
+        run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
+        keep_state = k < len(rung_epochs) - 1
+        one = _segment_fn(config, optimizer, n_train, has_val, until - done_epochs,
+                          keep_state=keep_state)
+        n_chunks, size, per_group = _chunk_layout(len(run_ids), chunk, n_dev, group)
+        if per_group is None:
+            fn = jax.jit(jax.vmap(one, in_axes=(0, None)))
+        else:
+            fn = jax.jit(lambda c, s, one=one, g=per_group: jax.lax.map(lambda t: one(t, s), c,
+                                                                        batch_size=g))
+
+        def inputs_at(pos, state=state, run_ids=run_ids):
+            if state is None:  # rung 0: fresh runs
+                ids = run_ids[pos]
+                return init(*place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
+            return place(jax.tree.map(lambda a: a[pos], state))
+
+        out, carry, seconds = _run_chunks(fn, inputs_at, splits, len(run_ids), n_chunks, size,
+                                          keep_state=keep_state, on_chunk=chunk_done)
+        compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
+        record.add(run_ids, out, k, done_epochs, until)
+        done_epochs = until
+        in_rung = record.setting_rows(alive)
+        # Diverged settings never go on; the rest by the criterion.
+        ranked = [i for i in sorted(range(len(alive)), key=lambda i: _sort_key(in_rung[i],
+                                                                                criterion))
+                  if not in_rung[i]["diverged"]]
+        kept = np.sort(ranked[:counts[k + 1]]).astype(int) if keep_state else np.array([], int)
+        rung_records.append({
+            "epochs": int(until), "settings": [int(s) for s in alive],
+            "scores": [None if r["diverged"] else r[criterion] for r in in_rung],
+            "kept": [int(alive[i]) for i in kept]})
+        if not kept.size:
+            break
+        if keep_state:  # compact: only the kept settings' runs go on
+            progress[1] = progress[0] + chunks_from(k + 1, kept.size)
+            pos = (kept[:, None] * seeds + np.arange(seeds)).reshape(-1)
+            state = jax.tree.map(lambda a, pos=pos: a[pos], carry)
+            alive = alive[kept]
+    summary = record.setting_rows(range(len(settings)))
     candidates = [s for s in summary if not s["diverged"]]
     best = None
-    if candidates:
-        if has_val:
-            best = max(candidates, key=lambda s: (s["val_accuracy"], -s["final_loss"]))
-        else:
-            best = min(candidates, key=lambda s: s["final_loss"])
-    return SweepResult(runs, summary, best, curves, criterion, compile_s, run_s)
+    if candidates:  # among the settings that trained longest
+        top = max(s["rung"] for s in candidates)
+        best = min((s for s in candidates if s["rung"] == top),
+                   key=lambda s: _sort_key(s, criterion))
+    return SweepResult(record.run_rows(), summary, best, record.curves, criterion, compile_s,
+                       run_s, rung_records, int(record.epochs_trained.sum()), config.epochs)
+
+
+def _run_chunks(fn, inputs_at, splits, n_runs, n_chunks, size, *, keep_state, on_chunk):
+    """Runs `fn` on `n_runs` runs in `n_chunks` chunks of `size` (the last one padded with
+    copies of its last run), compiling once. `inputs_at(positions)` builds a chunk's input.
+
+    Returns:
+      ({name: (n_runs, ...) host array}, the host carries (n_runs, ...) or None,
+      (compile seconds, run seconds)).
+    """
+    outs, carries, compile_s, run_s = [], [], 0.0, 0.0
+    for c in range(n_chunks):
+        pos = np.arange(c * size, min((c + 1) * size, n_runs))
+        n_real = len(pos)
+        inputs = inputs_at(np.concatenate([pos, np.full(size - n_real, pos[-1])]))
+        t0 = time.perf_counter()
+        if c == 0:
+            compiled = fn.lower(inputs, splits).compile()
+            compile_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        out = distributed.gather(compiled(inputs, splits))
+        run_s += time.perf_counter() - t0
+        if keep_state:
+            carry, out = out
+            carries.append(jax.tree.map(lambda a, n=n_real: a[:n], carry))
+        outs.append({name: v[:n_real] for name, v in out.items()})
+        on_chunk()
+    merged = {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+    carry = jax.tree.map(lambda *a: np.concatenate(a), *carries) if keep_state else None
+    return merged, carry, (compile_s, run_s)
+
+
+@dataclasses.dataclass
+class _Record:
+    """What the sweep knows of every run so far, on the host; rows are built from it."""
+
+    rows: list[dict]  # per run: its setting's values and its seed
+    settings: list[dict]
+    seeds: int
+    steps_per_epoch: int
+    curves: np.ndarray  # (runs, epochs * steps) training losses; NaN where not trained
+    finite: np.ndarray  # (runs,) the divergence rule held at the end of every rung
+    epochs_trained: np.ndarray  # (runs,) int
+    rung: np.ndarray  # (runs,) int: the last rung the run trained in
+    finals: dict = dataclasses.field(default_factory=dict)  # metric -> (runs,), latest rung's
+
+    @classmethod
+    def empty(cls, rows, settings, seeds, spe, epochs) -> _Record:
+        n = len(rows)
+        return cls(rows, settings, seeds, spe, np.full((n, epochs * spe), np.nan),
+                   np.ones(n, bool), np.zeros(n, int), np.zeros(n, int))
+
+    def add(self, run_ids, out: dict, rung: int, start: int, until: int):
+        """Runs `run_ids` trained epochs start+1..until in `rung`; `out` holds their results."""
+        out = dict(out)
+        spe = self.steps_per_epoch
+        self.curves[run_ids, start * spe:until * spe] = out.pop("loss_curve")
+        self.finite[run_ids] &= np.asarray(out.pop("finite"), bool)
+        for name, v in out.items():
+            self.finals.setdefault(name, np.full(len(self.rows), np.nan))[run_ids] = v
+        self.epochs_trained[run_ids], self.rung[run_ids] = until, rung
+
+    def run_rows(self) -> list[dict]:
+        """Per run: values, seed, `diverged`, `epochs_trained`, `rung`, `final_loss` and
+        metrics. Diverged: broke the rule, or has a non-finite number to report (finite
+        weights can still be too large to evaluate); its numbers are None."""
+        last = np.maximum(self.epochs_trained * self.steps_per_epoch - 1, 0)
+        final_loss = self.curves[np.arange(len(self.rows)), last]
+        diverged = ~self.finite | ~np.isfinite(final_loss)
+        for v in self.finals.values():
+            diverged |= ~np.isfinite(v)
+        runs = []
+        for i, row in enumerate(self.rows):
+            r: dict[str, Any] = dict(row)
+            r["diverged"] = bool(diverged[i])
+            r["epochs_trained"], r["rung"] = int(self.epochs_trained[i]), int(self.rung[i])
+            r["final_loss"] = None if diverged[i] else float(final_loss[i])
+            for name, v in self.finals.items():
+                r[name] = None if diverged[i] else float(v[i])
+            runs.append(r)
+        return runs
+
+    def setting_rows(self, which) -> list[dict]:
+        """The rows of settings `which`: means and stds over their seeds; a setting with a
+        diverged seed is diverged, its numbers None."""
+        runs, seeds = self.run_rows(), self.seeds
+        summary = []
+        for s_idx in which:
+            group = runs[s_idx * seeds:(s_idx + 1) * seeds]
+            entry: dict[str, Any] = dict(self.settings[s_idx])
+            entry["diverged"] = any(r["diverged"] for r in group)
+            entry["seeds"] = seeds
+            entry["epochs_trained"], entry["rung"] = group[0]["epochs_trained"], group[0]["rung"]
+            for name in ("final_loss", *self.finals):
+                vals = [r[name] for r in group]
+                ok = not entry["diverged"]
+                entry[name] = float(np.mean(vals)) if ok else None
+                entry[f"{name}_std"] = float(np.std(vals)) if ok else None
+            summary.append(entry)
+        return summary
 
 
 def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
-    """K seeds of one network in one compiled call; mean and std of the accuracies."""
+    """K seeds of one network in one compiled call; mean and std of the accuracies.
+
+    Reported as `sweep` reports one setting: a diverged seed's numbers are None, and the
+    means and stds are None when any seed diverged.
+    """
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
     result = sweep(config, data, [{}], seeds=seeds)
-    metrics: dict[str, Any] = {"seeds": seeds, "diverged": result.settings[0]["diverged"],
+    row = result.settings[0]
+    metrics: dict[str, Any] = {"seeds": seeds, "diverged": row["diverged"],
                                "compile_seconds": result.compile_seconds,
                                "run_seconds": result.run_seconds}
     for name in ("train_accuracy", "val_accuracy", "test_accuracy", "final_loss"):
-        values = [r.get(name) for r in result.runs]
-        ok = [v for v in values if v is not None]
-        metrics[f"{name}_mean"] = float(np.mean(ok)) if ok else None
-        metrics[f"{name}_std"] = float(np.std(ok)) if ok else None
-        metrics[f"{name}_per_seed"] = values
+        metrics[f"{name}_mean"] = row.get(name)
+        metrics[f"{name}_std"] = row.get(f"{name}_std")
+        metrics[f"{name}_per_seed"] = [r.get(name) for r in result.runs]
     metrics["config"] = config.to_dict()
     return metrics

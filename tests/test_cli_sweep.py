@@ -164,6 +164,52 @@ def test_grid_sweep_with_ranges_lists_and_seeds(tmp_path):
         assert (tmp_path / name).read_bytes().startswith(PNG)
 
 
+def test_halving_reports_its_rungs_and_the_compute_saved(tmp_path):
+    code, stdout, stderr = run(["sweep", "--lr", "1e-3,1e-2,1e-1,1", "--hidden", "8",
+                                "--batch-size", "256", "--epochs", "4", "--halving", "2",
+                                "--min-epochs", "1", "--out", str(tmp_path)])
+    assert code == 0, stderr
+    assert "successive halving, eta 2: rungs at [1, 2, 4] epochs" in stderr
+    lines = stdout.splitlines()
+    rungs = [line for line in lines if line.startswith("rung ")]
+    assert [line.split(";")[0] for line in rungs] == [
+        "rung 0: 4 settings trained 1 epoch", "rung 1: 2 settings trained 2 epochs",
+        "rung 2: 1 setting trained 4 epochs"]
+    assert rungs[0].endswith("the best 2 go on") and rungs[1].endswith("the best 1 go on")
+    assert "epochs trained: 8 of the full sweep's 16 (50%)" in lines  # 4 x 1 + 2 x 1 + 1 x 2
+    settings = [line for line in lines if line.startswith("lr: ")]
+    assert sum("(stopped after 1 epoch)" in line for line in settings) == 2
+    assert sum("(stopped after 2 epochs)" in line for line in settings) == 1
+
+    results = strict_json(tmp_path / "results.json")
+    assert [r["epochs"] for r in results["rungs"]] == [1, 2, 4]
+    assert results["epochs_spent"] == 8
+    best = strict_json(tmp_path / "best.json")["best"]
+    assert best["epochs_trained"] == 4 and best["rung"] == 2
+    assert f"best parameters found: [({best['lr']},)]" in stdout
+    rows = read_csv(tmp_path / "results.csv")
+    assert sorted(int(r["epochs_trained"]) for r in rows) == [1, 1, 2, 4]
+    assert sorted(int(r["rung"]) for r in rows) == [0, 0, 1, 2]
+    for name in ("sweep.png", "loss_curves.png", "rungs.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG), name
+
+
+def test_sweep_plots_write_pngs(tmp_path):
+    from jaxnet import plots
+
+    rows = [{"lr": lr, "weight_scale": ws, "diverged": lr > 1, "final_loss": None if lr > 1
+             else 2.3 / (1 + lr), "epochs_trained": 3} for lr, ws in
+            zip(np.geomspace(1e-3, 1e2, 12), np.linspace(0.01, 0.09, 12), strict=True)]
+    plots.sweep_line(rows, ["lr", "weight_scale"], "final_loss", tmp_path / "line.png", log_x=True)
+    rungs = [{"epochs": 1, "settings": [0, 1, 2, 3], "scores": [0.5, 0.7, None, 0.6],
+              "kept": [1, 3]},
+             {"epochs": 3, "settings": [1, 3], "scores": [0.9, 0.8], "kept": [1]},
+             {"epochs": 9, "settings": [1], "scores": [0.95], "kept": []}]
+    plots.sweep_rungs(rungs, "val_accuracy", tmp_path / "rungs.png")
+    for name in ("line.png", "rungs.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG), name
+
+
 def test_train_seeds_writes_mean_and_std(tmp_path):
     code, stdout, stderr = run(["train", "--seeds", "3", "--epochs", "2", "--layers", "2",
                                 "--hidden", "16", "--quiet", "--out", str(tmp_path)])
@@ -207,6 +253,11 @@ def test_train_seeds_writes_mean_and_std(tmp_path):
     (["--patience", "3"], "unrecognized arguments: --patience"),
     (["--init", "he", "--weight-scale", "0.1"], "--init he ignores it"),
     (["--num", "0", "--lr", "1e-4:1e-1"], "expected a positive integer"),
+    (["--halving", "1"], "--halving 1: ETA must be >= 2"),
+    (["--min-epochs", "2"], "add --halving ETA"),
+    (["--halving", "2", "--min-epochs", "5"], "--min-epochs 5 is more than --epochs 1"),
+    (["--devices", "2"], "--devices 2 asks for more devices than the 1 visible"),
+    (["--coordinator", "127.0.0.1:1"], "missing --num-processes, --process-id"),
 ])
 def test_bad_sweep_input_exits_with_one_clear_line(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -227,7 +278,9 @@ def test_sweep_help_reads_well(capsys):
     for needle in ("V1,V2,...", "LO:HI", "--num", "log-spaced for lr, weight_scale",
                    "--preset {notebook}", "--zip", "--grid", "--random N", "--seeds SEEDS",
                    "--chunk CHUNK", "examples:", "jaxnet sweep --preset notebook",
-                   "results.csv", "diverged", "--lr VALUES", "--reg VALUES"):
+                   "results.csv", "diverged", "--lr VALUES", "--reg VALUES", "--halving ETA",
+                   "--min-epochs R", "successive halving", "--coordinator HOST:PORT",
+                   "--num-processes", "--process-id", "--devices"):
         assert needle in text, needle
     assert "--patience" not in text  # sweeps keep each run's best epoch; no early stopping
     assert max(len(line) for line in text.splitlines()) <= 100

@@ -134,7 +134,7 @@ def test_chunked_sweep_equals_one_call(swept, digits):
 @pytest.mark.skipif("group" not in inspect.signature(sweep).parameters,
                     reason="sweep has no group argument")
 def test_grouped_sweep_equals_one_vmap(swept, digits):
-    # Groups of 2 under lax.map: 5 runs leave a remainder group of 1.
+    # Groups of 2 under lax.map: 5 runs are padded to 3 equal groups (one compiled body).
     grouped = sweep(CONFIG, digits, SETTINGS, group=2)
     np.testing.assert_allclose(grouped.loss_curves, swept.loss_curves, rtol=1e-12, atol=0)
     assert_runs_equal(grouped.runs, swept.runs)

@@ -15,10 +15,14 @@ from jaxnet import ranges
 from jaxnet.checkpoint import write_json
 from jaxnet.cli import common
 from jaxnet.errors import UsageError
-from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, make_settings, sweep
+from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, halving_rungs, make_settings, sweep
 from jaxnet.sweep import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 
 PRESETS = ("notebook",)
+# What a sweep leaves in its folder: --overwrite deletes them first, so a folder never mixes
+# two sweeps (say, the rungs.png of an earlier one with halving).
+OUTPUT_FILES = ("results.json", "results.csv", "best.json", "sweep.png", "loss_curves.png",
+                "rungs.png")
 
 DESCRIPTION = """\
 Trains many settings of one network at once: every setting (and seed) is one run of a
@@ -29,6 +33,11 @@ takes one value (a fixed setting), a list V1,V2,... or a range LO:HI. A range gi
 points, log-spaced for lr, weight_scale, reg and weight_decay and evenly spaced otherwise;
 with --random N it gives the bounds to draw from. --grid (the default) takes every
 combination of the swept axes, --zip pairs them one to one.
+
+--halving ETA turns the sweep into successive halving: every run trains --min-epochs, then
+only the best 1/ETA of the settings (by val accuracy, else final loss; diverged ones first
+out) go on from where they stopped, to ETA times as many epochs, and so on up to --epochs
+(each rung at least ETA times as long as the one before).
 """
 
 EPILOG = """\
@@ -36,10 +45,14 @@ examples:
   jaxnet sweep --preset notebook                     the notebook's 100 (lr, weight_scale) pairs
   jaxnet sweep --lr 1e-4:1e-1 --num 4 --reg 0,1e-3   a 4 x 2 grid on digits
   jaxnet sweep --optimizer momentum --random 20 --lr 1e-3:1 --momentum 0.5:0.99 --seeds 3
+  jaxnet sweep --lr 1e-4:3e-2 --num 6 --reg 0,1e-3,1e-2 --epochs 27 --halving 3 --min-epochs 1
+  jaxnet sweep ... --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   (on each host)
 
 Outputs (in --out): results.json (per setting: means and stds over seeds; per run),
-results.csv (one row per run), best.json, sweep.png and loss_curves.png. A run whose loss
-ever became non-finite is reported as diverged (numbers left empty) and never chosen as best.
+results.csv (one row per run, with the epochs it trained and the rung where it stopped),
+best.json, sweep.png, loss_curves.png and, with --halving, rungs.png. A run whose loss,
+weights, batchnorm statistics or optimizer state became non-finite is reported as diverged
+(numbers left empty) and never chosen as best.
 """
 
 
@@ -70,6 +83,11 @@ def add_parser(subparsers):
     g.add_argument("--chunk", type=common.positive_int,
                    help="runs per compiled call, to bound memory (default: all at once)")
     g.add_argument("--top", type=common.positive_int, default=8, help="loss curves plotted (default 8)")
+    g.add_argument("--halving", type=common.positive_int, metavar="ETA", help="successive "
+                   "halving: after each rung only the best 1/ETA of the settings train on (ETA >= 2)")
+    g.add_argument("--min-epochs", type=common.positive_int, metavar="R", help="epochs of the "
+                   "first rung with --halving (default: epochs / ETA^3, rounded up)")
+    common.add_device_flags(p, what="devices to shard the runs over")
     p.set_defaults(run=run)
 
 
@@ -165,36 +183,58 @@ def run(args) -> int:
         overrides.setdefault("init", "normal")
     config = common.config_from_args(args, **{**overrides, **static})
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
+    _check_halving(args, config.epochs)
     settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
     if not settings:
         raise UsageError("the sweep has zero settings; give at least one value per axis")
-    from jaxnet import job
+    from jaxnet import distributed, job
 
     out = common.output_dir(args, "sweep")
+    # Before any other JAX work: jax.distributed must start before the devices do.
+    env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
+                            axis=distributed.SETTINGS_AXIS)
+    quiet = args.quiet or not env.is_lead
     data, _ = job.prepare(config, job.load_data(config))
     n_runs = len(settings) * args.seeds
-    if not args.quiet:
+    if not quiet:
+        rungs = ""
+        if args.halving:
+            epochs = halving_rungs(config.epochs, args.halving, args.min_epochs)
+            rungs = f" (successive halving, eta {args.halving}: rungs at {epochs} epochs)"
         print(f"sweeping {len(settings)} settings x {args.seeds} seed(s) = {n_runs} runs of "
               f"{(data.num_features, *config.hidden, data.num_classes)} on {data.summary()}, "
-              f"{config.epochs} epochs of {config.optimizer}, {config.dtype}", file=sys.stderr)
-    bar = common.progress_bar(None, unit="chunk", quiet=args.quiet)
+              f"{config.epochs} epochs of {config.optimizer}{rungs}, {config.dtype}, "
+              f"{env.num_devices} device(s)", file=sys.stderr)
+    bar = common.progress_bar(None, unit="chunk", quiet=quiet)
 
     def on_chunk(done, total):
         bar.total = total
         bar.update(done - bar.n)
 
-    import jax
-
-    mesh = None
-    if len(jax.devices()) > 1:
-        mesh = jax.make_mesh((len(jax.devices()),), ("settings",),
-                             axis_types=(jax.sharding.AxisType.Auto,))
-    result = sweep(config, data, settings, seeds=args.seeds, chunk=args.chunk, mesh=mesh,
-                   on_chunk=on_chunk)
+    result = sweep(config, data, settings, seeds=args.seeds, chunk=args.chunk, mesh=env.mesh,
+                   halving=args.halving, min_epochs=args.min_epochs, on_chunk=on_chunk)
     bar.close()
-    write_outputs(out, result, config, top=args.top)
-    print_report(result, out, preset=args.preset)
+    if env.is_lead:
+        if args.overwrite:
+            for name in OUTPUT_FILES:
+                (out / name).unlink(missing_ok=True)
+        write_outputs(out, result, config, top=args.top, mode=mode)
+        print_report(result, out, preset=args.preset)
     return 0
+
+
+def _check_halving(args, epochs: int):
+    if args.halving is None:
+        if args.min_epochs is not None:
+            raise UsageError("--min-epochs sets the first rung of successive halving; add "
+                             "--halving ETA (e.g. --halving 3) or drop --min-epochs")
+        return
+    if args.halving < 2:
+        raise UsageError(f"--halving {args.halving}: ETA must be >= 2 (each rung keeps the best "
+                         "1/ETA of the settings), e.g. --halving 3")
+    if args.min_epochs is not None and args.min_epochs > epochs:
+        raise UsageError(f"--min-epochs {args.min_epochs} is more than --epochs {epochs}; the "
+                         "first rung must fit in the run: lower --min-epochs or raise --epochs")
 
 
 def _fmt(v):
@@ -210,6 +250,8 @@ def print_report(result, out, *, preset=None):
     swept = _swept(result)
     n_div = sum(s["diverged"] for s in result.settings)
     seeds = result.settings[0]["seeds"] if result.settings else 1
+    halving = len(result.rungs) > 1
+    last_rung = len(result.rungs) - 1
     if preset == "notebook" or len(result.settings) <= 20:
         for s in result.settings:
             hp = " ".join(f"{k}: {s[k]:.6g}" for k in swept)
@@ -218,12 +260,18 @@ def print_report(result, out, *, preset=None):
                 line += f" ± {s['final_loss_std']:.2g}"
             if result.criterion == "val_accuracy" and not s["diverged"]:
                 line += f"  val accuracy: {s['val_accuracy']:.4f}"
+            if halving and s["rung"] < last_rung:
+                line += f"  (stopped after {_epochs(s['epochs_trained'])})"
             print(line.strip())
+    if halving:
+        print_rungs(result)
     if result.best is None:
         print(f"every one of the {len(result.settings)} settings diverged; lower the learning rates")
     else:
         best = result.best
-        losses = [s["final_loss"] for s in result.settings if not s["diverged"]]
+        # Among the settings that trained as long as the best one (all, without halving).
+        losses = [s["final_loss"] for s in result.settings
+                  if not s["diverged"] and s["rung"] == best["rung"]]
         print(f"min loss found: {min(losses)}")
         if swept:
             print(f"best parameters found: {[tuple(best[k] for k in swept)]} "
@@ -235,6 +283,30 @@ def print_report(result, out, *, preset=None):
                   + (f" ± {best['val_accuracy_std']:.4f} over {seeds} seeds" if seeds > 1 else ""))
     print(f"{len(result.settings)} settings, {n_div} diverged (flagged, never chosen); "
           f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s; outputs in {out}")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def print_rungs(result):
+    """One line per rung of successive halving, then the compute it took."""
+    what = "val accuracy" if result.criterion == "val_accuracy" else "final loss"
+    for k, rung in enumerate(result.rungs):
+        scores = [v for v in rung["scores"] if v is not None]
+        n_div = len(rung["scores"]) - len(scores)
+        pick = max if result.criterion == "val_accuracy" else min
+        n = len(rung["settings"])
+        line = (f"rung {k}: {n} setting{'' if n == 1 else 's'} trained {_epochs(rung['epochs'])}; "
+                f"best {what} " + (f"{pick(scores):.4f}" if scores else "n/a (all diverged)"))
+        if n_div:
+            line += f", {n_div} diverged"
+        if rung["kept"]:
+            line += f"; the best {len(rung['kept'])} go on"
+        print(line)
+    full = len(result.runs) * result.epochs
+    print(f"epochs trained: {result.epochs_spent} of the full sweep's {full} "
+          f"({100 * result.epochs_spent / full:.0f}%)")
 
 
 def _finite_or_none(obj):
@@ -255,8 +327,9 @@ def _log_scale(rows, axis) -> bool:
             and max(values) >= 10 * min(values))
 
 
-def write_outputs(out, result, config, *, top=8):
-    """results.json, results.csv, best.json and the plots."""
+def write_outputs(out, result, config, *, top=8, mode="grid"):
+    """results.json, results.csv, best.json and the plots; `mode` is how the settings were
+    made ("zip" settings vary together, so they are plotted along the first axis)."""
     from jaxnet import plots
 
     out = pathlib.Path(out)
@@ -264,6 +337,7 @@ def write_outputs(out, result, config, *, top=8):
     write_json(out / "results.json", _finite_or_none(
         {"config": config.to_dict(), "criterion": result.criterion,
          "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+         "epochs_spent": result.epochs_spent, "rungs": result.rungs,
          "settings": result.settings, "runs": result.runs}))
     write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
@@ -275,22 +349,26 @@ def write_outputs(out, result, config, *, top=8):
     swept = _swept(result)
     metric = "val_accuracy" if result.criterion == "val_accuracy" else "final_loss"
     rows = [dict(s) for s in result.settings]
-    if len(swept) >= 2:
+    if len(swept) == 1 or (swept and mode == "zip"):
+        plots.sweep_line(rows, swept, metric, out / "sweep.png",
+                         log_x=_log_scale(rows, swept[0]))
+    elif len(swept) >= 2:
         plots.sweep_scatter(rows, swept[0], swept[1], metric, out / "sweep.png",
                             log_x=_log_scale(rows, swept[0]), log_y=_log_scale(rows, swept[1]))
-    elif len(swept) == 1:
-        for r in rows:
-            r["_"] = 0.0
-        plots.sweep_scatter(rows, swept[0], "_", metric, out / "sweep.png",
-                            log_x=_log_scale(rows, swept[0]))
+    if len(result.rungs) > 1:
+        plots.sweep_rungs(result.rungs, metric, out / "rungs.png")
     order = [i for i, r in enumerate(result.runs) if not r["diverged"]]
+    # Longest-trained first (successive halving), then by the criterion.
     if metric == "val_accuracy":
-        order.sort(key=lambda i: (-result.runs[i]["val_accuracy"], result.runs[i]["final_loss"]))
+        order.sort(key=lambda i: (-result.runs[i]["rung"], -result.runs[i]["val_accuracy"],
+                                  result.runs[i]["final_loss"]))
     else:
-        order.sort(key=lambda i: result.runs[i]["final_loss"])
+        order.sort(key=lambda i: (-result.runs[i]["rung"], result.runs[i]["final_loss"]))
     curves = {}
     for i in order[:top]:
         label = ", ".join(f"{k}={result.runs[i][k]:.3g}" for k in [*swept, "seed"])
-        curves[label if label not in curves else f"{label} (run {i})"] = result.loss_curves[i]
+        curve = result.loss_curves[i]  # NaN after the epochs a run trained (halving)
+        steps = len(curve) * result.runs[i]["epochs_trained"] // result.epochs
+        curves[label if label not in curves else f"{label} (run {i})"] = curve[:steps]
     if curves:
         plots.loss_curves(curves, out / "loss_curves.png")
