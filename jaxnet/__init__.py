@@ -5,6 +5,7 @@ from jaxnet.config import TrainConfig as TrainConfig
 from jaxnet.data import Dataset as Dataset
 from jaxnet.data import load_dataset as load_dataset
 from jaxnet.errors import JaxnetError as JaxnetError
+from jaxnet.export import export_torch as export_torch
 from jaxnet.gradchecks import GradcheckReport as GradcheckReport
 from jaxnet.gradchecks import check_layer as check_layer
 from jaxnet.gradchecks import gradcheck as gradcheck
@@ -25,3 +26,13 @@ from jaxnet.trained import TrainedModel as TrainedModel
 from jaxnet.trained import load as load
 
 __version__ = "0.2.0"
+
+
+def __getattr__(name):
+    # MLPClassifier subclasses scikit-learn's BaseEstimator; importing it lazily keeps
+    # scikit-learn (about as slow to import as JAX) out of every `jaxnet` command's start.
+    if name == "MLPClassifier":
+        from jaxnet.estimator import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'jaxnet' has no attribute {name!r}")

@@ -45,7 +45,8 @@ class TrainConfig:
     epochs: int | None = None  # exactly this many epochs; None: until no improvement (patience)
     max_epochs: int = 200  # the most epochs when epochs is None
     patience: int | None = None  # stop after this many epochs without improvement (None: 10
-    # when epochs is None, else never); improvement is in val accuracy, or train loss without val
+    # when epochs is None, else never); improvement: a better val accuracy or a lower val loss
+    # (the train loss without a val set); the best epoch has the best val accuracy, then loss
     grad: str = "manual"  # "manual" (hand-written backward) or "autodiff" (jax.grad)
     dtype: str = "float32"  # float32, or float64 (turns on jax_enable_x64)
     bn_momentum: float = model.DEFAULT_MOMENTUM  # running = m * running + (1 - m) * batch (CS231n, Flax)

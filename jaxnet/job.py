@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import pathlib
 import time
@@ -99,8 +100,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
 
     Returns:
       A TrainResult. A non-finite loss or state stops training; `diverged` is then True,
-      `message` names the step and learning rate, and the state is the one after the last
-      finite epoch. Patience stops training early; `params`/`bn_state` are the best epoch's.
+      `message` names the step and learning rate, the state is the one after the last
+      finite epoch, and the metrics' losses and accuracies are None (as in `sweep`).
+      Patience stops training early; `params`/`bn_state` are the best epoch's.
 
     Raises:
       ConfigError: a bad config value, patience without a validation set, or a resume whose
@@ -120,15 +122,13 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     data, prep = prepare(config, data)
     env = DeviceEnv(None) if env is None else env
     n_train, dims = len(data.x_train), train.dims_for(config, data)
-    optimizer = train.make_optimizer(config, n_train)
+    optimizer, epoch_fn, eval_fn = _jitted(dataclasses.replace(config, seed=0), n_train,
+                                           env.batch_sharding)
     progress = train.new_progress(train.init_train_state(config, dims, optimizer))
     if resume:
         progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
     progress.state, progress.best = env.replicate((progress.state, progress.best))
     splits = _device_splits(data, jnp.dtype(config.dtype), env)
-    epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, env.batch_sharding),
-                       donate_argnums=0)
-    eval_fn = jax.jit(lambda p, s, x, y: train.evaluate(p, s, x, y, config=config))
     meta = {"config": config.to_dict(), "dims": list(dims), "data_fingerprint": raw_fingerprint,
             "preprocessing": prep.to_json()}
 
@@ -150,6 +150,21 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     p = loop.progress
     return TrainResult(p.best["params"], p.best["bn_state"], p.state, p.history, metrics,
                        loop.diverged, loop.message, prep)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted(config: TrainConfig, n_train: int, batch_sharding):
+    """(optimizer, jitted epoch, jitted evaluation) for `config` on `n_train` examples.
+
+    Kept across calls, so fits of the same config and shapes (cross-validation folds,
+    refits, scikit-learn's estimator checks) compile once; `fit` passes seed=0 because the
+    seed only enters through the initial state.
+    """
+    optimizer = train.make_optimizer(config, n_train)
+    epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, batch_sharding),
+                       donate_argnums=0)
+    eval_fn = jax.jit(lambda p, s, x, y: train.evaluate(p, s, x, y, config=config))
+    return optimizer, epoch_fn, eval_fn
 
 
 def _resume(config, out_dir, progress: train.Progress, raw_fingerprint: str,
@@ -218,6 +233,9 @@ def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_tr
         if split is not None:
             loss, acc = eval_fn(p.best["params"], p.best["bn_state"], *split)
             metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = float(loss), float(acc)
+    if loop.diverged:  # reported as `sweep` and `train --seeds` report a diverged run
+        metrics["final_loss"] = None
+        metrics.update({f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")})
     examples = loop.timed_epochs * train.steps_per_epoch(config, n_train) * train.batch_size(config, n_train)
     metrics["examples_per_second"] = examples / loop.train_seconds if loop.train_seconds else None
     metrics["history"] = p.history
@@ -241,8 +259,9 @@ def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
     """K seeds of one network in one vmapped call (`sweep.train_seeds`), with the same data
     preparation as `fit`; writes metrics.json to `out_dir` when given.
 
-    Every seed trains `config.num_epochs` epochs and reports its best-by-validation
-    parameters: early stopping (`patience`) is per run and is refused here.
+    Every seed trains `config.epochs` epochs (`sweep.DEFAULT_EPOCHS` when None: seeds
+    trained together share one length) and reports its best-by-validation parameters;
+    early stopping (`patience`) is per run and is refused here.
     """
     from jaxnet.sweep import train_seeds
 

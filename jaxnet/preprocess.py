@@ -26,7 +26,7 @@ def _as_features(x: Any, name: str, num_features: int) -> np.ndarray:
             f"{name} has shape {x.shape}, expected (N, D) or (N, d1, d2, ...) with one row per "
             f"example; for a single example use x.reshape(1, -1)"
         )
-    x = x.reshape(len(x), -1)
+    x = x.reshape(len(x), int(np.prod(x.shape[1:])))  # -1 cannot be inferred for 0 rows
     if x.shape[1] != num_features:
         raise DataError(
             f"{name} has {x.shape[1]} features per example, but the model was trained on "

@@ -102,11 +102,12 @@ def make_train_step(config: TrainConfig, optimizer) -> Callable:
     return step
 
 
-def is_finite(ts: TrainState) -> jax.Array:
+def is_finite(ts: TrainState, losses=None) -> jax.Array:
     """The divergence rule: True while every parameter, batchnorm statistic and optimizer
-    state value is finite. `fit`, `train_seeds` and `sweep` all judge runs by it (and by
-    the training losses)."""
-    leaves = [leaf for leaf in jax.tree.leaves((ts.params, ts.bn_state, ts.opt_state))
+    state value is finite, and every training loss in `losses`. `fit` (through
+    `make_epoch`), `train_seeds` and `sweep` all judge runs by it; a run whose reported
+    numbers are still non-finite (weights too large to evaluate) counts as diverged too."""
+    leaves = [leaf for leaf in jax.tree.leaves((ts.params, ts.bn_state, ts.opt_state, losses))
               if jnp.issubdtype(leaf.dtype, jnp.inexact)]
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
@@ -161,7 +162,7 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
         losses = metrics["loss"]
         if not keep_finite:
             return new, losses
-        finite = jnp.all(jnp.isfinite(losses)) & is_finite(new)
+        finite = is_finite(new, losses)
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts._replace(key=key))
         return kept, losses
 
@@ -186,7 +187,7 @@ class Progress:
     history: list[dict] = dataclasses.field(default_factory=list)  # one row per epoch
     best_epoch: int = 0
     best_score: float = -math.inf  # val accuracy, or minus the train loss without a val set
-    stale: int = 0  # epochs since the best one
+    stale: int = 0  # epochs since the last improvement (see _record)
 
     def meta(self) -> dict:
         return {"epoch": len(self.history), "history": self.history,
@@ -230,14 +231,33 @@ def _divergence(config, n_train, ts, losses, epoch) -> str | None:
 
 
 def _record(config, progress: Progress, row: dict, has_val: bool):
-    """Appends the epoch's row and updates the best epoch and the count of stale epochs."""
+    """Appends the epoch's row and updates the best epoch and the count of stale epochs.
+
+    With a validation set the best epoch has the highest val accuracy, ties going to the
+    lower val loss; an epoch is stale unless it is the new best or lowers the val loss
+    below every earlier epoch's (by LOSS_TOLERANCE). Counting the loss too matters on small
+    validation sets, whose accuracy moves in coarse steps and can stay flat for many epochs
+    while the network is still learning. Without one, the best epoch is the last, and an
+    epoch is stale unless it lowers the best training loss by LOSS_TOLERANCE.
+    """
+    del config
+    first = not progress.best_epoch
     progress.history.append(row)
-    score = row["val_accuracy"] if has_val else -row["loss"]
-    margin = 0.0 if has_val else LOSS_TOLERANCE
-    if score > progress.best_score + margin or not progress.best_epoch:
-        progress.best_score, progress.best_epoch, progress.stale = score, row["epoch"], 0
+    earlier = progress.history[:-1]
+    if has_val:
+        acc, loss = row["val_accuracy"], row["val_loss"]
+        best_loss = math.inf if first else earlier[progress.best_epoch - 1]["val_loss"]
+        better = first or acc > progress.best_score or (acc == progress.best_score
+                                                        and loss < best_loss)
+        lowest = min((r["val_loss"] for r in earlier), default=math.inf)
+        learning = better or loss < lowest - LOSS_TOLERANCE
+        score = acc
     else:
-        progress.stale += 1
+        score = -row["loss"]
+        better = learning = first or score > progress.best_score + LOSS_TOLERANCE
+    if better:
+        progress.best_score, progress.best_epoch = score, row["epoch"]
+    progress.stale = 0 if learning else progress.stale + 1
     if not has_val or progress.best_epoch == row["epoch"]:  # no val set: the last params
         ts = progress.state
         progress.best = {"params": _copy(ts.params), "bn_state": _copy(ts.bn_state)}
@@ -262,6 +282,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
     has_val, patience = splits.get("val") is not None, config.stop_patience
     message, diverged, seconds, timed = None, False, 0.0, 0
     start = len(progress.history)
+    if patience is not None and progress.stale >= patience:  # resuming a run that had stopped
+        return LoopResult(progress, False, _stopped(progress, has_val), seconds, timed)
     for epoch in range(start, config.num_epochs):
         t0 = time.perf_counter()
         ts, losses = epoch_fn(progress.state, x, y)
@@ -288,8 +310,12 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
         if on_epoch is not None:
             on_epoch(progress)
         if patience is not None and progress.stale >= patience:
-            criterion = "validation accuracy" if has_val else "training loss"
-            message = (f"early stopping after epoch {epoch + 1}: no better {criterion} for "
-                       f"{progress.stale} epochs; kept the best, epoch {progress.best_epoch}")
+            message = _stopped(progress, has_val)
             break
     return LoopResult(progress, diverged, message, seconds, timed)
+
+
+def _stopped(progress: Progress, has_val: bool) -> str:
+    criterion = "validation accuracy or loss" if has_val else "training loss"
+    return (f"early stopping after epoch {len(progress.history)}: no better {criterion} for "
+            f"{progress.stale} epochs; kept the best, epoch {progress.best_epoch}")

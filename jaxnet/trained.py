@@ -55,6 +55,9 @@ class TrainedModel:
         Rows run in batches of `batch_size` (the last one padded, so no row is dropped and one
         compiled shape serves every batch).
         """
+        if not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size={batch_size!r}: expected a positive integer (rows "
+                             "per compiled call)")
         x = self.preprocessing.transform(x, dtype=np.dtype(self.config.dtype))
         n = len(x)
         size = min(batch_size, max(1, 1 << (n - 1).bit_length()))  # few shapes for small n

@@ -6,13 +6,15 @@ import sys
 
 from jaxnet.cli import common
 from jaxnet.cli import evaluate as evaluate_command
+from jaxnet.cli import export as export_command
 from jaxnet.cli import gradcheck as gradcheck_command
 from jaxnet.cli import predict as predict_command
 from jaxnet.cli import sweep as sweep_command
 from jaxnet.cli import train as train_command
 from jaxnet.errors import JaxnetError
 
-COMMANDS = (train_command, sweep_command, predict_command, evaluate_command, gradcheck_command)
+COMMANDS = (train_command, sweep_command, predict_command, evaluate_command, export_command,
+            gradcheck_command)
 
 
 def build_parser() -> common.Parser:

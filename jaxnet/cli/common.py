@@ -101,7 +101,7 @@ def add_run_flags(p, *, sweep=False):
         _field(g, "epochs", "train exactly this many epochs (default: until the validation "
                "accuracy stops improving, see --max-epochs and --patience)", type=positive_int)
         _field(g, "max_epochs", "the most epochs without --epochs", type=positive_int)
-        _field(g, "patience", "stop after this many epochs without a better val accuracy "
+        _field(g, "patience", "stop after this many epochs without a better val accuracy or loss "
                f"(default {cfg.ADAPTIVE_PATIENCE} without --epochs, else off)", type=positive_int)
     _field(g, "grad", "hand-written backward or jax.grad", choices=cfg.GRADS)
     _field(g, "dtype", "precision", choices=cfg.DTYPES)

@@ -16,17 +16,18 @@ SPLITS = ("test", "val", "train", "all")
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="score a trained run on its test split or on other data",
-        description="Scores the run's best parameters (eval mode) on a split of its own data "
-        "(default: the test split, the numbers of its metrics.json) or of other data given "
-        "with --dataset/--data; prints accuracy, loss, per-class precision/recall/F1 and the "
-        "confusion matrix, and writes evaluation.json and confusion.png.")
+        description="Scores the run's best parameters (eval mode) on its own test split (the "
+        "numbers of its metrics.json) or on other data given with --dataset/--data (all of "
+        "it); prints accuracy, loss, per-class precision/recall/F1 and the confusion matrix, "
+        "and writes evaluation.json and confusion.png.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder of a jaxnet train run")
     p.add_argument("--dataset", choices=common.cfg.DATASETS,
                    help="data to score on (default: the run's own)")
     p.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
     p.add_argument("--target", help="the label column of a csv file")
-    p.add_argument("--split", choices=SPLITS, default="test",
-                   help="which split of the data, split as in training (default test)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="which split of the data, split as in training (default: test for the "
+                   "run's own data, all for other --dataset/--data)")
     p.add_argument("--out", metavar="DIR", help="where evaluation.json and confusion.png go "
                    "(default RUN_DIR)")
     p.set_defaults(run=run)
@@ -52,14 +53,22 @@ def run(args) -> int:
 
     model = trained.load(args.run_dir)
     config = model.config
-    if args.dataset is not None or args.data is not None:
+    other = args.dataset is not None or args.data is not None
+    if args.target is not None and args.data is None:
+        raise UsageError("--target names the label column of the csv file given with --data; "
+                         "give --data FILE.csv too, or drop --target")
+    split = args.split or ("all" if other else "test")
+    if other:
         config = dataclasses.replace(config, dataset=args.dataset or config.dataset,
                                      data_path=args.data, target=args.target or config.target)
-    x, y = _examples(config, args.split)
+        if split == "all":  # every row is scored: nothing to split off
+            config = dataclasses.replace(config, val_fraction=0.0, test_fraction=0.0)
+    x, y = _examples(config, split)
     report = evaluation_report(model, x, y)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir)
     write_report(out, report, model.classes)
-    print(format_report(report, model.classes, f"{config.dataset} {args.split}"))
+    what = f"{config.dataset}{f' {config.data_path}' if config.data_path else ''} {split}"
+    print(format_report(report, model.classes, what))
     print(f"written: {out / 'evaluation.json'}, {out / 'confusion.png'}")
     return 0
 

@@ -12,6 +12,9 @@ from jaxnet.errors import UsageError
 # Flags that would change a resumed run's settings; the checkpoint's saved config wins.
 _RESUME_CONFLICTS = (*(f for f in common.CONFIG_FLAGS if f != "epochs"), "layers", "hidden",
                      "data", "out", "seeds", "overwrite")
+# What runs leave in their folder: --overwrite deletes these before the new run writes
+# anything, so a folder never mixes two runs (an old checkpoint with new metrics).
+_RUN_FILES = (*common.RUN_MARKERS, "curves.png", "evaluation.json", "confusion.png")
 
 
 def add_parser(subparsers):
@@ -110,6 +113,8 @@ def run(args) -> int:
                             batch_size=config.batch_size)
     data = job.load_data(config)
     lead = env.is_lead
+    if args.overwrite and lead:
+        _clear_run(out)
     if lead and not args.quiet:
         what = "resuming" if args.resume else "training"
         length = (f"{config.epochs} epochs" if config.epochs else
@@ -153,6 +158,7 @@ def _interrupted(out) -> int:
 
 def _run_seeds(args, config, out) -> int:
     from jaxnet import job
+    from jaxnet.sweep import DEFAULT_EPOCHS
 
     given = [f"--{f.replace('_', '-')}" for f in ("devices", "coordinator", "num_processes",
                                                   "process_id") if getattr(args, f) is not None]
@@ -160,14 +166,26 @@ def _run_seeds(args, config, out) -> int:
         raise UsageError(f"--seeds trains its seeds in one vmapped call on one device, so "
                          f"{', '.join(given)} cannot be given with it; drop them (or use "
                          "jaxnet sweep --seeds K, which shards runs over devices)")
-    if args.patience is not None:
-        raise UsageError("--patience stops one run early, but --seeds trains every seed for the "
-                         "same epochs (each keeps its best epoch by val accuracy); drop --patience")
-    metrics = job.fit_seeds(config, args.seeds, out_dir=out)
-    print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}: test accuracy "
-          f"{_pm(metrics, 'test_accuracy')}, val accuracy {_pm(metrics, 'val_accuracy')}; "
-          f"{metrics['wall_seconds']:.1f} s; outputs in {out}")
+    for flag in ("patience", "max_epochs"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} belongs to training until no "
+                             "improvement, but --seeds trains every seed for the same --epochs "
+                             f"(default {DEFAULT_EPOCHS}; each keeps its best epoch by val "
+                             f"accuracy); drop --{flag.replace('_', '-')}, or train seeds one by one")
+    data = job.load_data(config)
+    if args.overwrite:
+        _clear_run(out)
+    metrics = job.fit_seeds(config, args.seeds, data, out_dir=out)
+    epochs = metrics["config"]["epochs"]
+    print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}, {epochs} epochs each: "
+          f"test accuracy {_pm(metrics, 'test_accuracy')}, val accuracy "
+          f"{_pm(metrics, 'val_accuracy')}; {metrics['wall_seconds']:.1f} s; outputs in {out}")
     return 0
+
+
+def _clear_run(out):
+    for name in _RUN_FILES:
+        (pathlib.Path(out) / name).unlink(missing_ok=True)
 
 
 def _pm(metrics, name):
@@ -187,7 +205,7 @@ def summary_line(metrics: dict, out) -> str:
                 acc += " (no test set)"
             break
     else:
-        acc = "no accuracy (no data split)"
+        acc = "no accuracy" if metrics.get("diverged") else "no accuracy (no data split)"
     n = metrics["epochs_run"]
     parts = [acc, f"{n} epoch{'' if n == 1 else 's'} (best {metrics['best_epoch']})"]
     if metrics.get("diverged"):

@@ -10,6 +10,7 @@ import numpy as np
 from jaxnet.data.dataset import DataError
 
 FORMATS = (".npy", ".npz", ".csv")
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # an .npz file is a zip archive
 
 
 def read_features(path) -> np.ndarray:
@@ -35,11 +36,20 @@ def read_features(path) -> np.ndarray:
                         f"expected a {path.suffix} file of inputs, one row per example")
     if path.suffix.lower() == ".csv":
         return _read_csv(path)
+    how = "np.save(path, x)" if path.suffix.lower() == ".npy" else "np.savez(path, x=x)"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not magic.startswith(_MAGIC[path.suffix.lower()]):
+        raise DataError(f"{path}: is not an {path.suffix} file (it does not start as numpy's "
+                        f"{path.suffix} files do); write it with {how}, or use .csv for text")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except Exception as err:  # corrupt file, pickled objects, text with a wrong suffix
+    except Exception as err:  # damaged file, pickled objects
         raise DataError(f"{path}: cannot be read as {path.suffix} ({type(err).__name__}: {err}); "
-                        "save it with np.save / np.savez(path, x=...)") from None
+                        f"it may be damaged or hold Python objects; write it with {how}") from None
     if path.suffix.lower() == ".npz":
         with loaded:
             if "x" not in loaded.files:

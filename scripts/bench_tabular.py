@@ -1,0 +1,137 @@
+"""Test accuracy of jaxnet's defaults next to scikit-learn's MLPClassifier() on the same splits.
+
+Usage: python scripts/bench_tabular.py [--seeds 5] [--datasets iris,breast_cancer,wine,digits]
+                                       [--set batch_size=32 ...] [--out tabular.json]
+
+For every dataset and seed, jaxnet splits the raw data (stratified, 70% train / 10% val / 20%
+test, the split seeded by the seed) exactly as `jaxnet train --dataset npz --data FILE --seed S`
+does. jaxnet then trains with its defaults (`jaxnet.job.fit(TrainConfig(dataset="npz", ...))`:
+standardised inputs, early stopping on the val split, best epoch kept), and
+`MLPClassifier(random_state=S)` with scikit-learn's defaults trains on the same raw, not scaled,
+train + val examples (it holds out nothing by default). Both are scored on the same test split.
+Prints a markdown table of mean ± std over the seeds and writes every run to --out.
+`--set FIELD=VALUE` changes a TrainConfig field for jaxnet, to measure another default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import tempfile
+import time
+import warnings
+
+import numpy as np
+from sklearn import datasets as sk_datasets
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from jaxnet import job
+from jaxnet.config import TrainConfig
+
+LOADERS = {"iris": sk_datasets.load_iris, "breast_cancer": sk_datasets.load_breast_cancer,
+           "wine": sk_datasets.load_wine, "digits": sk_datasets.load_digits}
+
+
+def _override(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields or not value:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a TrainConfig field, got {text!r}")
+    default = fields[name].default
+    if value == "None":
+        return name, None
+    if isinstance(default, bool):
+        return name, value.lower() in ("1", "true", "yes")
+    if isinstance(default, tuple):
+        return name, tuple(int(v) for v in value.split(","))
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            continue
+    return name, value
+
+
+def one_run(name: str, path: pathlib.Path, seed: int, overrides: dict) -> dict:
+    """jaxnet and MLPClassifier on split `seed` of the data in `path`."""
+    config = TrainConfig(dataset="npz", data_path=str(path), seed=seed, **overrides)
+    data = job.load_data(config)
+    started = time.perf_counter()
+    result = job.fit(config, data)
+    jaxnet_seconds = time.perf_counter() - started
+
+    x_fit = np.concatenate([data.x_train, data.x_val])
+    y_fit = np.concatenate([data.y_train, data.y_val])
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier(random_state=seed).fit(x_fit, y_fit)
+    sklearn_seconds = time.perf_counter() - started
+    return {"dataset": name, "seed": seed, "n_train": len(data.x_train), "n_val": len(data.x_val),
+            "n_test": len(data.x_test), "jaxnet_test_accuracy": result.metrics["test_accuracy"],
+            "jaxnet_epochs": result.metrics["epochs_run"],
+            "jaxnet_best_epoch": result.metrics["best_epoch"],
+            "jaxnet_seconds": jaxnet_seconds,
+            "sklearn_test_accuracy": float(mlp.score(data.x_test, data.y_test)),
+            "sklearn_iterations": int(mlp.n_iter_), "sklearn_seconds": sklearn_seconds}
+
+
+def _pm(values) -> str:
+    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
+
+
+def table(rows: list[dict], names: list[str]) -> str:
+    lines = ["| dataset | train / val / test | jaxnet defaults | MLPClassifier() | "
+             "jaxnet epochs (best) | jaxnet s / fit | sklearn s / fit |",
+             "|---|---|---|---|---|---|---|"]
+    for name in names:
+        rs = [r for r in rows if r["dataset"] == name]
+        sizes = f"{rs[0]['n_train']} / {rs[0]['n_val']} / {rs[0]['n_test']}"
+        epochs = f"{np.mean([r['jaxnet_epochs'] for r in rs]):.0f} " \
+                 f"({np.mean([r['jaxnet_best_epoch'] for r in rs]):.0f})"
+        lines.append(f"| {name} | {sizes} | {_pm([r['jaxnet_test_accuracy'] for r in rs])} | "
+                     f"{_pm([r['sklearn_test_accuracy'] for r in rs])} | {epochs} | "
+                     f"{np.mean([r['jaxnet_seconds'] for r in rs]):.1f} | "
+                     f"{np.mean([r['sklearn_seconds'] for r in rs]):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
+    parser.add_argument("--datasets", default=",".join(LOADERS),
+                        help=f"comma list of {', '.join(LOADERS)} (default: all)")
+    parser.add_argument("--set", type=_override, action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a jaxnet TrainConfig default (repeatable)")
+    parser.add_argument("--out", default="tabular.json", help="every run as JSON (default tabular.json)")
+    args = parser.parse_args(argv)
+    names = args.datasets.split(",")
+    if unknown := set(names) - set(LOADERS):
+        parser.error(f"--datasets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(LOADERS)}")
+    overrides = dict(args.set)
+    print(f"jaxnet vs MLPClassifier() on {platform.machine()}, {os.cpu_count()} cores; "
+          f"{args.seeds} seeds; jaxnet overrides: {overrides or 'none (defaults)'}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            x, y = LOADERS[name](return_X_y=True)
+            path = pathlib.Path(tmp) / f"{name}.npz"
+            np.savez(path, x=x, y=y)
+            for seed in range(args.seeds):
+                row = one_run(name, path, seed, overrides)
+                rows.append(row)
+                print(f"  {name} seed {seed}: jaxnet {100 * row['jaxnet_test_accuracy']:.2f}% "
+                      f"({row['jaxnet_epochs']} epochs), MLPClassifier "
+                      f"{100 * row['sklearn_test_accuracy']:.2f}%", flush=True)
+    print(table(rows, names))
+    pathlib.Path(args.out).write_text(json.dumps({"overrides": overrides,
+                                                  "runs": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""`jaxnet predict` and `jaxnet evaluate`: a trained run put to work on files, and bad inputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, load_wine
+from sklearn.metrics import confusion_matrix
+
+from jaxnet import job
+from jaxnet.cli import main
+from jaxnet.config import TrainConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMALL = ["--layers", "2", "--hidden", "16", "--epochs", "5", "--quiet"]
+
+
+def _one_line_error(capsys):
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    """A `jaxnet train` run on wine (an x, y .npz), and its test split saved as files."""
+    base = tmp_path_factory.mktemp("wine")
+    x, y = load_wine(return_X_y=True)
+    np.savez(base / "wine.npz", x=x, y=y)
+    assert main(["train", "--dataset", "npz", "--data", str(base / "wine.npz"),
+                 "--out", str(base / "run"), *SMALL]) == 0
+    data = job.load_data(TrainConfig(dataset="npz", data_path=str(base / "wine.npz")))
+    x_test, y_test = data.x_test, data.classes[data.y_test]
+    np.savez(base / "test.npz", x=x_test, y=y_test)
+    np.save(base / "test.npy", x_test)
+    metrics = json.loads((base / "run" / "metrics.json").read_text())
+    return {"base": base, "run": base / "run", "x_test": x_test, "y_test": y_test,
+            "metrics": metrics}
+
+
+def test_predict_and_evaluate_give_the_accuracy_of_metrics_json(wine, tmp_path, capsys):
+    capsys.readouterr()
+    expected = wine["metrics"]["test_accuracy"]
+    # predict: one row per input, label then one probability per class
+    assert main(["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npz"),
+                 "--out", str(tmp_path / "predictions.csv")]) == 0
+    assert capsys.readouterr().out == f"36 predictions (3 classes) written to {tmp_path / 'predictions.csv'}\n"
+    header, rows = _read_csv(tmp_path / "predictions.csv")
+    assert header == ["label", "p_0", "p_1", "p_2"] and len(rows) == 36
+    labels = np.array([int(r[0]) for r in rows])
+    proba = np.array([[float(p) for p in r[1:]] for r in rows])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
+    assert np.mean(labels == wine["y_test"]) == pytest.approx(expected, abs=1e-6)
+
+    # the same through .npy in and .npz out
+    assert main(["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npy"),
+                 "--out", str(tmp_path / "predictions.npz")]) == 0
+    with np.load(tmp_path / "predictions.npz") as saved:
+        np.testing.assert_array_equal(saved["labels"], labels)
+        np.testing.assert_allclose(saved["probabilities"], proba, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(saved["classes"], [0, 1, 2])
+
+    # evaluate: the run's own test split by default
+    capsys.readouterr()
+    assert main(["evaluate", str(wine["run"]), "--out", str(tmp_path / "own")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"npz {wine['base'] / 'wine.npz'} test: accuracy {100 * expected:.2f}% | ")
+    report = json.loads((tmp_path / "own" / "evaluation.json").read_text())
+    assert report["accuracy"] == pytest.approx(expected, abs=1e-6) and report["examples"] == 36
+    assert report["loss"] == pytest.approx(wine["metrics"]["test_loss"], rel=1e-5)
+    np.testing.assert_array_equal(report["confusion_matrix"],
+                                  confusion_matrix(wine["y_test"], labels, labels=[0, 1, 2]))
+    assert [c["support"] for c in report["per_class"]] == [
+        int(np.sum(wine["y_test"] == c)) for c in (0, 1, 2)]
+    assert (tmp_path / "own" / "confusion.png").read_bytes().startswith(PNG_MAGIC)
+
+    # evaluate on another file: all of its rows (here: exactly the test split again)
+    assert main(["evaluate", str(wine["run"]), "--dataset", "npz", "--data",
+                 str(wine["base"] / "test.npz"), "--out", str(tmp_path / "file")]) == 0
+    assert " all: accuracy " in capsys.readouterr().out
+    again = json.loads((tmp_path / "file" / "evaluation.json").read_text())
+    assert again["examples"] == 36 and again["accuracy"] == report["accuracy"]
+    assert again["confusion_matrix"] == report["confusion_matrix"]
+
+
+def test_evaluate_writes_into_the_run_folder_by_default(wine, capsys):
+    assert main(["evaluate", str(wine["run"]), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert f"written: {wine['run'] / 'evaluation.json'}, {wine['run'] / 'confusion.png'}" in out
+    report = json.loads((wine["run"] / "evaluation.json").read_text())
+    assert report["accuracy"] == pytest.approx(wine["metrics"]["val_accuracy"], abs=1e-6)
+
+
+def test_string_labels_of_a_csv_come_back_as_strings(tmp_path, capsys):
+    x, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    columns = ["sepal length", "sepal width", "petal length", "petal width"]
+    with open(tmp_path / "iris.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*columns[:2], "species", *columns[2:]])  # the target in the middle
+        for row, name in zip(x, names, strict=True):
+            writer.writerow([*row[:2], name, *row[2:]])
+    with open(tmp_path / "new.csv", "w", newline="") as f:  # features only, with a header
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(x[::10])
+    assert main(["train", "--dataset", "csv", "--data", str(tmp_path / "iris.csv"), "--target",
+                 "species", "--out", str(tmp_path / "run"), *SMALL]) == 0
+    assert main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "predictions.csv")]) == 0
+    header, rows = _read_csv(tmp_path / "predictions.csv")
+    assert header == ["label", "p_setosa", "p_versicolor", "p_virginica"]
+    assert len(rows) == 15 and {r[0] for r in rows} <= {"setosa", "versicolor", "virginica"}
+    best = [header[1:][int(np.argmax([float(p) for p in r[1:]]))] for r in rows]
+    assert [r[0] for r in rows] == [b.removeprefix("p_") for b in best]
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert [c["class"] for c in report["per_class"]] == ["setosa", "versicolor", "virginica"]
+    assert "\nsetosa " in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+def _write_bad(path, kind):
+    if kind == "wrong_width":
+        np.save(path, np.zeros((3, 12)))
+    elif kind == "nan_row":
+        path.write_text("1,2,3,4,5,6,7,8,9,10,11,12,13\n" + ",".join(["nan"] * 13) + "\n")
+    elif kind == "inf_row":
+        x = np.ones((3, 13))
+        x[1, 4] = np.inf
+        np.save(path, x)
+    elif kind == "garbage":
+        path.write_bytes(b"\xff\xfe\x00 not numpy, not text")
+    elif kind == "text_cell":
+        path.write_text("a,b\n1,2\n3,oops\n")
+    elif kind == "ragged":
+        path.write_text("1,2,3\n4,5\n")
+
+
+@pytest.mark.parametrize("kind, name, expected", [
+    ("wrong_width", "x.npy", "12 features per example, but the model was trained on 13"),
+    ("nan_row", "x.csv", r"NaN or infinite values (first at row 1)"),
+    ("inf_row", "x.npy", r"NaN or infinite values (first at row 1)"),
+    ("garbage", "x.npz", "is not an .npz file"),
+    ("garbage", "x.npy", "is not an .npy file"),
+    ("garbage", "x.csv", "cannot be read as CSV"),
+    ("text_cell", "x.csv", "line 3, column 2 holds 'oops', not a number"),
+    ("ragged", "x.csv", "line 2 has 2 cells but line 1 has 3"),
+    (None, "missing.npz", "missing.npz: not found"),
+    (None, "x.txt", "unknown file type '.txt'"),
+])
+def test_predict_refuses_bad_inputs_with_one_line_and_writes_nothing(
+        wine, tmp_path, capsys, kind, name, expected):
+    if kind is not None:
+        _write_bad(tmp_path / name, kind)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(wine["run"]), "--data", str(tmp_path / name), "--out",
+                 str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert expected in err and str(tmp_path / name) in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("folder, expected", [
+    ("nowhere", "nowhere: no such folder"),
+    ("empty", "no checkpoint found"),
+    ("sweep", "no checkpoint found"),
+])
+def test_predict_and_evaluate_refuse_a_folder_without_a_trained_run(
+        wine, tmp_path, capsys, folder, expected):
+    if folder != "nowhere":
+        (tmp_path / folder).mkdir()
+    if folder == "sweep":
+        (tmp_path / folder / "results.json").write_text("{}")
+    assert main(["predict", str(tmp_path / folder), "--data", str(wine["base"] / "test.npz"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert expected in _one_line_error(capsys)
+    assert main(["evaluate", str(tmp_path / folder), "--out", str(tmp_path / "report")]) == 2
+    assert expected in _one_line_error(capsys)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "report").exists()
+
+
+def test_predict_never_replaces_an_existing_file_unless_told(wine, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    out.write_text("precious\n")
+    argv = ["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npz"), "--out", str(out)]
+    assert main(argv) == 2
+    assert "exists; choose another name or pass --overwrite" in _one_line_error(capsys)
+    assert out.read_text() == "precious\n"
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_text().startswith("label,p_0,p_1,p_2\n")
+    assert main(["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npz"),
+                 "--out", str(tmp_path / "p.json")]) == 2
+    assert "expected a .csv or .npz file name" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("wrong_width", "has 12 features per example, but the model was trained on 13"),
+    ("garbage", "not a valid .npz file"),
+    ("unknown_label", "not among the classes the model was trained on (unknown: 7"),
+    ("no_target", "--target names the label column"),
+])
+def test_evaluate_refuses_bad_data_with_one_line_and_writes_nothing(
+        wine, tmp_path, capsys, kind, expected):
+    path = tmp_path / "other.npz"
+    if kind == "wrong_width":
+        np.savez(path, x=np.zeros((20, 12)), y=np.arange(20) % 3)
+    elif kind == "garbage":
+        path.write_bytes(b"garbage")
+    elif kind == "unknown_label":
+        np.savez(path, x=wine["x_test"], y=np.where(np.arange(36) == 4, 7, wine["y_test"]))
+    argv = ["evaluate", str(wine["run"]), "--out", str(tmp_path / "report")]
+    argv += ["--target", "y"] if kind == "no_target" else ["--dataset", "npz", "--data", str(path)]
+    assert main(argv) == 2
+    assert expected in _one_line_error(capsys)
+    assert not (tmp_path / "report").exists()
