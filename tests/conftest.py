@@ -45,3 +45,12 @@ def assert_trees_close(actual, expected, *, rtol, atol=0.0):
         assert err <= rtol * scale + atol, (
             f"{jax.tree_util.keystr(path)}: max error {err:.3e} > {rtol:.1e} * {scale:.3e} + {atol:.1e}"
         )
+
+
+def one_line_error(capsys):
+    """The stderr of a CLI call that failed as a user error: one line, `error: ...`."""
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err

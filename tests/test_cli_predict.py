@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import one_line_error
 from sklearn.datasets import load_iris, load_wine
 from sklearn.metrics import confusion_matrix
 
@@ -14,14 +15,6 @@ from jaxnet.config import TrainConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ["--layers", "2", "--hidden", "16", "--epochs", "5", "--quiet"]
-
-
-def _one_line_error(capsys):
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: ")
-    return err
 
 
 def _read_csv(path):
@@ -169,7 +162,7 @@ def test_predict_refuses_bad_inputs_with_one_line_and_writes_nothing(
     out = tmp_path / "predictions.csv"
     assert main(["predict", str(wine["run"]), "--data", str(tmp_path / name), "--out",
                  str(out)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert expected in err and str(tmp_path / name) in err, err
     assert not out.exists()
 
@@ -187,9 +180,9 @@ def test_predict_and_evaluate_refuse_a_folder_without_a_trained_run(
         (tmp_path / folder / "results.json").write_text("{}")
     assert main(["predict", str(tmp_path / folder), "--data", str(wine["base"] / "test.npz"),
                  "--out", str(tmp_path / "p.csv")]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert main(["evaluate", str(tmp_path / folder), "--out", str(tmp_path / "report")]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "report").exists()
 
 
@@ -198,13 +191,13 @@ def test_predict_never_replaces_an_existing_file_unless_told(wine, tmp_path, cap
     out.write_text("precious\n")
     argv = ["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npz"), "--out", str(out)]
     assert main(argv) == 2
-    assert "exists; choose another name or pass --overwrite" in _one_line_error(capsys)
+    assert "exists; choose another name or pass --overwrite" in one_line_error(capsys)
     assert out.read_text() == "precious\n"
     assert main([*argv, "--overwrite"]) == 0
     assert out.read_text().startswith("label,p_0,p_1,p_2\n")
     assert main(["predict", str(wine["run"]), "--data", str(wine["base"] / "test.npz"),
                  "--out", str(tmp_path / "p.json")]) == 2
-    assert "expected a .csv or .npz file name" in _one_line_error(capsys)
+    assert "expected a .csv or .npz file name" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("kind, expected", [
@@ -225,5 +218,5 @@ def test_evaluate_refuses_bad_data_with_one_line_and_writes_nothing(
     argv = ["evaluate", str(wine["run"]), "--out", str(tmp_path / "report")]
     argv += ["--target", "y"] if kind == "no_target" else ["--dataset", "npz", "--data", str(path)]
     assert main(argv) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "report").exists()

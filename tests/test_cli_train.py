@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import one_line_error
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import job
@@ -25,14 +26,6 @@ METRIC_KEYS = {"train_accuracy", "val_accuracy", "test_accuracy", "final_loss", 
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def _one_line_error(capsys):
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: ")
-    return err
 
 
 # ------------------------------------------------------------------ real runs
@@ -131,7 +124,7 @@ def test_interactive_answers_and_defaults_give_the_hidden_sizes(monkeypatch):
 def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypatch, capsys):
     prompts = _answers(monkeypatch, ["2", "16"])
     assert main(["train", "--interactive", "--layers", "3"]) == 2
-    assert "drop --layers/--hidden" in _one_line_error(capsys)
+    assert "drop --layers/--hidden" in one_line_error(capsys)
     assert prompts == []
 
 
@@ -164,7 +157,7 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
 ])
 def test_bad_flags_give_one_line_on_stderr(in_tmp, capsys, argv, expected):
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert expected in err, err
     assert not (in_tmp / "runs").exists()
 
@@ -172,7 +165,7 @@ def test_bad_flags_give_one_line_on_stderr(in_tmp, capsys, argv, expected):
 def test_resume_from_a_folder_without_a_checkpoint(in_tmp, capsys):
     (in_tmp / "empty").mkdir()
     assert main(["train", "--resume", "empty"]) == 2
-    assert "no checkpoint found" in _one_line_error(capsys)
+    assert "no checkpoint found" in one_line_error(capsys)
 
 
 def test_resume_with_fewer_epochs_than_done_is_an_error(in_tmp, capsys):
@@ -181,7 +174,7 @@ def test_resume_with_fewer_epochs_than_done_is_an_error(in_tmp, capsys):
         "config": config.to_dict(), "epoch": 3, "history": [], "best_epoch": 3,
         "best_score": 0.9, "stale_epochs": 0})
     assert main(["train", "--resume", "run", "--epochs", "2"]) == 2
-    assert "already holds 3 epochs but epochs=2" in _one_line_error(capsys)
+    assert "already holds 3 epochs but epochs=2" in one_line_error(capsys)
 
 
 # ------------------------------------------------------------------ the summary (fit faked)

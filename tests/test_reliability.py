@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
+from conftest import one_line_error
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -34,14 +35,6 @@ from jaxnet.errors import ConfigError
 
 TINY = ["--layers", "2", "--hidden", "8", "--quiet"]
 SMALL = {"hidden": (16,), "epochs": 4}
-
-
-def _one_line_error(capsys):
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: ")
-    return err
 
 
 def _assert_trees_equal(actual, expected):
@@ -80,7 +73,7 @@ def test_out_holding_a_run_is_refused_and_overwrite_replaces_it_whole(tmp_path, 
     saved = {name: (run / name).read_bytes() for name in ("checkpoint.safetensors", "metrics.json")}
     capsys.readouterr()
     assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"--out {run} already holds a run (checkpoint.safetensors, metrics.json)" in err
     assert f"continue it with --resume {run}" in err and "--overwrite" in err
     assert {name: (run / name).read_bytes() for name in saved} == saved  # untouched
@@ -96,7 +89,7 @@ def test_out_holding_a_run_is_refused_and_overwrite_replaces_it_whole(tmp_path, 
 def test_any_run_file_marks_a_folder_as_taken(tmp_path, capsys, marker):
     (tmp_path / marker).write_text("{}")
     assert main(["train", *TINY, "--out", str(tmp_path)]) == 2
-    assert f"already holds a run ({marker})" in _one_line_error(capsys)
+    assert f"already holds a run ({marker})" in one_line_error(capsys)
     assert sorted(os.listdir(tmp_path)) == [marker]
 
 
@@ -106,7 +99,7 @@ def test_sweep_output_is_protected_the_same_way(tmp_path, capsys):
     (out / "results.json").write_text('{"old": true}')
     argv = ["sweep", "--lr", "1e-3,1e-2", "--epochs", "1", *TINY, "--out", str(out)]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"--out {out} already holds a run (results.json)" in err and "--overwrite" in err
     assert (out / "results.json").read_text() == '{"old": true}'
     assert main([*argv, "--overwrite"]) == 0
@@ -124,7 +117,7 @@ def test_sweep_output_is_protected_the_same_way(tmp_path, capsys):
 def test_flags_that_seeds_cannot_honour_are_refused(tmp_path, capsys, flags):
     assert main(["train", "--seeds", "3", "--epochs", "2", *TINY, *flags,
                  "--out", str(tmp_path / "run")]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert flags[0] in err, err
     assert not (tmp_path / "run").exists()
 
@@ -173,7 +166,7 @@ def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, 
             job.fit(dataclasses.replace(config, epochs=epochs), digits,
                     out_dir=tmp_path / "cut", resume=True)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--epochs", "8"]) == 2
-    assert "resume with epochs=4 (--epochs)" in _one_line_error(capsys)
+    assert "resume with epochs=4 (--epochs)" in one_line_error(capsys)
     job.fit(config, digits, out_dir=tmp_path / "cut", resume=True)
     _assert_same_checkpoint(tmp_path / "cut", tmp_path / "full")
 
@@ -206,7 +199,7 @@ def test_resuming_on_changed_data_is_refused(tmp_path, capsys):
     np.savez(path, x=x, y=y)
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"was trained on different data than npz {path} holds now" in err
     assert "start a fresh run" in err
     assert ckpt.load_metadata(run)["epoch"] == 2  # not touched
@@ -348,7 +341,7 @@ def test_a_full_disk_during_training_says_so_and_keeps_the_last_checkpoint(
     monkeypatch.setattr(ckpt.os, "fsync", fsync_fails_from_the_second_epoch)
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "3", "--out", str(run)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert (f"no space left on device while writing {run / ckpt.CHECKPOINT_FILE}; the previous "
             f"checkpoint.safetensors is intact; free some space, then resume with --resume {run}"
             ) in err
