@@ -160,37 +160,39 @@ def _maybe_nonzero(value) -> bool:
 
 
 def _forward(params, state, x, *, key, train, dropout, momentum, eps):
-    """Runs the stack; returns logits, the new state and every layer's residuals."""
+    """Runs the stack feature-major (activations (H, N), see `jaxnet.layers`); returns the
+    (C, N) logits, the new state and every layer's residuals."""
     x = jnp.asarray(x)
     x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
     drop = train and _maybe_nonzero(dropout)
     keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
     res = _Residuals([], [], [], [])
     new_state = []
-    h = x
+    h = x.T  # XLA folds this transpose into the first product: no copy
     for i, (layer, stats) in enumerate(zip(params[:-1], state, strict=False)):
-        h, r = layers.affine_forward(h, layer["w"], layer["b"])
+        h, r = layers.affine_forward(h, layer["w"], layer["b"], batch_axis=1)
         res.affine.append(r)
         if train:
-            h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps)
+            h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps,
+                                                  batch_axis=1)
             new_state.append({
                 "mean": momentum * stats["mean"] + (1 - momentum) * r.mean,
                 "var": momentum * stats["var"] + (1 - momentum) * r.var,
             })
         else:
             h, r = layers.batchnorm_eval_forward(
-                h, layer["gamma"], layer["beta"], stats["mean"], stats["var"], eps
+                h, layer["gamma"], layer["beta"], stats["mean"], stats["var"], eps, batch_axis=1
             )
             new_state.append(stats)
         res.batchnorm.append(r)
         h, r = layers.relu_forward(h)
         res.relu.append(r)
         if drop:
-            h, r = layers.dropout_forward(h, dropout, keys[i])
+            h, r = layers.dropout_forward(h, dropout, keys[i], batch_axis=1)
         else:
             r = None
         res.dropout.append(r)
-    logits, r = layers.affine_forward(h, params[-1]["w"], params[-1]["b"])
+    logits, r = layers.affine_forward(h, params[-1]["w"], params[-1]["b"], batch_axis=1)
     res.affine.append(r)
     return logits, (tuple(new_state) if train else state), res
 
@@ -219,7 +221,7 @@ def apply(params, state, x, *, key=None, train=True, dropout=0.0, momentum=DEFAU
     logits, new_state, _ = _forward(
         params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
     )
-    return logits, new_state
+    return logits.T, new_state
 
 
 def _l2(params, reg):
@@ -246,7 +248,7 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     logits, new_state, _ = _forward(
         params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
     )
-    data_loss, _ = layers.softmax_xent_forward(logits, jnp.asarray(y))
+    data_loss, _ = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=1)
     return data_loss + _l2(params, reg), new_state
 
 
@@ -265,20 +267,20 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
     logits, new_state, res = _forward(
         params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
     )
-    data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y))
+    data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=1)
     value = data_loss + _l2(params, reg)
 
     bn_backward = layers.batchnorm_train_backward if train else layers.batchnorm_eval_backward
     n_layers = len(params)
     grads: list[Any] = [None] * n_layers
-    dh = layers.softmax_xent_backward(xent_res)
+    dh = layers.softmax_xent_backward(xent_res, batch_axis=1)
     for i in reversed(range(n_layers)):
         if i < n_layers - 1:
             if res.dropout[i] is not None:
                 dh = layers.dropout_backward(res.dropout[i], dh)
             dh = layers.relu_backward(res.relu[i], dh)
-            dh, dgamma, dbeta = bn_backward(res.batchnorm[i], dh)
-        dh, dw, db = layers.affine_backward(res.affine[i], dh, compute_dx=i > 0)
+            dh, dgamma, dbeta = bn_backward(res.batchnorm[i], dh, batch_axis=1)
+        dh, dw, db = layers.affine_backward(res.affine[i], dh, compute_dx=i > 0, batch_axis=1)
         if _maybe_nonzero(reg):  # skip the add when reg is a literal 0
             dw = dw + reg * params[i]["w"]
         grads[i] = {"w": dw, "b": db}

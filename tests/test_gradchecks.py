@@ -71,13 +71,20 @@ def test_report_table():
     assert str(report) == report.format()
 
 
+def _notebook_dgamma(res, batch_axis):
+    """The notebook's dgamma: sum(xhat * gamma) over the batch, where it should be
+    sum(xhat * dout)."""
+    gamma = res.gamma if batch_axis == 0 else res.gamma[:, None]
+    return jnp.sum(res.xhat * gamma, axis=batch_axis)
+
+
 def test_notebook_dgamma_bug_fails_exactly_gamma2(monkeypatch):
     correct = layers.batchnorm_train_backward
 
-    def notebook_bug(res, dout):
-        dx, dgamma, dbeta = correct(res, dout)
+    def notebook_bug(res, dout, *, batch_axis=0):
+        dx, dgamma, dbeta = correct(res, dout, batch_axis=batch_axis)
         if res.gamma.shape == (DIMS[2],):  # the batchnorm of layer 2 only
-            dgamma = jnp.sum(res.xhat * res.gamma, axis=0)  # should be xhat * dout
+            dgamma = _notebook_dgamma(res, batch_axis)
         return dx, dgamma, dbeta
 
     monkeypatch.setattr(layers, "batchnorm_train_backward", notebook_bug)
@@ -159,9 +166,9 @@ def test_manual_network_gradient_passes_check_grads(monkeypatch):
 
     correct = layers.batchnorm_train_backward
 
-    def dgamma_bug(res, dout):
-        dx, _, dbeta = correct(res, dout)
-        return dx, jnp.sum(res.xhat * res.gamma, axis=0), dbeta  # should be xhat * dout
+    def dgamma_bug(res, dout, *, batch_axis=0):
+        dx, _, dbeta = correct(res, dout, batch_axis=batch_axis)
+        return dx, _notebook_dgamma(res, batch_axis), dbeta
 
     monkeypatch.setattr(layers, "batchnorm_train_backward", dgamma_bug)
     with pytest.raises(AssertionError):

@@ -1,5 +1,7 @@
 """Every hand-written backward equals jax.vjp of its forward and matches finite differences."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,10 +70,20 @@ def _grads(backward, res, dout):
     return tuple(grads) if isinstance(grads, tuple) else (grads,)
 
 
-@pytest.mark.x64
-@pytest.mark.parametrize("name", LAYERS)
-def test_backward_equals_vjp_in_float64(name):
-    forward, backward, inputs, wrt = LAYERS[name](jnp.float64)
+def _feature_major(name, dtype):
+    """LAYERS[name] in the feature-major layout (batch_axis=1): x transposed to (H, N)."""
+    forward, backward, inputs, wrt = LAYERS[name](dtype)
+    x = inputs[0].reshape(N, -1)
+    if name != "dropout":  # dropout's backward is elementwise: it has no layout
+        backward = functools.partial(backward, batch_axis=1)
+    return functools.partial(forward, batch_axis=1), backward, (x.T, *inputs[1:]), wrt
+
+
+# relu is elementwise: it has no layout.
+FEATURE_MAJOR = [name for name in LAYERS if name != "relu"]
+
+
+def _assert_backward_equals_vjp(forward, backward, inputs, wrt):
     argnums = tuple(range(len(wrt)))
     out, res = forward(*inputs)
     dout = _normal(99, jnp.shape(out), jnp.float64)
@@ -83,6 +95,36 @@ def test_backward_equals_vjp_in_float64(name):
 
     _, vjp = jax.vjp(out_of, *inputs[:len(argnums)])
     assert_trees_close(manual, vjp(dout), rtol=1e-10)
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("name", LAYERS)
+def test_backward_equals_vjp_in_float64(name):
+    _assert_backward_equals_vjp(*LAYERS[name](jnp.float64))
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("name", FEATURE_MAJOR)
+def test_feature_major_backward_equals_vjp_in_float64(name):
+    _assert_backward_equals_vjp(*_feature_major(name, jnp.float64))
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("name", [name for name in FEATURE_MAJOR if name != "dropout"])
+def test_feature_major_layout_is_the_transpose(name):
+    # Same numbers in both layouts: outputs and input gradients transposed, parameter
+    # gradients equal. (Dropout draws its mask in the array's own shape.)
+    forward, backward, inputs, _ = LAYERS[name](jnp.float64)
+    fm_forward, fm_backward, fm_inputs, _ = _feature_major(name, jnp.float64)
+    out, res = forward(*inputs)
+    fm_out, fm_res = fm_forward(*fm_inputs)
+    dout = _normal(98, jnp.shape(out), jnp.float64)
+    grads = _grads(backward, res, dout)
+    fm_grads = _grads(fm_backward, fm_res, dout.T if jnp.ndim(out) else dout)
+    np.testing.assert_allclose(fm_out.T if jnp.ndim(out) else fm_out, out, rtol=1e-12)
+    np.testing.assert_allclose(fm_grads[0].T, grads[0].reshape(N, -1), rtol=1e-12, atol=1e-15)
+    for g, fm_g in zip(grads[1:], fm_grads[1:], strict=True):
+        np.testing.assert_allclose(fm_g, g, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.x64
@@ -186,9 +228,10 @@ def test_softmax_xent_is_stable_for_huge_logits():
     assert np.all(np.isfinite(layers.softmax_xent_backward(res)))
 
 
-def test_dropout_residual_scales_kept_units():
+@pytest.mark.parametrize("batch_axis", [0, 1])
+def test_dropout_residual_scales_kept_units(batch_axis):
     x = jnp.ones((2000, 50))
-    out, mask = layers.dropout_forward(x, 0.25, jax.random.PRNGKey(3))
+    out, mask = layers.dropout_forward(x, 0.25, jax.random.PRNGKey(3), batch_axis=batch_axis)
     assert out.dtype == mask.dtype == jnp.float32
     kept = np.asarray(mask) > 0
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)

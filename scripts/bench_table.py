@@ -1,0 +1,86 @@
+"""Markdown tables of a `scripts/bench.py` run, for the README's Performance section.
+
+Usage: python scripts/bench_table.py [bench.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+PEERS = ("jax", "flax", "equinox")
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def step_table(rows) -> str:
+    """One line per (batch, optimizer, dropout, grad): steps/s of every implementation."""
+    steps = [r for r in rows if r.get("work") == "step" and r.get("steps_per_s")]
+    index = {(r["impl"], r["batch"], r.get("optimizer"), r.get("grad"), r.get("dropout"),
+              r.get("shuffled")): r["steps_per_s"] for r in steps}
+    bound = {r["batch"]: r["steps_per_s"] for r in steps if r["impl"] == "gemm-bound"}
+    keys = sorted({(r["batch"], r["optimizer"], r["dropout"], r["grad"]) for r in steps
+                   if r["impl"] == "jaxnet"})
+    lines = ["| batch | optimizer | dropout | grad | jaxnet epoch (shuffled) | jaxnet step "
+             "(fixed) | plain JAX | Flax | Equinox | NumPy | PyTorch | shuffled / fastest peer "
+             "| GEMM-bound |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for batch, opt, drop, grad in keys:
+        shuffled = index.get(("jaxnet", batch, opt, grad, drop, True))
+        fixed = index.get(("jaxnet", batch, opt, grad, drop, False))
+        peer = {p: index.get((p, batch, opt, "autodiff", drop, False)) for p in PEERS}
+        # The peers, NumPy and PyTorch have one row per (batch, optimizer, dropout): show it
+        # on the manual line.
+        others = [peer[p] if grad == "manual" else None for p in PEERS]
+        numpy = index.get(("numpy", batch, opt, "manual", drop, False)) if grad == "manual" else None
+        torch = index.get(("torch", batch, opt, "autograd", drop, False)) if grad == "manual" else None
+        fastest = max((v for v in peer.values() if v), default=None)
+        ratio = f"{shuffled / fastest:.2f}" if shuffled and fastest else ""
+        cells = [batch, opt, drop, grad, f"**{_fmt(shuffled)}**" if shuffled else "",
+                 _fmt(fixed), *map(_fmt, others), _fmt(numpy), _fmt(torch), ratio,
+                 _fmt(bound.get(batch))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def sweep_table(rows) -> str:
+    sweeps = [r for r in rows if r.get("work") == "sweep"]
+    lines = ["| dtype | settings x steps | jaxnet s (compile s) | NumPy loop s | PyTorch loop s |",
+             "|---|---|---|---|---|"]
+    for dtype in ("float32", "float64"):
+        got = {r["impl"]: r for r in sweeps if r["dtype"] == dtype}
+        if "jaxnet" not in got:
+            continue
+        ours = got["jaxnet"]
+        lines.append(f"| {dtype} | {ours['settings']} x {ours['iterations']} | "
+                     f"**{ours['median_s']:.1f}** ({ours['compile_s']:.1f}) | "
+                     + " | ".join(f"{got[k]['median_s']:.1f}" if k in got else "-"
+                                  for k in ("numpy", "torch")) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    rows = json.loads(open(argv[0] if argv else "bench.json").read())
+    meta = rows[0]
+    print(f"<!-- {meta.get('device')}, jax {meta.get('jax')}, flax {meta.get('flax')}, "
+          f"equinox {meta.get('equinox')}, torch {meta.get('torch')}, peak "
+          f"{meta.get('peak_gflops') or 0:.0f} GFLOP/s, {meta.get('seconds', 0):.0f} s -->")
+    print(step_table(rows))
+    print()
+    print(sweep_table(rows))
+    for r in rows:
+        if r.get("work") in ("e2e", "dp"):
+            print(f"- {r['work']}: {r.get('notes', '')}: "
+                  + (f"{r['steps_per_s']:.1f} steps/s" if r.get("steps_per_s")
+                     else f"{r['median_s']:.1f} s")
+                  + (f" (separate runs {r['separate_runs_s']:.1f} s)" if r.get("separate_runs_s")
+                     else ""))
+
+
+if __name__ == "__main__":
+    main()
