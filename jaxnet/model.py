@@ -188,7 +188,7 @@ def _forward(params, state, x, *, key, train, dropout, momentum, eps):
         h, r = layers.relu_forward(h)
         res.relu.append(r)
         if drop:
-            h, r = layers.dropout_forward(h, dropout, keys[i], batch_axis=1)
+            h, r = layers.dropout_forward(h, dropout, keys[i])
         else:
             r = None
         res.dropout.append(r)

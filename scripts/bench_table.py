@@ -6,9 +6,11 @@ Usage: python scripts/bench_table.py [bench.json]
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
-PEERS = ("jax", "flax", "equinox")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from bench_peers import PEERS
 
 
 def _fmt(value):
@@ -20,8 +22,9 @@ def _fmt(value):
 def step_table(rows) -> str:
     """One line per (batch, optimizer, dropout, grad): steps/s of every implementation."""
     steps = [r for r in rows if r.get("work") == "step" and r.get("steps_per_s")]
-    index = {(r["impl"], r["batch"], r.get("optimizer"), r.get("grad"), r.get("dropout"),
-              r.get("shuffled")): r["steps_per_s"] for r in steps}
+    rows_at = {(r["impl"], r["batch"], r.get("optimizer"), r.get("grad"), r.get("dropout"),
+                r.get("shuffled")): r for r in steps}
+    index = {key: r["steps_per_s"] for key, r in rows_at.items()}
     bound = {r["batch"]: r["steps_per_s"] for r in steps if r["impl"] == "gemm-bound"}
     keys = sorted({(r["batch"], r["optimizer"], r["dropout"], r["grad"]) for r in steps
                    if r["impl"] == "jaxnet"})
@@ -38,8 +41,8 @@ def step_table(rows) -> str:
         others = [peer[p] if grad == "manual" else None for p in PEERS]
         numpy = index.get(("numpy", batch, opt, "manual", drop, False)) if grad == "manual" else None
         torch = index.get(("torch", batch, opt, "autograd", drop, False)) if grad == "manual" else None
-        fastest = max((v for v in peer.values() if v), default=None)
-        ratio = f"{shuffled / fastest:.2f}" if shuffled and fastest else ""
+        over = rows_at.get(("jaxnet", batch, opt, grad, drop, True), {}).get("over_fastest_peer")
+        ratio = f"{over:.2f}" if over else ""
         cells = [batch, opt, drop, grad, f"**{_fmt(shuffled)}**" if shuffled else "",
                  _fmt(fixed), *map(_fmt, others), _fmt(numpy), _fmt(torch), ratio,
                  _fmt(bound.get(batch))]

@@ -74,13 +74,12 @@ def _feature_major(name, dtype):
     """LAYERS[name] in the feature-major layout (batch_axis=1): x transposed to (H, N)."""
     forward, backward, inputs, wrt = LAYERS[name](dtype)
     x = inputs[0].reshape(N, -1)
-    if name != "dropout":  # dropout's backward is elementwise: it has no layout
-        backward = functools.partial(backward, batch_axis=1)
-    return functools.partial(forward, batch_axis=1), backward, (x.T, *inputs[1:]), wrt
+    return (functools.partial(forward, batch_axis=1), functools.partial(backward, batch_axis=1),
+            (x.T, *inputs[1:]), wrt)
 
 
-# relu is elementwise: it has no layout.
-FEATURE_MAJOR = [name for name in LAYERS if name != "relu"]
+# relu and dropout are elementwise: they have no layout.
+FEATURE_MAJOR = [name for name in LAYERS if name not in ("relu", "dropout")]
 
 
 def _assert_backward_equals_vjp(forward, backward, inputs, wrt):
@@ -110,10 +109,10 @@ def test_feature_major_backward_equals_vjp_in_float64(name):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("name", [name for name in FEATURE_MAJOR if name != "dropout"])
+@pytest.mark.parametrize("name", FEATURE_MAJOR)
 def test_feature_major_layout_is_the_transpose(name):
     # Same numbers in both layouts: outputs and input gradients transposed, parameter
-    # gradients equal. (Dropout draws its mask in the array's own shape.)
+    # gradients equal.
     forward, backward, inputs, _ = LAYERS[name](jnp.float64)
     fm_forward, fm_backward, fm_inputs, _ = _feature_major(name, jnp.float64)
     out, res = forward(*inputs)
@@ -228,10 +227,9 @@ def test_softmax_xent_is_stable_for_huge_logits():
     assert np.all(np.isfinite(layers.softmax_xent_backward(res)))
 
 
-@pytest.mark.parametrize("batch_axis", [0, 1])
-def test_dropout_residual_scales_kept_units(batch_axis):
+def test_dropout_residual_scales_kept_units():
     x = jnp.ones((2000, 50))
-    out, mask = layers.dropout_forward(x, 0.25, jax.random.PRNGKey(3), batch_axis=batch_axis)
+    out, mask = layers.dropout_forward(x, 0.25, jax.random.PRNGKey(3))
     assert out.dtype == mask.dtype == jnp.float32
     kept = np.asarray(mask) > 0
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)
