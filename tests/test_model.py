@@ -43,15 +43,46 @@ def _compare(params, state, x, y, rtol=1e-8, transform=lambda f: f, **kw):
     assert_trees_close(g_man, g_auto, rtol=rtol, atol=1e-13)
 
 
+@pytest.fixture(params=["batch-major", "feature-major"])
+def layout(request, monkeypatch):
+    """Runs a test in each layout: the batch size that switches to feature-major set above
+    or below every batch the test uses."""
+    monkeypatch.setattr(jaxnet.model, "FEATURE_MAJOR_MIN_BATCH",
+                        10**9 if request.param == "batch-major" else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("hidden_layers", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("reg", [0.0, 3.14])
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 @pytest.mark.parametrize("train", [True, False])
-def test_manual_grad_equals_autodiff(hidden_layers, reg, dropout, train):
+def test_manual_grad_equals_autodiff(hidden_layers, reg, dropout, train, layout):
     dims = (12, *(10, 8, 9, 7, 11, 6)[:hidden_layers], 5)
     params, state = _net(dims)
     x, y = _data(dims)
     _compare(params, state, x, y, key=jax.random.PRNGKey(7), train=train, dropout=dropout, reg=reg)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_both_layouts_compute_the_same_network(train, monkeypatch):
+    # Batch-major for small batches, feature-major from FEATURE_MAJOR_MIN_BATCH examples:
+    # the same logits, state, loss and gradients either way (dropout off: its masks are
+    # drawn in the activations' own shape).
+    dims = (12, 10, 8, 5)
+    params, state = _net(dims)
+    x, y = _data(dims, n=20)
+
+    def run():
+        logits, new_state = jaxnet.apply(params, state, x, train=train)
+        return logits, new_state, jaxnet.manual_value_and_grad(params, state, x, y, train=train,
+                                                               reg=0.5)
+
+    monkeypatch.setattr(jaxnet.model, "FEATURE_MAJOR_MIN_BATCH", 21)
+    batch_major = run()
+    monkeypatch.setattr(jaxnet.model, "FEATURE_MAJOR_MIN_BATCH", 20)
+    feature_major = run()
+    assert batch_major[0].shape == feature_major[0].shape == (20, 5)
+    assert_trees_close(feature_major, batch_major, rtol=1e-12, atol=1e-14)
 
 
 def test_no_hidden_layer_is_softmax_regression():
