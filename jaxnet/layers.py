@@ -14,8 +14,8 @@ import jax.numpy as jnp
 # 1 is the feature-major (H, N) layout that `jaxnet.model` trains in from
 # `model.FEATURE_MAJOR_MIN_BATCH` examples on: every product is then `w @ x` with the
 # (out, in) weights as the left operand, which XLA's CPU backend runs faster than `x @ w.T`
-# for wide batches, and batchnorm reduces along rows. Per-feature vectors (b, gamma, beta, statistics) are (H,)
-# in both layouts.
+# for wide batches, and batchnorm reduces along rows. Per-feature vectors (b, gamma, beta,
+# statistics) are (H,) in both layouts.
 
 
 def _per_feature(v, batch_axis):
@@ -153,8 +153,8 @@ def dropout_forward(x, rate, key):
     """Inverted dropout: zeroes each entry with probability `rate`, scales the rest.
 
     Elementwise, so it has no `batch_axis`: the mask is drawn in x's own shape, and one key
-    gives different masks for (N, H) and (H, N) inputs (drawing the (N, H) mask and
-    transposing it cost up to 10% of a step at batch 50).
+    gives different masks for (N, H) and (H, N) inputs (in the feature-major layout,
+    drawing an (N, H) mask and transposing it cost up to 10% of a step).
 
     Args:
       x: (N, H) or (H, N) input.
