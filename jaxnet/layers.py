@@ -14,8 +14,9 @@ import jax.numpy as jnp
 # 1 is the feature-major (H, N) layout that `jaxnet.model` trains in from
 # `model.FEATURE_MAJOR_MIN_BATCH` examples on: every product is then `w @ x` with the
 # (out, in) weights as the left operand, which XLA's CPU backend runs faster than `x @ w.T`
-# for wide batches, and batchnorm reduces along rows. Per-feature vectors (b, gamma, beta,
-# statistics) are (H,) in both layouts.
+# for wide batches, and batchnorm reduces along rows (the model's first layer runs this
+# way at every batch size). Per-feature vectors (b, gamma, beta, statistics) are (H,) in
+# both layouts.
 
 
 def _per_feature(v, batch_axis):
