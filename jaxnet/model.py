@@ -181,35 +181,43 @@ def _batch_axis(n: int) -> int:
     return 1 if n >= FEATURE_MAJOR_MIN_BATCH else 0
 
 
-def _affine(h, layer, i, axis):
-    """Layer i's affine forward in the layout `axis`; the first layer takes x.T (D, N)."""
+def _affine(h, layer, i, axis, first=None):
+    """Layer i's affine forward in the layout `axis`; the first layer takes x.T (D, N), or
+    its product `first` (N, H1) ready-made (residuals None)."""
     if i:
         return layers.affine_forward(h, layer["w"], layer["b"], batch_axis=axis)
+    if first is not None:
+        return (first.T + layer["b"][:, None] if axis else first + layer["b"]), None
     out, r = layers.affine_forward(h, layer["w"], layer["b"], batch_axis=1)
     return (out if axis else out.T), r
 
 
 def _affine_backward(res, dh, i, axis):
-    """Backward of `_affine`: (dx or None for the first layer, dw, db)."""
+    """Backward of `_affine`: (dx or None for the first layer, dw, db); for a ready-made
+    first product, dw is the gradient of that product, (N, H1)."""
     if i:
         return layers.affine_backward(res, dh, batch_axis=axis)
+    if res is None:
+        return None, (dh.T if axis else dh), jnp.sum(dh, axis=axis)
     return layers.affine_backward(res, dh if axis else dh.T, compute_dx=False, batch_axis=1)
 
 
-def _forward(params, state, x, *, key, train, dropout, momentum, eps):
+def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None):
     """Runs the stack in the layout `_batch_axis` picks for this batch (see
     `jaxnet.layers`); returns the logits ((C, N) feature-major, else (N, C)), the new
-    state, every layer's residuals and the batch axis."""
-    x = jnp.asarray(x)
-    x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
-    axis = _batch_axis(x.shape[0])
+    state, every layer's residuals and the batch axis. With `first`, the first layer's
+    product `x @ w.T` (N, H1) is given and x is not read."""
+    if first is None:
+        x = jnp.asarray(x)
+        x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
+    axis = _batch_axis((x if first is None else first).shape[0])
     drop = train and _maybe_nonzero(dropout)
     keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
     res = _Residuals([], [], [], [])
     new_state = []
-    h = x.T  # see `_affine`
+    h = None if first is not None else x.T  # see `_affine`
     for i, (layer, stats) in enumerate(zip(params[:-1], state, strict=False)):
-        h, r = _affine(h, layer, i, axis)
+        h, r = _affine(h, layer, i, axis, first)
         res.affine.append(r)
         if train:
             h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps,
@@ -303,9 +311,14 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
-    logits, new_state, res, axis = _forward(
-        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
-    )
+    return _manual(params, state, x, y, key=key, train=train, dropout=dropout, reg=reg,
+                   momentum=momentum, eps=eps)
+
+
+def _manual(params, state, x, y, *, key, train, dropout, reg, momentum, eps, first=None):
+    logits, new_state, res, axis = _forward(params, state, x, key=key, train=train,
+                                            dropout=dropout, momentum=momentum, eps=eps,
+                                            first=first)
     data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)
     value = data_loss + _l2(params, reg)
 
@@ -326,3 +339,34 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
         if i < n_layers - 1:
             grads[i].update(gamma=dgamma, beta=dbeta)
     return (value, new_state), tuple(grads)
+
+
+def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=None, train=True,
+                              dropout=0.0, momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+    """The loss and gradients given the first layer's product `first = x @ params[0]["w"].T`
+    (N, H1) in place of x, for trainers that hold the first layer's weights in another
+    form (`jaxnet.span`). No L2 term: it depends on that form.
+
+    Args:
+      params, state, y, key, train, dropout, momentum, eps: as in `loss`; params[0]["w"]
+        is not read.
+      first: (N, H1) the first layer's product, without its bias.
+      grad: "manual" (the hand-written backward) or "autodiff" (`jax.grad`).
+
+    Returns:
+      ((loss, new_state), grads) as `manual_value_and_grad`, except that grads[0]["w"] is
+      d loss / d first, (N, H1).
+    """
+    if grad == "manual":
+        return _manual(params, state, None, y, key=key, train=train, dropout=dropout, reg=0.0,
+                       momentum=momentum, eps=eps, first=first)
+
+    def from_first(params, first):
+        logits, new_state, _, axis = _forward(params, state, None, key=key, train=train,
+                                              dropout=dropout, momentum=momentum, eps=eps,
+                                              first=first)
+        return layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)[0], new_state
+
+    value, (grads, d_first) = jax.value_and_grad(from_first, argnums=(0, 1), has_aux=True)(
+        params, first)
+    return value, (dict(grads[0], w=d_first), *grads[1:])

@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import distributed, model, optim, ranges
+from jaxnet import distributed, model, optim, ranges, span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
@@ -104,6 +104,7 @@ class SweepResult:
     rungs: list[dict] = dataclasses.field(default_factory=list)
     epochs_spent: int = 0  # epochs trained, summed over runs (a full sweep: runs x epochs)
     epochs: int = 0  # the epochs of a run that is never cut (config.epochs)
+    in_span: bool = False  # the first layer was trained in the span of the inputs (jaxnet.span)
 
 
 def default_group(backend: str | None = None) -> int | None:
@@ -173,46 +174,71 @@ def _chunk_layout(n_runs: int, chunk: int | None, n_dev: int,
 
 
 def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_epochs: int, *,
-                keep_state: bool):
+                keep_state: bool, in_span: bool = False):
     """One run trained `n_epochs` more epochs, then the eval-mode metrics of its reported
     parameters (the best by val accuracy so far, else the last). It starts from a fresh
-    TrainState or from the carry `(state, best (params, bn_state), best val accuracy)` of
-    an earlier segment; with `keep_state` it returns that carry too, to be continued."""
-    epoch = make_epoch(config, optimizer, n_train, keep_finite=False)
+    run (a TrainState, or a `span.SpanRun` with `in_span`) or from the carry `(run, best
+    (params, bn_state), best val accuracy)` of an earlier segment; with `keep_state` it
+    returns that carry too, to be continued."""
+    if in_span:
+        span_epoch = span.make_epoch(config, optimizer, n_train)
+    else:
+        plain_epoch = make_epoch(config, optimizer, n_train, keep_finite=False)
 
     def segment(carry, splits):
-        if isinstance(carry, TrainState):  # a fresh run
-            best = (carry.params, carry.bn_state) if has_val else None
+        if isinstance(carry, (TrainState, span.SpanRun)):  # a fresh run
+            ts = carry.ts if in_span else carry
+            best = (ts.params, ts.bn_state) if has_val else None
             carry = (carry, best, jnp.asarray(-1.0, jnp.float32))
+        run, best, best_acc = carry
         x, y = splits["train"]
+        if in_span:
+            p0 = x @ run.w0.T  # once per segment; see jaxnet.span
+
+            def epoch(ts):
+                return span_epoch(ts, p0, y, splits["gram"])
+
+            def full(params):
+                return span.full_params(params, run.w0, x)
+        else:
+            def epoch(ts):
+                return plain_epoch(ts, x, y)
+
+            def full(params):
+                return params
 
         def one_epoch(carry, _):
             ts, best, best_acc = carry
-            ts, losses = epoch(ts, x, y)
+            ts, losses = epoch(ts)
             if has_val:
-                acc = evaluate(ts.params, ts.bn_state, *splits["val"], config=config)[1]
+                acc = evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config)[1]
                 better = acc > best_acc
                 best = jax.tree.map(lambda new, old: jnp.where(better, new, old),
                                     (ts.params, ts.bn_state), best)
                 best_acc = jnp.where(better, acc, best_acc)
             return (ts, best, best_acc), losses
 
-        carry, losses = jax.lax.scan(one_epoch, carry, None, length=n_epochs)
-        ts, best, _ = carry
+        ts = run.ts if in_span else run
+        (ts, best, best_acc), losses = jax.lax.scan(one_epoch, (ts, best, best_acc), None,
+                                                    length=n_epochs)
         params, bn_state = best if has_val else (ts.params, ts.bn_state)
         metrics = {f"{name}_{what}": value
-                   for name, split in splits.items()
+                   for name, split in splits.items() if name != "gram"
                    for what, value in zip(("loss", "accuracy"),
-                                          evaluate(params, bn_state, *split, config=config), strict=True)}
+                                          evaluate(full(params), bn_state, *split, config=config),
+                                          strict=True)}
         metrics["loss_curve"] = losses.reshape(-1)
-        metrics["finite"] = is_finite(ts, losses)  # the divergence rule
+        # The divergence rule, on the weights as they are reported.
+        metrics["finite"] = is_finite(ts._replace(params=full(ts.params)), losses)
+        carry = (run._replace(ts=ts) if in_span else ts, best, best_acc)
         return (carry, metrics) if keep_state else metrics
 
     return segment
 
 
-def _init_fn(config: TrainConfig, dims, optimizer, sharding):
-    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`.
+def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None):
+    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`,
+    or stacked `span.SpanRun`s when `n_train` is given (the first layer in the span form).
 
     Built once per sweep (one compilation for every chunk of one size), in its own small
     jit: building the weights inside the sweep's compiled run made its compilation several
@@ -223,12 +249,14 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding):
         init_key, _ = jax.random.split(seed_key)
         params, bn_state = model.init(init_key, dims, init=config.init, weight_scale=ws,
                                       dtype=jnp.dtype(config.dtype))
+        if n_train is not None:
+            params, w0 = span.to_span(params, n_train)
         ts = init_train_state(config, dims, optimizer, seed_key, params=params, bn_state=bn_state)
         opt_values = {OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}
         if opt_values:
             ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values))
-        hyper = {k: v for k, v in values.items() if k in STEP_AXES}
-        return ts._replace(hyper=hyper)
+        ts = ts._replace(hyper={k: v for k, v in values.items() if k in STEP_AXES})
+        return ts if n_train is None else span.SpanRun(ts, w0)
 
     return jax.jit(jax.vmap(build), out_shardings=sharding)
 
@@ -290,7 +318,8 @@ def _sort_key(row: dict, criterion: str):
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
           chunk: int | None = None, group: int | str | None = "auto", mesh=None,
           halving: int | None = None, min_epochs: int | None = None,
-          on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
+          on_chunk: Callable[[int, int], None] | None = None,
+          in_span: bool | None = None) -> SweepResult:
     """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
 
     Args:
@@ -315,6 +344,11 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         `halving_rungs`); each rung compiles once. None trains every run for every epoch.
       min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
+      in_span: train the first layer in the span of the inputs (`jaxnet.span`: the same
+        numbers up to round-off, far less work with few wide examples). None: where
+        `span.why_not` finds it exact and cheaper (SGD, momentum or Nesterov, no L2 term,
+        at most half as many training examples as features); True: always (ConfigError
+        with the reason where it cannot be exact); False: never.
 
     Returns:
       A SweepResult. A run whose loss, parameters, batchnorm statistics or optimizer state
@@ -332,6 +366,11 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         group = default_group()
     dims = dims_for(config, data)
     n_train = len(data.x_train)
+    not_span = span.why_not(config, set(settings[0]), n_train, dims[0])
+    if in_span and not_span:
+        raise ConfigError(f"in_span=True cannot train this sweep in the span of the inputs: "
+                          f"{not_span}; pass in_span=None (automatic) or False")
+    in_span = not not_span if in_span is None else in_span
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
@@ -342,6 +381,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
               for name, (x, y) in split_arrays.items() if x is not None}
     has_val = "val" in splits
+    if in_span:  # flat examples, and the training set's Gram matrix (see jaxnet.span)
+        splits = {name: (x.reshape(len(x), -1), y) for name, (x, y) in splits.items()}
+        x_train = splits["train"][0]
+        splits["gram"] = np.asarray(jax.jit(lambda x: x @ x.T)(x_train))
     if mesh is not None:
         splits = distributed.DeviceEnv(mesh).replicate(splits)
     else:
@@ -366,7 +409,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     seed_keys = np.stack([keys[i % seeds] for i in range(n_runs)])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
     init = _init_fn(config, dims, optimizer,
-                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])))
+                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
+                    n_train if in_span else None)
 
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
@@ -380,7 +424,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
         keep_state = k < len(rung_epochs) - 1
         one = _segment_fn(config, optimizer, n_train, has_val, until - done_epochs,
-                          keep_state=keep_state)
+                          keep_state=keep_state, in_span=in_span)
         n_chunks, size, per_group = _chunk_layout(len(run_ids), chunk, n_dev, group)
         if per_group is None:
             fn = jax.jit(jax.vmap(one, in_axes=(0, None)))
@@ -424,7 +468,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         best = min((s for s in candidates if s["rung"] == top),
                    key=lambda s: _sort_key(s, criterion))
     return SweepResult(record.run_rows(), summary, best, record.curves, criterion, compile_s,
-                       run_s, rung_records, int(record.epochs_trained.sum()), config.epochs)
+                       run_s, rung_records, int(record.epochs_trained.sum()), config.epochs,
+                       in_span)
 
 
 def _run_chunks(fn, inputs_at, splits, n_runs, n_chunks, size, *, keep_state, on_chunk):

@@ -282,7 +282,9 @@ def print_report(result, out, *, preset=None):
             print(f"best val accuracy: {best['val_accuracy']:.4f}"
                   + (f" ± {best['val_accuracy_std']:.4f} over {seeds} seeds" if seeds > 1 else ""))
     print(f"{len(result.settings)} settings, {n_div} diverged (flagged, never chosen); "
-          f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s; outputs in {out}")
+          f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s"
+          + (" (first layer trained in the span of the inputs)" if result.in_span else "")
+          + f"; outputs in {out}")
 
 
 def _epochs(n: int) -> str:
@@ -337,7 +339,7 @@ def write_outputs(out, result, config, *, top=8, mode="grid"):
     write_json(out / "results.json", _finite_or_none(
         {"config": config.to_dict(), "criterion": result.criterion,
          "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-         "epochs_spent": result.epochs_spent, "rungs": result.rungs,
+         "epochs_spent": result.epochs_spent, "in_span": result.in_span, "rungs": result.rungs,
          "settings": result.settings, "runs": result.runs}))
     write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
