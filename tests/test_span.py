@@ -2,6 +2,11 @@
 first product, and sweeps that give the same numbers as with the (H1, D) weights."""
 
 import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +20,8 @@ from jaxnet.errors import ConfigError
 from jaxnet.sweep import sweep
 
 pytestmark = pytest.mark.x64  # trajectories compared tightly in float64
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _wide(n_train=40, d=120, n_eval=15, classes=3, seed=0):
@@ -113,3 +120,33 @@ def test_sweeps_outside_the_span_train_the_weights_and_refuse_in_span_true():
     narrow = dataclasses.replace(data, x_train=data.x_train[:, :60], x_val=data.x_val[:, :60],
                                  x_test=data.x_test[:, :60])
     assert not sweep(dataclasses.replace(config, optimizer="sgd"), narrow, [{"lr": 1e-3}]).in_span
+
+
+_SHARDED = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from jaxnet.config import TrainConfig
+from jaxnet.data import random_data
+from jaxnet.sweep import sweep
+
+config = TrainConfig(**json.loads(sys.argv[1]))
+settings = [{"lr": v} for v in (1e-3, 1e-2, 0.1, 0.3, 1.0)]
+mesh = jax.make_mesh((4,), ("settings",), axis_types=(jax.sharding.AxisType.Auto,))
+sharded = sweep(config, random_data(dtype=np.float64), settings, mesh=mesh, chunk=3)
+alone = sweep(config, random_data(dtype=np.float64), settings)
+assert sharded.in_span and alone.in_span
+print(json.dumps(float(np.max(np.abs(sharded.loss_curves - alone.loss_curves)))))
+"""
+
+
+def test_a_sweep_in_the_span_shards_over_devices_with_the_same_results():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    config = dataclasses.replace(CONFIG, optimizer="momentum", batch_size=20, dropout=0.1,
+                                 epochs=3)
+    proc = subprocess.run([sys.executable, "-c", _SHARDED, json.dumps(config.to_dict())],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) < 1e-12
