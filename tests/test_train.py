@@ -110,6 +110,29 @@ def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
 
 
 @pytest.mark.x64
+@pytest.mark.parametrize("batch", [32, 100, 160, 300])  # gathered ahead (< 128) or in place
+def test_an_epoch_takes_the_steps_of_its_shuffled_minibatches_in_order(digits64, batch):
+    n = 300  # 100 -> 3 steps; 160 -> 2 (the last filled up); 300 -> the full batch
+    x, y = jnp.asarray(digits64.x_train[:n]), jnp.asarray(digits64.y_train[:n])
+    config = TrainConfig(hidden=(16,), dtype="float64", dropout=0.2, optimizer="momentum",
+                         batch_size=batch, lr=0.05)
+    opt = make_optimizer(config, n)
+    ts = init_train_state(config, dims_for(config, digits64), opt)
+    got, losses = jax.jit(make_epoch(config, opt, n, keep_finite=False))(ts, x, y)
+    # The same steps by hand: the epoch's key split, its order, one step per minibatch.
+    key, shuffle_key, dropout_key = jax.random.split(ts.key, 3)
+    step = jax.jit(make_train_step(config, opt))
+    want, expected = ts._replace(key=key), []
+    order = train.epoch_order(shuffle_key, n, batch)
+    keys = jax.random.split(dropout_key, len(order))
+    for idx, k in zip(order, keys, strict=True):
+        want, metrics = step(want, (x, y) if batch == n else (x[idx], y[idx]), k)
+        expected.append(float(metrics["loss"]))
+    np.testing.assert_allclose(losses, expected, rtol=1e-12)
+    assert_trees_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.x64
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropout):
     n_steps, batch = 20, 32
