@@ -292,11 +292,17 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
-    logits, new_state, _, axis = _forward(
-        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
-    )
-    data_loss, _ = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)
+    data_loss, new_state = _data_loss(params, state, x, y, key=key, train=train,
+                                      dropout=dropout, momentum=momentum, eps=eps)
     return data_loss + _l2(params, reg), new_state
+
+
+def _data_loss(params, state, x, y, *, key, train, dropout, momentum, eps, first=None):
+    """Mean softmax cross-entropy (no L2 term) and the new state; `first` as in `_forward`."""
+    logits, new_state, _, axis = _forward(params, state, x, key=key, train=train,
+                                          dropout=dropout, momentum=momentum, eps=eps,
+                                          first=first)
+    return layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)[0], new_state
 
 
 def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
@@ -362,10 +368,8 @@ def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=Non
                        momentum=momentum, eps=eps, first=first)
 
     def from_first(params, first):
-        logits, new_state, _, axis = _forward(params, state, None, key=key, train=train,
-                                              dropout=dropout, momentum=momentum, eps=eps,
-                                              first=first)
-        return layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)[0], new_state
+        return _data_loss(params, state, None, y, key=key, train=train, dropout=dropout,
+                          momentum=momentum, eps=eps, first=first)
 
     value, (grads, d_first) = jax.value_and_grad(from_first, argnums=(0, 1), has_aux=True)(
         params, first)

@@ -13,7 +13,7 @@ same steps as the (H1, D) weights would take, expressed in their coordinates), a
 width D (the notebook's sweep: 50 examples of 3072 values), each step then costs O(N) per
 hidden unit instead of O(D), and the weights of a hundred runs no longer stream through
 memory at every step. The numbers are those of ordinary training up to round-off (tested
-in float64); sweeps choose this form by themselves where it is exact and cheaper (`usable`).
+in float64); sweeps choose this form by themselves where it is exact and cheaper (`why_not`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxnet import model
 from jaxnet.config import TrainConfig
-from jaxnet.train import TrainState, batch_size, epoch_order, steps_per_epoch
+from jaxnet.errors import ConfigError
+from jaxnet.train import TrainState, apply_gradients, batch_size, epoch_plan
 
 LINEAR_OPTIMIZERS = ("sgd", "momentum", "nesterov")  # updates linear in the gradients
 MAX_EXAMPLES = 8192  # the Gram matrix g is (N, N): 256 MB in float32 at this size
@@ -54,6 +54,17 @@ def why_not(config: TrainConfig, swept: set[str], n_train: int, n_features: int)
     return None
 
 
+def choose(config: TrainConfig, swept: set[str], n_train: int, n_features: int,
+           requested: bool | None) -> bool:
+    """Whether a sweep trains in the span: `requested` (None: where `why_not` finds nothing
+    against it); True where it cannot be exact is a ConfigError naming the reason."""
+    reason = why_not(config, swept, n_train, n_features)
+    if requested and reason:
+        raise ConfigError(f"in_span=True cannot train this sweep in the span of the inputs: "
+                          f"{reason}; pass in_span=None (automatic) or False")
+    return reason is None if requested is None else requested
+
+
 def to_span(params, n_train: int):
     """(params with the first layer's weights replaced by zero coefficients (H1, N), w0)."""
     w0 = params[0]["w"]
@@ -71,7 +82,6 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int):
     The same steps, shuffles and dropout masks as `jaxnet.train.make_epoch`
     (keep_finite=False)."""
     batch = batch_size(config, n_train)
-    n_steps = steps_per_epoch(config, n_train)
 
     def step(ts: TrainState, p0, gram, y, idx, key):
         c = ts.params[0]["w"]
@@ -89,24 +99,14 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int):
         else:
             dc = jnp.zeros((n_train, d_first.shape[1]), d_first.dtype).at[idx].add(d_first).T
         grads = (dict(grads[0], w=dc), *grads[1:])
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
-        return ts._replace(params=params, bn_state=bn_state, opt_state=opt_state,
-                           step=ts.step + 1), {"loss": loss}
+        return apply_gradients(ts, optimizer, grads, bn_state), loss
 
     def epoch(ts: TrainState, p0, y, gram):
-        key, shuffle_key, dropout_key = jax.random.split(ts.key, 3)
-        step_keys = jax.random.split(dropout_key, n_steps)
-        if batch == n_train:
-            def body(carry, k):
-                return step(carry, p0, gram, y, None, k)
-            xs = step_keys
-        else:
-            def body(carry, inputs):
-                idx, k = inputs
-                return step(carry, p0, gram, y, idx, k)
-            xs = (epoch_order(shuffle_key, n_train, batch), step_keys)
-        ts, metrics = jax.lax.scan(body, ts._replace(key=key), xs)
-        return ts, metrics["loss"]
+        start, step_keys, order = epoch_plan(ts, n_train, batch)
+        if order is None:
+            return jax.lax.scan(lambda carry, k: step(carry, p0, gram, y, None, k), start,
+                                step_keys)
+        return jax.lax.scan(lambda carry, inputs: step(carry, p0, gram, y, *inputs), start,
+                            (order, step_keys))
 
     return epoch

@@ -366,29 +366,14 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         group = default_group()
     dims = dims_for(config, data)
     n_train = len(data.x_train)
-    not_span = span.why_not(config, set(settings[0]), n_train, dims[0])
-    if in_span and not_span:
-        raise ConfigError(f"in_span=True cannot train this sweep in the span of the inputs: "
-                          f"{not_span}; pass in_span=None (automatic) or False")
-    in_span = not not_span if in_span is None else in_span
+    in_span = span.choose(config, set(settings[0]), n_train, dims[0], in_span)
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
     n_runs = len(rows)
     n_dev = 1 if mesh is None else mesh.size
-    split_arrays = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
-                    "test": (data.x_test, data.y_test)}
-    splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
-              for name, (x, y) in split_arrays.items() if x is not None}
+    splits = _device_splits(data, dtype, in_span, mesh)
     has_val = "val" in splits
-    if in_span:  # flat examples, and the training set's Gram matrix (see jaxnet.span)
-        splits = {name: (x.reshape(len(x), -1), y) for name, (x, y) in splits.items()}
-        x_train = splits["train"][0]
-        splits["gram"] = np.asarray(jax.jit(lambda x: x @ x.T)(x_train))
-    if mesh is not None:
-        splits = distributed.DeviceEnv(mesh).replicate(splits)
-    else:
-        splits = jax.device_put(splits)
     place = (lambda tree: tree) if mesh is None else (lambda tree: distributed.put_rows(tree, mesh))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
@@ -426,11 +411,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         one = _segment_fn(config, optimizer, n_train, has_val, until - done_epochs,
                           keep_state=keep_state, in_span=in_span)
         n_chunks, size, per_group = _chunk_layout(len(run_ids), chunk, n_dev, group)
-        if per_group is None:
-            fn = jax.jit(jax.vmap(one, in_axes=(0, None)))
-        else:
-            fn = jax.jit(lambda c, s, one=one, g=per_group: jax.lax.map(lambda t: one(t, s), c,
-                                                                        batch_size=g))
+        fn = _batched(one, per_group)
 
         def inputs_at(pos, state=state, run_ids=run_ids):
             if state is None:  # rung 0: fresh runs
@@ -444,11 +425,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         record.add(run_ids, out, k, done_epochs, until)
         done_epochs = until
         in_rung = record.setting_rows(alive)
-        # Diverged settings never go on; the rest by the criterion.
-        ranked = [i for i in sorted(range(len(alive)), key=lambda i: _sort_key(in_rung[i],
-                                                                                criterion))
-                  if not in_rung[i]["diverged"]]
-        kept = np.sort(ranked[:counts[k + 1]]).astype(int) if keep_state else np.array([], int)
+        kept = _kept(in_rung, criterion, counts[k + 1] if keep_state else 0)
         rung_records.append({
             "epochs": int(until), "settings": [int(s) for s in alive],
             "scores": [None if r["diverged"] else r[criterion] for r in in_rung],
@@ -461,15 +438,55 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
             state = jax.tree.map(lambda a, pos=pos: a[pos], carry)
             alive = alive[kept]
     summary = record.setting_rows(range(len(settings)))
+    return SweepResult(record.run_rows(), summary, _best(summary, criterion), record.curves,
+                       criterion, compile_s, run_s, rung_records,
+                       int(record.epochs_trained.sum()), config.epochs, in_span)
+
+
+def _device_splits(data: Dataset, dtype, in_span: bool, mesh) -> dict:
+    """{split: (x, y)} on the device(s), replicated over a mesh; in the span form the
+    examples flat and "gram", the training set's Gram matrix (see `jaxnet.span`)."""
+    split_arrays = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                    "test": (data.x_test, data.y_test)}
+    splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
+              for name, (x, y) in split_arrays.items() if x is not None}
+    if in_span:
+        splits = {name: (x.reshape(len(x), -1), y) for name, (x, y) in splits.items()}
+        splits["gram"] = np.asarray(_gram(splits["train"][0]))
+    if mesh is not None:
+        return distributed.DeviceEnv(mesh).replicate(splits)
+    return jax.device_put(splits)
+
+
+@jax.jit
+def _gram(x):
+    """x @ x.T, compiled (an eager `jnp.dot` rounded differently on a Zen 4)."""
+    return x @ x.T
+
+
+def _batched(one, per_group: int | None):
+    """`one(run, splits)` jitted over a chunk of runs: one vmap, or groups of `per_group`
+    vmapped runs one after another (`lax.map`)."""
+    if per_group is None:
+        return jax.jit(jax.vmap(one, in_axes=(0, None)))
+    return jax.jit(lambda c, s: jax.lax.map(lambda t: one(t, s), c, batch_size=per_group))
+
+
+def _kept(in_rung: list[dict], criterion: str, n_keep: int) -> np.ndarray:
+    """Sorted indices of the best `n_keep` settings of a rung; diverged ones never go on."""
+    ranked = [i for i in sorted(range(len(in_rung)), key=lambda i: _sort_key(in_rung[i],
+                                                                              criterion))
+              if not in_rung[i]["diverged"]]
+    return np.sort(ranked[:n_keep]).astype(int)
+
+
+def _best(summary: list[dict], criterion: str) -> dict | None:
+    """The best non-diverged setting among those that trained longest (None: all diverged)."""
     candidates = [s for s in summary if not s["diverged"]]
-    best = None
-    if candidates:  # among the settings that trained longest
-        top = max(s["rung"] for s in candidates)
-        best = min((s for s in candidates if s["rung"] == top),
-                   key=lambda s: _sort_key(s, criterion))
-    return SweepResult(record.run_rows(), summary, best, record.curves, criterion, compile_s,
-                       run_s, rung_records, int(record.epochs_trained.sum()), config.epochs,
-                       in_span)
+    if not candidates:
+        return None
+    top = max(s["rung"] for s in candidates)
+    return min((s for s in candidates if s["rung"] == top), key=lambda s: _sort_key(s, criterion))
 
 
 def _run_chunks(fn, inputs_at, splits, n_runs, n_chunks, size, *, keep_state, on_chunk):

@@ -94,12 +94,16 @@ def make_train_step(config: TrainConfig, optimizer) -> Callable:
             ts.params, ts.bn_state, x, y, key=key, train=True, dropout=dropout, reg=reg,
             momentum=config.bn_momentum, eps=config.bn_eps,
         )
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
-        return ts._replace(params=params, bn_state=bn_state, opt_state=opt_state,
-                           step=ts.step + 1), {"loss": loss}
+        return apply_gradients(ts, optimizer, grads, bn_state), {"loss": loss}
 
     return step
+
+
+def apply_gradients(ts: TrainState, optimizer, grads, bn_state) -> TrainState:
+    """`ts` one optimizer step on: new params, optimizer state and batchnorm state."""
+    updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+    params = optax.apply_updates(ts.params, updates)
+    return ts._replace(params=params, bn_state=bn_state, opt_state=opt_state, step=ts.step + 1)
 
 
 def is_finite(ts: TrainState, losses=None) -> jax.Array:
@@ -124,6 +128,16 @@ def epoch_order(key, n_train: int, batch: int) -> jax.Array:
     return order.reshape(n_steps, batch)
 
 
+def epoch_plan(ts: TrainState, n_train: int, batch: int):
+    """What an epoch draws from its state's key: `(ts with the next key, step keys (steps,
+    2), example order (steps, batch) or None for a full batch)`. Shared by every epoch
+    function, so they all take the same shuffles and dropout masks."""
+    key, shuffle_key, dropout_key = jax.random.split(ts.key, 3)
+    step_keys = jax.random.split(dropout_key, math.ceil(n_train / batch))
+    order = None if batch == n_train else epoch_order(shuffle_key, n_train, batch)
+    return ts._replace(key=key), step_keys, order
+
+
 def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None, *,
                keep_finite: bool = True) -> Callable:
     """The pure epoch `(train_state, x, y) -> (train_state, losses)`.
@@ -138,7 +152,6 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
     """
     step = make_train_step(config, optimizer)
     batch = batch_size(config, n_train)
-    n_steps = steps_per_epoch(config, n_train)
 
     def shard(x, y):
         if batch_sharding is None:
@@ -147,20 +160,17 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
                 jax.lax.with_sharding_constraint(y, batch_sharding))
 
     def epoch(ts: TrainState, x, y):
-        key, shuffle_key, dropout_key = jax.random.split(ts.key, 3)
-        step_keys = jax.random.split(dropout_key, n_steps)
-        if batch == n_train:  # full batch: the order does not matter
+        start, step_keys, order = epoch_plan(ts, n_train, batch)
+        if order is None:  # full batch: the order does not matter
             def body(carry, k):
                 return step(carry, shard(x, y), k)
-            new, metrics = jax.lax.scan(body, ts._replace(key=key), step_keys)
+            new, metrics = jax.lax.scan(body, start, step_keys)
         elif batch < model.FEATURE_MAJOR_MIN_BATCH and batch_sharding is None:
             # Small batches: each step gathers the next step's minibatch, which XLA runs
             # beside the step's products instead of before them (same batches, same
             # numbers). Measured on a 2-core Zen 4, in one process, interleaved, best of 8:
             # +4-8% steps/s at batch 50 and 100; at 256 and 4096 carrying the batch cost
             # 13-16%, so wider batches gather in the step that uses them.
-            order = epoch_order(shuffle_key, n_train, batch)
-
             def body(carry, inputs):
                 ts, xb, yb = carry
                 idx, k = inputs
@@ -169,19 +179,17 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
                 return (ts, *following), metrics
 
             (new, _, _), metrics = jax.lax.scan(
-                body, (ts._replace(key=key), x[order[0]], y[order[0]]),
-                (jnp.roll(order, -1, axis=0), step_keys))
+                body, (start, x[order[0]], y[order[0]]), (jnp.roll(order, -1, axis=0), step_keys))
         else:
             def body(carry, inputs):
                 idx, k = inputs
                 return step(carry, shard(x[idx], y[idx]), k)
-            new, metrics = jax.lax.scan(body, ts._replace(key=key),
-                                        (epoch_order(shuffle_key, n_train, batch), step_keys))
+            new, metrics = jax.lax.scan(body, start, (order, step_keys))
         losses = metrics["loss"]
         if not keep_finite:
             return new, losses
         finite = is_finite(new, losses)
-        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts._replace(key=key))
+        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, start)
         return kept, losses
 
     return epoch
