@@ -234,3 +234,41 @@ def test_dropout_residual_scales_kept_units():
     kept = np.asarray(mask) > 0
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)
     np.testing.assert_allclose(kept.mean(), 0.75, atol=0.01)
+
+
+_KEYS = {"raw": lambda: jax.random.PRNGKey(7), "typed": lambda: jax.random.key(11)}
+
+
+@pytest.mark.parametrize("key", sorted(_KEYS))
+@pytest.mark.parametrize("shape", [(50, 100), (100, 4096), (2, 3, 5), (7,), ()])
+def test_uniform_draws_jax_random_uniform_bit_for_bit(key, shape):
+    key = _KEYS[key]()
+    ours = jax.jit(layers.uniform, static_argnums=(1, 2))(key, shape, jnp.float32)
+    assert ours.dtype == jnp.float32 and ours.shape == shape
+    np.testing.assert_array_equal(ours, jax.random.uniform(key, shape, jnp.float32))
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("key", sorted(_KEYS))
+def test_uniform_draws_jax_random_uniform_bit_for_bit_in_float64(key):
+    key = _KEYS[key]()
+    ours = layers.uniform(key, (30, 40), jnp.float64)
+    assert ours.dtype == jnp.float64
+    np.testing.assert_array_equal(ours, jax.random.uniform(key, (30, 40), jnp.float64))
+
+
+def test_uniform_under_vmap_draws_each_keys_numbers():
+    keys = jax.random.split(jax.random.PRNGKey(1), 6)
+    ours = jax.vmap(lambda k: layers.uniform(k, (4, 9), jnp.float32))(keys)
+    np.testing.assert_array_equal(
+        ours, jax.vmap(lambda k: jax.random.uniform(k, (4, 9), jnp.float32))(keys))
+
+
+def test_uniform_follows_other_generators_and_the_non_partitionable_threefry():
+    rbg = jax.random.key(3, impl="rbg")
+    np.testing.assert_array_equal(layers.uniform(rbg, (20, 30), jnp.float32),
+                                  jax.random.uniform(rbg, (20, 30), jnp.float32))
+    key = jax.random.PRNGKey(5)
+    with jax.threefry_partitionable(False):
+        np.testing.assert_array_equal(layers.uniform(key, (20, 30), jnp.float32),
+                                      jax.random.uniform(key, (20, 30), jnp.float32))
