@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxnet import rng
 
 # Each `*_forward` returns `(out, residuals)`: `residuals` holds exactly what the
 # matching `*_backward(residuals, dout)` needs. None of these functions calls autodiff.
@@ -151,63 +152,6 @@ def batchnorm_eval_backward(res: BatchNormResiduals, dout, *, batch_axis=0):
             jnp.sum(dout, axis=batch_axis))
 
 
-# Threefry-2x32's rotation schedule (Salmon et al. 2011), as jax.random applies it.
-_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _threefry2x32(k0, k1, x0, x1):
-    """The Threefry-2x32 hash (20 rounds) of the counter pairs (x0, x1) under key (k0, k1)."""
-    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in _THREEFRY_ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = x0 ^ ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r)))
-        x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0, x1
-
-
-def _threefry_key(key):
-    """key's two uint32 words when `jax.random` draws from it with Threefry-2x32 in its
-    partitionable form (jax's default), else None."""
-    if not jax.config.jax_threefry_partitionable:
-        return None
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
-    if key.dtype == jnp.uint32 and key.shape == (2,) \
-            and jax.config.jax_default_prng_impl == "threefry2x32":
-        return key
-    return None
-
-
-def uniform(key, shape, dtype):
-    """`jax.random.uniform(key, shape, dtype)`, the same numbers bit for bit, drawn in one
-    fused kernel.
-
-    jax's CPU lowering runs Threefry's five rounds as a loop over whole arrays, each round
-    a separate kernel reading and writing both counter arrays; written out, XLA fuses the
-    hash, the counters and the conversion to floats. Measured on a 2-core Zen 4, per
-    draw in a `lax.scan`: 43 -> 8 us for a (50, 100) mask, 1068 -> 447 us for (100, 4096).
-    Keys of another generator, dtypes other than float32/float64, and arrays of 2**32
-    entries or more go to `jax.random.uniform` itself.
-    """
-    dtype = jnp.dtype(dtype)
-    words = _threefry_key(key)
-    size = math.prod(shape)
-    if (words is None or size >= 2**32 or dtype not in (jnp.float32, jnp.float64)
-            or (dtype == jnp.float64 and not jax.config.jax_enable_x64)):
-        return jax.random.uniform(key, shape, dtype=dtype)
-    # jax.random's counters: a 64-bit iota over the flat index, split in (high, low) words.
-    low = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    hi, lo = _threefry2x32(words[0], words[1], jnp.zeros(shape, jnp.uint32), low)
-    if dtype == jnp.float32:  # 23 mantissa bits of hi ^ lo under the exponent of 1.0
-        bits = ((hi ^ lo) >> jnp.uint32(9)) | jnp.uint32(0x3F800000)
-        return jax.lax.bitcast_convert_type(bits, dtype) - jnp.float32(1)
-    bits = (hi.astype(jnp.uint64) << jnp.uint64(32)) | lo.astype(jnp.uint64)
-    bits = (bits >> jnp.uint64(12)) | jnp.uint64(0x3FF0000000000000)
-    return jax.lax.bitcast_convert_type(bits, dtype) - jnp.float64(1)
-
-
 def dropout_forward(x, rate, key):
     """Inverted dropout: zeroes each entry with probability `rate`, scales the rest.
 
@@ -223,7 +167,7 @@ def dropout_forward(x, rate, key):
     Returns:
       out: `x * mask`, and the residual `mask` (0 or `1 / (1 - rate)`), both shaped like x.
     """
-    keep = uniform(key, x.shape, x.dtype) >= rate
+    keep = rng.uniform(key, x.shape, x.dtype) >= rate
     mask = jnp.where(keep, 1 / (1 - jnp.asarray(rate, x.dtype)), 0).astype(x.dtype)
     return x * mask, mask
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnet import model, optim
+from jaxnet import model, optim, rng
 from jaxnet.config import TrainConfig
 from jaxnet.distributed import to_host
 
@@ -121,9 +121,9 @@ def epoch_order(key, n_train: int, batch: int) -> jax.Array:
     from a second shuffle, so every example is seen once per epoch at a static shape."""
     n_steps = math.ceil(n_train / batch)
     first, fill = jax.random.split(key)
-    order = jax.random.permutation(first, n_train)
+    order = rng.permutation(first, n_train)
     if n_steps * batch > n_train:
-        extra = jax.random.permutation(fill, n_train)[: n_steps * batch - n_train]
+        extra = rng.permutation(fill, n_train)[: n_steps * batch - n_train]
         order = jnp.concatenate([order, extra])
     return order.reshape(n_steps, batch)
 
