@@ -166,13 +166,16 @@ def _maybe_nonzero(value) -> bool:
 # Both layouts compute the same numbers (up to summation order); only dropout masks
 # differ, being drawn in the activations' own shape.
 #
-# The first product is `w @ x.T` in both layouts (`_affine`): XLA's CPU backend otherwise
-# copies the (out, in) first-layer weights into (in, out) for `x @ w.T` at every step
-# under vmap (the sweep; 1.2 MB per setting per step on the notebook's network), while
-# `x.T` of a fixed batch is hoisted out of the loop. The small (H1, N) result is
-# transposed back for batch-major layers. Measured on a 2-core Zen 3: the notebook sweep
-# 1.43x faster in float32 (16.3 -> 11.4 s) and 1.33x in float64; single-run steps at batch
-# 50 and 100 unchanged within noise (0.75-1.28x, median 1.0, in-process interleaved A/B).
+# The first product (`_affine`): batch-major, one run takes `x @ w.T` (N, H1). Runs
+# vmapped over their weights with one x (`vmapped_runs`: sweeps, seeds) take `w @ x.T` in
+# both layouts, the small (H1, N) result transposed back for batch-major layers: for
+# `x @ w.T` XLA's CPU backend copies each run's (out, in) first-layer weights into (in,
+# out) at every step under vmap (1.2 MB per run and step on the notebook's network), while
+# `x.T` of a fixed batch is hoisted out of the loop. Measured: the notebook sweep 1.43x
+# faster in float32 (16.3 -> 11.4 s) and 1.33x in float64 with `w @ x.T` on a 2-core Zen
+# 3; one run's fixed-batch step at batch 50 15-19% faster with `x @ w.T` on a 2-core Zen 4
+# (the product alone: 234 against 372 us; in-process, interleaved), where XLA's product
+# with the (100, 50) output runs at 83 GFLOP/s and with the (50, 100) output at 131.
 FEATURE_MAJOR_MIN_BATCH = 128
 
 
@@ -181,28 +184,38 @@ def _batch_axis(n: int) -> int:
     return 1 if n >= FEATURE_MAJOR_MIN_BATCH else 0
 
 
-def _affine(h, layer, i, axis, first=None):
-    """Layer i's affine forward in the layout `axis`; the first layer takes x.T (D, N), or
+def _first_as_w_x(axis, vmapped_runs):
+    """Whether the first product is `w @ x.T` (else `x @ w.T`); see above."""
+    return bool(axis) or vmapped_runs
+
+
+def _affine(h, layer, i, axis, first=None, vmapped_runs=False):
+    """Layer i's affine forward in the layout `axis`; the first layer takes x (N, D), or
     its product `first` (N, H1) ready-made (residuals None)."""
     if i:
         return layers.affine_forward(h, layer["w"], layer["b"], batch_axis=axis)
     if first is not None:
         return (first.T + layer["b"][:, None] if axis else first + layer["b"]), None
-    out, r = layers.affine_forward(h, layer["w"], layer["b"], batch_axis=1)
+    if not _first_as_w_x(axis, vmapped_runs):
+        return layers.affine_forward(h, layer["w"], layer["b"], batch_axis=0)
+    out, r = layers.affine_forward(h.T, layer["w"], layer["b"], batch_axis=1)
     return (out if axis else out.T), r
 
 
-def _affine_backward(res, dh, i, axis):
+def _affine_backward(res, dh, i, axis, vmapped_runs=False):
     """Backward of `_affine`: (dx or None for the first layer, dw, db); for a ready-made
     first product, dw is the gradient of that product, (N, H1)."""
     if i:
         return layers.affine_backward(res, dh, batch_axis=axis)
     if res is None:
         return None, (dh.T if axis else dh), jnp.sum(dh, axis=axis)
+    if not _first_as_w_x(axis, vmapped_runs):
+        return layers.affine_backward(res, dh, compute_dx=False, batch_axis=0)
     return layers.affine_backward(res, dh if axis else dh.T, compute_dx=False, batch_axis=1)
 
 
-def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None):
+def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None,
+             vmapped_runs=False):
     """Runs the stack in the layout `_batch_axis` picks for this batch (see
     `jaxnet.layers`); returns the logits ((C, N) feature-major, else (N, C)), the new
     state, every layer's residuals and the batch axis. With `first`, the first layer's
@@ -215,9 +228,9 @@ def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None
     keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
     res = _Residuals([], [], [], [])
     new_state = []
-    h = None if first is not None else x.T  # see `_affine`
+    h = x  # None with `first`
     for i, (layer, stats) in enumerate(zip(params[:-1], state, strict=False)):
-        h, r = _affine(h, layer, i, axis, first)
+        h, r = _affine(h, layer, i, axis, first, vmapped_runs)
         res.affine.append(r)
         if train:
             h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps,
@@ -278,13 +291,17 @@ def _l2(params, reg):
 
 
 def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False):
     """Mean softmax cross-entropy plus `0.5 * reg * sum(w**2)` over the weight matrices.
 
     Args:
       params, state, x, key, train, dropout, momentum, eps: as in `apply`.
       y: (N,) integer labels in [0, C).
       reg: L2 strength (biases, gamma and beta are not regularised).
+      vmapped_runs: True where the call runs under `jax.vmap` over runs' parameters that
+        share x (sweeps): the first layer's product then takes the form XLA runs without
+        copying each run's weights (see the comment on `FEATURE_MAJOR_MIN_BATCH`). The
+        same numbers up to round-off either way.
 
     Returns:
       The scalar loss and the new batchnorm state (so `jax.value_and_grad(loss,
@@ -293,24 +310,27 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
     data_loss, new_state = _data_loss(params, state, x, y, key=key, train=train,
-                                      dropout=dropout, momentum=momentum, eps=eps)
+                                      dropout=dropout, momentum=momentum, eps=eps,
+                                      vmapped_runs=vmapped_runs)
     return data_loss + _l2(params, reg), new_state
 
 
-def _data_loss(params, state, x, y, *, key, train, dropout, momentum, eps, first=None):
+def _data_loss(params, state, x, y, *, key, train, dropout, momentum, eps, first=None,
+               vmapped_runs=False):
     """Mean softmax cross-entropy (no L2 term) and the new state; `first` as in `_forward`."""
     logits, new_state, _, axis = _forward(params, state, x, key=key, train=train,
                                           dropout=dropout, momentum=momentum, eps=eps,
-                                          first=first)
+                                          first=first, vmapped_runs=vmapped_runs)
     return layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)[0], new_state
 
 
 def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-                          momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+                          momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False):
     """`jax.value_and_grad(loss, has_aux=True)` computed by the hand-written backward passes.
 
     Same arguments and same result as that call; no autodiff is used. Jittable and
-    vmappable. The input gradient of the first layer is never computed.
+    vmappable (`vmapped_runs` as in `loss`). The input gradient of the first layer is never
+    computed.
 
     Returns:
       ((loss, new_state), grads) with grads shaped like params.
@@ -318,13 +338,14 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
     return _manual(params, state, x, y, key=key, train=train, dropout=dropout, reg=reg,
-                   momentum=momentum, eps=eps)
+                   momentum=momentum, eps=eps, vmapped_runs=vmapped_runs)
 
 
-def _manual(params, state, x, y, *, key, train, dropout, reg, momentum, eps, first=None):
+def _manual(params, state, x, y, *, key, train, dropout, reg, momentum, eps, first=None,
+            vmapped_runs=False):
     logits, new_state, res, axis = _forward(params, state, x, key=key, train=train,
                                             dropout=dropout, momentum=momentum, eps=eps,
-                                            first=first)
+                                            first=first, vmapped_runs=vmapped_runs)
     data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)
     value = data_loss + _l2(params, reg)
 
@@ -338,7 +359,7 @@ def _manual(params, state, x, y, *, key, train, dropout, reg, momentum, eps, fir
                 dh = layers.dropout_backward(res.dropout[i], dh)
             dh = layers.relu_backward(res.relu[i], dh)
             dh, dgamma, dbeta = bn_backward(res.batchnorm[i], dh, batch_axis=axis)
-        dh, dw, db = _affine_backward(res.affine[i], dh, i, axis)
+        dh, dw, db = _affine_backward(res.affine[i], dh, i, axis, vmapped_runs)
         if _maybe_nonzero(reg):  # skip the add when reg is a literal 0
             dw = dw + reg * params[i]["w"]
         grads[i] = {"w": dw, "b": db}

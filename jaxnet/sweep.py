@@ -183,7 +183,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
     if in_span:
         span_epoch = span.make_epoch(config, optimizer, n_train)
     else:
-        plain_epoch = make_epoch(config, optimizer, n_train, keep_finite=False)
+        plain_epoch = make_epoch(config, optimizer, n_train, keep_finite=False, vmapped_runs=True)
 
     def segment(carry, splits):
         if isinstance(carry, (TrainState, span.SpanRun)):  # a fresh run

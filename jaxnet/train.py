@@ -78,10 +78,12 @@ def init_train_state(config: TrainConfig, dims, optimizer, key=None, *, params=N
                       run_key, {})
 
 
-def make_train_step(config: TrainConfig, optimizer) -> Callable:
+def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = False) -> Callable:
     """The pure step `(train_state, (x, y), key) -> (train_state, metrics)`.
 
-    `key` draws the dropout masks. Jit it with `jax.jit(step, donate_argnums=0)`.
+    `key` draws the dropout masks. Jit it with `jax.jit(step, donate_argnums=0)`. Set
+    `vmapped_runs` where the step runs under `jax.vmap` over train states that share x
+    (`jaxnet.model.loss`).
     """
     grad_fn = (model.manual_value_and_grad if config.grad == "manual"
                else jax.value_and_grad(model.loss, has_aux=True))
@@ -92,7 +94,7 @@ def make_train_step(config: TrainConfig, optimizer) -> Callable:
         dropout = ts.hyper.get("dropout", config.dropout)
         (loss, bn_state), grads = grad_fn(
             ts.params, ts.bn_state, x, y, key=key, train=True, dropout=dropout, reg=reg,
-            momentum=config.bn_momentum, eps=config.bn_eps,
+            momentum=config.bn_momentum, eps=config.bn_eps, vmapped_runs=vmapped_runs,
         )
         return apply_gradients(ts, optimizer, grads, bn_state), {"loss": loss}
 
@@ -139,7 +141,7 @@ def epoch_plan(ts: TrainState, n_train: int, batch: int):
 
 
 def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None, *,
-               keep_finite: bool = True) -> Callable:
+               keep_finite: bool = True, vmapped_runs: bool = False) -> Callable:
     """The pure epoch `(train_state, x, y) -> (train_state, losses)`.
 
     Shuffles with a key split from the state, then runs every minibatch in one `lax.scan`.
@@ -148,9 +150,9 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
     loss in `losses`, shape (steps,), or an unchanged `step`); sweeps turn it off and check
     `is_finite` once at the end. With `batch_sharding`, each minibatch is split across
     devices along its batch axis; XLA then sums gradients and batchnorm statistics over the
-    global batch.
+    global batch. `vmapped_runs` as in `make_train_step`.
     """
-    step = make_train_step(config, optimizer)
+    step = make_train_step(config, optimizer, vmapped_runs=vmapped_runs)
     batch = batch_size(config, n_train)
 
     def shard(x, y):

@@ -85,6 +85,21 @@ def test_both_layouts_compute_the_same_network(train, monkeypatch):
     assert_trees_close(feature_major, batch_major, rtol=1e-12, atol=1e-14)
 
 
+
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_both_first_products_compute_the_same_network(grad, layout):
+    # One run takes x @ w.T below FEATURE_MAJOR_MIN_BATCH, runs vmapped over their weights
+    # (vmapped_runs) take w @ x.T: the same loss, state and gradients either way.
+    dims = (12, 10, 8, 5)
+    params, state = _net(dims)
+    x, y = _data(dims, n=20)
+    fn = (jaxnet.manual_value_and_grad if grad == "manual"
+          else jax.value_and_grad(jaxnet.loss, has_aux=True))
+    kw = {"key": jax.random.PRNGKey(4), "dropout": 0.5, "reg": 0.5}
+    one = fn(params, state, x, y, **kw)
+    vmapped = fn(params, state, x, y, vmapped_runs=True, **kw)
+    assert_trees_close(vmapped, one, rtol=1e-12, atol=1e-14)
+
 def test_no_hidden_layer_is_softmax_regression():
     params, state = _net((6, 3))
     x, y = _data((6, 3))
@@ -115,7 +130,7 @@ def test_manual_grad_under_vmap_over_seeds_and_hyperparameters():
 
     def run(f):
         def one(p, s, k, reg, drop):
-            return f(p, s, x, y, key=k, dropout=drop, reg=reg)
+            return f(p, s, x, y, key=k, dropout=drop, reg=reg, vmapped_runs=True)
         return jax.vmap(one)(params, state, keys, regs, drops)
 
     (l_auto, s_auto), g_auto = run(jax.value_and_grad(jaxnet.loss, has_aux=True))
