@@ -173,7 +173,7 @@ def _maybe_nonzero(value) -> bool:
 # out) at every step under vmap (1.2 MB per run and step on the notebook's network), while
 # `x.T` of a fixed batch is hoisted out of the loop. Measured: the notebook sweep 1.43x
 # faster in float32 (16.3 -> 11.4 s) and 1.33x in float64 with `w @ x.T` on a 2-core Zen
-# 3; one run's fixed-batch step at batch 50 15-19% faster with `x @ w.T` on a 2-core Zen 4
+# 3; one run's fixed-batch step at batch 50 6-19% faster with `x @ w.T` on a 2-core Zen 4
 # (the product alone: 234 against 372 us; in-process, interleaved), where XLA's product
 # with the (100, 50) output runs at 83 GFLOP/s and with the (50, 100) output at 131.
 FEATURE_MAJOR_MIN_BATCH = 128
