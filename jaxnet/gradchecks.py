@@ -481,6 +481,19 @@ def _default_argnums(forward, backward, inputs):
     return tuple(range(count))
 
 
+def _least_precise_float(inputs, argnums, names):
+    """The dtype of the least precise differentiated input; a ValueError naming the input
+    when one is not floating-point."""
+    dtypes = [jnp.result_type(inputs[i]) for i in argnums]
+    for i, d in zip(argnums, dtypes, strict=True):
+        if not jnp.issubdtype(d, jnp.floating):
+            raise ValueError(
+                f"input {i} ({names[i]!r}) has dtype {d}, but gradients need float inputs; "
+                f"pass argnums= naming only the float inputs the backward differentiates"
+            )
+    return max(dtypes, key=lambda d: jnp.finfo(d).eps)
+
+
 def check_layer(forward, backward, *inputs, argnums=None, dout=None, samples=None, seed=0,
                 step=DEFAULT_STEP, rtol_autodiff=None, floor_autodiff=None,
                 rtol_numeric=NUMERIC_RTOL, floor_numeric=NUMERIC_FLOOR,
@@ -516,19 +529,10 @@ def check_layer(forward, backward, *inputs, argnums=None, dout=None, samples=Non
     """
     _check_options(samples, step)
     names = _input_names(forward, len(inputs))
-    if argnums is None:
-        argnums = _default_argnums(forward, backward, inputs)
-    argnums = tuple(argnums)
+    argnums = tuple(_default_argnums(forward, backward, inputs) if argnums is None else argnums)
     if dout is None:
         dout = _default_dout(forward, inputs, seed)
-    dtypes = [jnp.result_type(inputs[i]) for i in argnums]
-    for i, d in zip(argnums, dtypes, strict=True):
-        if not jnp.issubdtype(d, jnp.floating):
-            raise ValueError(
-                f"input {i} ({names[i]!r}) has dtype {d}, but gradients need float inputs; "
-                f"pass argnums= naming only the float inputs the backward differentiates"
-            )
-    dtype = max(dtypes, key=lambda d: jnp.finfo(d).eps)
+    dtype = _least_precise_float(inputs, argnums, names)
     rtol_autodiff, floor_autodiff = _autodiff_tolerance(dtype, rtol_autodiff, floor_autodiff)
 
     manual = _manual_grads(forward, backward, inputs, argnums, dout, names)
