@@ -234,4 +234,3 @@ def test_dropout_residual_scales_kept_units():
     kept = np.asarray(mask) > 0
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)
     np.testing.assert_allclose(kept.mean(), 0.75, atol=0.01)
-
