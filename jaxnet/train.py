@@ -113,9 +113,14 @@ def is_finite(ts: TrainState, losses=None) -> jax.Array:
     state value is finite, and every training loss in `losses`. `fit` (through
     `make_epoch`), `train_seeds` and `sweep` all judge runs by it; a run whose reported
     numbers are still non-finite (weights too large to evaluate) counts as diverged too."""
-    leaves = [leaf for leaf in jax.tree.leaves((ts.params, ts.bn_state, ts.opt_state, losses))
-              if jnp.issubdtype(leaf.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    by_dtype: dict = {}
+    for leaf in jax.tree.leaves((ts.params, ts.bn_state, ts.opt_state, losses)):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            by_dtype.setdefault(jnp.dtype(leaf.dtype), []).append(jnp.ravel(leaf))
+    # One reduction per dtype over the leaves laid end to end: XLA fuses the concatenation
+    # into it, where a reduction per leaf compiled to one kernel each (~70 for Adam).
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(jnp.concatenate(group)))
+                              for group in by_dtype.values()] or [jnp.bool_(True)]))
 
 
 def epoch_order(key, n_train: int, batch: int) -> jax.Array:
@@ -190,8 +195,9 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
         losses = metrics["loss"]
         if not keep_finite:
             return new, losses
-        finite = is_finite(new, losses)
-        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, start)
+        # One conditional copy of the state, not a select per leaf: the same result, and
+        # the epoch compiles ~0.5 s faster (~140 fewer kernels for Adam).
+        kept = jax.lax.cond(is_finite(new, losses), lambda: new, lambda: start)
         return kept, losses
 
     return epoch

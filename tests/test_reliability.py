@@ -230,6 +230,18 @@ def test_is_finite_looks_at_params_batchnorm_statistics_and_optimizer_state():
     assert not bool(train.is_finite(ts._replace(params=poisoned(ts.params, 0, -jnp.inf))))
 
 
+@pytest.mark.x64
+def test_is_finite_judges_each_float_dtype_in_its_own_precision():
+    """Leaves of several float dtypes: a float64 value too large for float32 is still
+    finite, and a non-finite value is found in whichever dtype holds it."""
+    config = TrainConfig(hidden=(4,))
+    ts = train.init_train_state(config, (3, 4, 2), train.make_optimizer(config, 10))
+    huge = jnp.full(3, 1e300, jnp.float64)
+    assert bool(train.is_finite(ts, {"f64": huge, "f16": jnp.ones(2, jnp.float16)}))
+    assert not bool(train.is_finite(ts, {"f64": huge.at[1].set(jnp.nan)}))
+    assert not bool(train.is_finite(ts, {"f64": huge, "f16": jnp.full(2, jnp.inf, jnp.float16)}))
+
+
 def test_fit_stops_when_only_the_running_variance_overflows():
     """Raw inputs near 1e20 (standardisation off): the batch variance overflows float32 to
     inf while the loss and the parameters stay finite (x / sqrt(inf) = 0). The guard must
