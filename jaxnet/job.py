@@ -163,7 +163,7 @@ def _jitted(config: TrainConfig, n_train: int, batch_sharding):
     optimizer = train.make_optimizer(config, n_train)
     epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, batch_sharding),
                        donate_argnums=0)
-    eval_fn = jax.jit(lambda p, s, x, y: train.evaluate(p, s, x, y, config=config))
+    eval_fn = jax.jit(functools.partial(train.evaluate_splits, config=config))
     return optimizer, epoch_fn, eval_fn
 
 
@@ -228,11 +228,11 @@ def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_tr
     metrics: dict[str, Any] = {"final_loss": p.history[-1]["loss"] if p.history else None,
                                "best_epoch": p.best_epoch, "epochs_run": len(p.history),
                                "diverged": loop.diverged}
-    for name, split in splits.items():
-        metrics[f"{name}_loss"] = metrics[f"{name}_accuracy"] = None
-        if split is not None:
-            loss, acc = eval_fn(p.best["params"], p.best["bn_state"], *split)
-            metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = float(loss), float(acc)
+    scores = jax.device_get(eval_fn(p.best["params"], p.best["bn_state"], splits))
+    for name in splits:
+        loss, acc = scores.get(name, (None, None))
+        metrics[f"{name}_loss"] = None if loss is None else float(loss)
+        metrics[f"{name}_accuracy"] = None if acc is None else float(acc)
     if loop.diverged:  # reported as `sweep` and `train --seeds` report a diverged run
         metrics["final_loss"] = None
         metrics.update({f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")})

@@ -222,6 +222,14 @@ def evaluate(params, bn_state, x, y, *, config: TrainConfig):
     return loss, jnp.mean(correct.astype(jnp.float32))
 
 
+def evaluate_splits(params, bn_state, splits: dict, *, config: TrainConfig) -> dict:
+    """`evaluate` on each split given: {name: (loss, accuracy)} for the (x, y) values of
+    `splits` that are not None. Jitted whole, the splits share one compilation and one
+    call per epoch."""
+    return {name: evaluate(params, bn_state, *split, config=config)
+            for name, split in splits.items() if split is not None}
+
+
 @dataclasses.dataclass
 class Progress:
     """What the loop carries from epoch to epoch; a checkpoint saves it, a resume restores it."""
@@ -315,8 +323,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
       config: the run's settings.
       splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device.
       progress: where to start (`new_progress(init_train_state(...))`, or a resumed one).
-      epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `(params, bn_state, x, y) ->
-        (loss, accuracy)`.
+      epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `evaluate_splits` with the
+        config bound: `(params, bn_state, splits) -> {name: (loss, accuracy)}`.
       on_epoch: called with the progress after every completed epoch (checkpoints, bars).
 
     Returns:
@@ -339,9 +347,10 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
             break
         progress.state = ts
         row = {"epoch": epoch + 1, "loss": float(losses.mean())}
-        for name, split in splits.items():
-            if split is not None:
-                loss, acc = eval_fn(ts.params, ts.bn_state, *split)
+        scores = jax.device_get(eval_fn(ts.params, ts.bn_state, splits))
+        for name in splits:  # in the splits' order: train, val, test
+            if name in scores:
+                loss, acc = scores[name]
                 row[f"{name}_loss"], row[f"{name}_accuracy"] = float(loss), float(acc)
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
