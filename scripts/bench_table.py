@@ -30,8 +30,8 @@ def step_table(rows) -> str:
                    if r["impl"] == "jaxnet"})
     lines = ["| batch | optimizer | dropout | grad | jaxnet epoch (shuffled) | jaxnet step "
              "(fixed) | plain JAX | Flax | Equinox | NumPy | PyTorch | shuffled / fastest peer "
-             "| GEMM-bound |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| GEMM-bound | jaxnet compile s (epoch / step) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for batch, opt, drop, grad in keys:
         shuffled = index.get(("jaxnet", batch, opt, grad, drop, True))
         fixed = index.get(("jaxnet", batch, opt, grad, drop, False))
@@ -43,9 +43,12 @@ def step_table(rows) -> str:
         torch = index.get(("torch", batch, opt, "autograd", drop, False)) if grad == "manual" else None
         over = rows_at.get(("jaxnet", batch, opt, grad, drop, True), {}).get("over_fastest_peer")
         ratio = f"{over:.2f}" if over else ""
+        compile_s = [rows_at.get(("jaxnet", batch, opt, grad, drop, is_shuffled), {}).get("compile_s")
+                     for is_shuffled in (True, False)]
+        compiles = " / ".join("" if c is None else f"{c:.1f}" for c in compile_s)
         cells = [batch, opt, drop, grad, f"**{_fmt(shuffled)}**" if shuffled else "",
                  _fmt(fixed), *map(_fmt, others), _fmt(numpy), _fmt(torch), ratio,
-                 _fmt(bound.get(batch))]
+                 _fmt(bound.get(batch)), compiles]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
