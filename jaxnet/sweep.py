@@ -315,6 +315,92 @@ def _sort_key(row: dict, criterion: str):
     return (0, row["final_loss"], 0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What stays fixed through a sweep's rungs."""
+
+    config: TrainConfig
+    optimizer: Any
+    n_train: int
+    in_span: bool
+    splits: dict  # on device: "train" and, if any, "val" (x, y)
+    seeds: int
+    chunk: int | None
+    n_dev: int
+    group: int | None
+    mesh: Any
+    rung_epochs: tuple[int, ...]  # epochs trained by the end of each rung
+    counts: tuple[int, ...]  # settings that enter each rung (at most)
+
+    def place(self, tree):
+        return tree if self.mesh is None else distributed.put_rows(tree, self.mesh)
+
+    def chunks_from(self, rung: int, alive: int) -> int:
+        """Compiled calls left from `rung` on with `alive` settings (diverged settings
+        never go on, so rungs may shrink)."""
+        return sum(_chunk_layout(min(c, alive) * self.seeds, self.chunk, self.n_dev,
+                                 self.group)[0] for c in self.counts[rung:])
+
+
+class _ChunkProgress:
+    """(chunks done, chunks in all) for `on_chunk`; the total shrinks as rungs keep fewer."""
+
+    def __init__(self, total: int, on_chunk: Callable[[int, int], None] | None):
+        self.done, self.total, self.on_chunk = 0, total, on_chunk
+
+    def step(self):
+        self.done += 1
+        if self.on_chunk is not None:
+            self.on_chunk(self.done, self.total)
+
+
+def _train_rungs(plan: _Plan, fresh, record: _Record, criterion: str, n_settings: int,
+                 on_chunk) -> tuple[list[dict], float, float]:
+    """Trains the rungs in turn into `record`: rung 0 from `fresh(run ids)`, each later one
+    from the state of the settings the one before kept. Returns (rung records, compile
+    seconds, run seconds)."""
+    seeds, rung_epochs = plan.seeds, plan.rung_epochs
+    progress = _ChunkProgress(plan.chunks_from(0, n_settings), on_chunk)
+    rung_records = []
+    alive = np.arange(n_settings)  # the settings in the current rung
+    state = None  # host copy of the alive runs' carries (after rung 0)
+    compile_s = run_s = 0.0
+    done_epochs = 0
+    for k, until in enumerate(rung_epochs):
+        run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
+        keep_state = k < len(rung_epochs) - 1
+        one = _segment_fn(plan.config, plan.optimizer, plan.n_train, "val" in plan.splits,
+                          until - done_epochs, keep_state=keep_state, in_span=plan.in_span)
+        n_chunks, size, per_group = _chunk_layout(len(run_ids), plan.chunk, plan.n_dev,
+                                                  plan.group)
+
+        def inputs_at(pos, state=state, run_ids=run_ids):
+            if state is None:  # rung 0: fresh runs
+                return fresh(run_ids[pos])
+            return plan.place(jax.tree.map(lambda a: a[pos], state))
+
+        out, carry, seconds = _run_chunks(_batched(one, per_group), inputs_at, plan.splits,
+                                          len(run_ids), n_chunks, size, keep_state=keep_state,
+                                          on_chunk=progress.step)
+        compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
+        record.add(run_ids, out, k, done_epochs, until)
+        done_epochs = until
+        in_rung = record.setting_rows(alive)
+        kept = _kept(in_rung, criterion, plan.counts[k + 1] if keep_state else 0)
+        rung_records.append({
+            "epochs": int(until), "settings": [int(s) for s in alive],
+            "scores": [None if r["diverged"] else r[criterion] for r in in_rung],
+            "kept": [int(alive[i]) for i in kept]})
+        if not kept.size:
+            break
+        if keep_state:  # compact: only the kept settings' runs go on
+            progress.total = progress.done + plan.chunks_from(k + 1, kept.size)
+            pos = (kept[:, None] * seeds + np.arange(seeds)).reshape(-1)
+            state = jax.tree.map(lambda a, pos=pos: a[pos], carry)
+            alive = alive[kept]
+    return rung_records, compile_s, run_s
+
+
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
           chunk: int | None = None, group: int | str | None = "auto", mesh=None,
           halving: int | None = None, min_epochs: int | None = None,
@@ -362,81 +448,34 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
     _check_settings(config, settings)
     _check_options(config, seeds, group, halving, min_epochs)
-    if group == "auto":
-        group = default_group()
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     in_span = span.choose(config, set(settings[0]), n_train, dims[0], in_span)
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
-    n_runs = len(rows)
-    n_dev = 1 if mesh is None else mesh.size
     splits = _device_splits(data, dtype, in_span, mesh)
-    has_val = "val" in splits
-    place = (lambda tree: tree) if mesh is None else (lambda tree: distributed.put_rows(tree, mesh))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
-    counts = _survivors(len(settings), halving, len(rung_epochs))
-
-    def chunks_from(k, alive_now):  # diverged settings never go on, so rungs may shrink
-        return sum(_chunk_layout(min(c, alive_now) * seeds, chunk, n_dev, group)[0]
-                   for c in counts[k:])
-
-    progress = [0, chunks_from(0, len(settings))]  # chunks done, chunks in all
-
-    def chunk_done():
-        progress[0] += 1
-        if on_chunk is not None:
-            on_chunk(progress[0], progress[1])
-
+    plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
+                 1 if mesh is None else mesh.size, default_group() if group == "auto" else group,
+                 mesh, tuple(rung_epochs), tuple(_survivors(len(settings), halving,
+                                                            len(rung_epochs))))
     keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
-    seed_keys = np.stack([keys[i % seeds] for i in range(n_runs)])
+    seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
     init = _init_fn(config, dims, optimizer,
                     None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
                     n_train if in_span else None)
 
+    def fresh(ids):  # the initial carries of runs `ids`
+        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
+
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
-    criterion = "val_accuracy" if has_val else "final_loss"
-    rung_records = []
-    alive = np.arange(len(settings))  # the settings in the current rung
-    state = None  # host copy of the alive runs' carries (after rung 0)
-    compile_s = run_s = 0.0
-    done_epochs = 0
-    for k, until in enumerate(rung_epochs):
-        run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
-        keep_state = k < len(rung_epochs) - 1
-        one = _segment_fn(config, optimizer, n_train, has_val, until - done_epochs,
-                          keep_state=keep_state, in_span=in_span)
-        n_chunks, size, per_group = _chunk_layout(len(run_ids), chunk, n_dev, group)
-        fn = _batched(one, per_group)
-
-        def inputs_at(pos, state=state, run_ids=run_ids):
-            if state is None:  # rung 0: fresh runs
-                ids = run_ids[pos]
-                return init(*place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
-            return place(jax.tree.map(lambda a: a[pos], state))
-
-        out, carry, seconds = _run_chunks(fn, inputs_at, splits, len(run_ids), n_chunks, size,
-                                          keep_state=keep_state, on_chunk=chunk_done)
-        compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
-        record.add(run_ids, out, k, done_epochs, until)
-        done_epochs = until
-        in_rung = record.setting_rows(alive)
-        kept = _kept(in_rung, criterion, counts[k + 1] if keep_state else 0)
-        rung_records.append({
-            "epochs": int(until), "settings": [int(s) for s in alive],
-            "scores": [None if r["diverged"] else r[criterion] for r in in_rung],
-            "kept": [int(alive[i]) for i in kept]})
-        if not kept.size:
-            break
-        if keep_state:  # compact: only the kept settings' runs go on
-            progress[1] = progress[0] + chunks_from(k + 1, kept.size)
-            pos = (kept[:, None] * seeds + np.arange(seeds)).reshape(-1)
-            state = jax.tree.map(lambda a, pos=pos: a[pos], carry)
-            alive = alive[kept]
+    criterion = "val_accuracy" if "val" in splits else "final_loss"
+    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, criterion,
+                                                  len(settings), on_chunk)
     summary = record.setting_rows(range(len(settings)))
     return SweepResult(record.run_rows(), summary, _best(summary, criterion), record.curves,
                        criterion, compile_s, run_s, rung_records,
