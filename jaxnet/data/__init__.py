@@ -32,6 +32,29 @@ DATASETS = ("digits", "random", "cifar10", "npz", "csv")
 _FILE_KIND = {"cifar10": "a CIFAR-10 directory", "npz": "an .npz file", "csv": "a .csv file"}
 
 
+def _dataset_key(name) -> str:
+    key = str(name).strip().lower()
+    if key not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    return key
+
+
+def _check_source(key: str, path, target):
+    """DataError unless dataset `key` takes the `path` and `target` given (or not)."""
+    if target is not None and key != "csv":
+        raise DataError(
+            f"target={target!r} names a column of a csv file, but dataset {key!r} is not csv; "
+            f"drop --target, or use the csv dataset"
+        )
+    if key in ("digits", "random") and path is not None:
+        raise DataError(
+            f"dataset {key!r} is built in and takes no path (got {os.fspath(path)!r}); "
+            f"drop --data, or use 'npz', 'csv' or 'cifar10' to load a file"
+        )
+    if key not in ("digits", "random") and path is None:
+        raise DataError(f"dataset {key!r} needs --data PATH ({_FILE_KIND[key]}); none was given")
+
+
 def load_dataset(
     name: str,
     path: str | os.PathLike | None = None,
@@ -93,29 +116,14 @@ def load_dataset(
             fractions, or any file/array problem (the message names the file and
             the problem).
     """
-    key = str(name).strip().lower()
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    key = _dataset_key(name)
     check_fractions(val_fraction, test_fraction)
     dt = float_dtype(dtype)
-    if target is not None and key != "csv":
-        raise DataError(
-            f"target={target!r} names a column of a csv file, but dataset {key!r} is not csv; "
-            f"drop --target, or use the csv dataset"
-        )
-    if key in ("digits", "random"):
-        if path is not None:
-            raise DataError(
-                f"dataset {key!r} is built in and takes no path (got {os.fspath(path)!r}); "
-                f"drop --data, or use 'npz', 'csv' or 'cifar10' to load a file"
-            )
-        if key == "digits":
-            return load_digits(
-                val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, dtype=dt
-            )
+    _check_source(key, path, target)
+    if key == "digits":
+        return load_digits(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, dtype=dt)
+    if key == "random":
         return random_data(seed=231 + seed, dtype=dt)
-    if path is None:
-        raise DataError(f"dataset {key!r} needs --data PATH ({_FILE_KIND[key]}); none was given")
     p = os.fspath(path)
     if key == "cifar10":
         return load_cifar10(p, dt)
