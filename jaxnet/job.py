@@ -228,14 +228,12 @@ def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_tr
     metrics: dict[str, Any] = {"final_loss": p.history[-1]["loss"] if p.history else None,
                                "best_epoch": p.best_epoch, "epochs_run": len(p.history),
                                "diverged": loop.diverged}
-    scores = jax.device_get(eval_fn(p.best["params"], p.best["bn_state"], splits))
-    for name in splits:
-        loss, acc = scores.get(name, (None, None))
-        metrics[f"{name}_loss"] = None if loss is None else float(loss)
-        metrics[f"{name}_accuracy"] = None if acc is None else float(acc)
+    unscored = {f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")}
+    metrics.update(unscored)
+    metrics.update(train.split_scores(eval_fn, p.best["params"], p.best["bn_state"], splits))
     if loop.diverged:  # reported as `sweep` and `train --seeds` report a diverged run
         metrics["final_loss"] = None
-        metrics.update({f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")})
+        metrics.update(unscored)
     examples = loop.timed_epochs * train.steps_per_epoch(config, n_train) * train.batch_size(config, n_train)
     metrics["examples_per_second"] = examples / loop.train_seconds if loop.train_seconds else None
     metrics["history"] = p.history

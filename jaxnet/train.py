@@ -230,6 +230,14 @@ def evaluate_splits(params, bn_state, splits: dict, *, config: TrainConfig) -> d
             for name, split in splits.items() if split is not None}
 
 
+def split_scores(eval_fn, params, bn_state, splits: dict) -> dict:
+    """`{"<split>_loss": float, "<split>_accuracy": float}` of `eval_fn` (jitted
+    `evaluate_splits`) for each split given, in the splits' order (train, val, test)."""
+    scores = jax.device_get(eval_fn(params, bn_state, splits))
+    return {f"{name}_{what}": float(value) for name in splits if name in scores
+            for what, value in zip(("loss", "accuracy"), scores[name], strict=True)}
+
+
 @dataclasses.dataclass
 class Progress:
     """What the loop carries from epoch to epoch; a checkpoint saves it, a resume restores it."""
@@ -346,12 +354,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
             progress.state, diverged = ts, True
             break
         progress.state = ts
-        row = {"epoch": epoch + 1, "loss": float(losses.mean())}
-        scores = jax.device_get(eval_fn(ts.params, ts.bn_state, splits))
-        for name in splits:  # in the splits' order: train, val, test
-            if name in scores:
-                loss, acc = scores[name]
-                row[f"{name}_loss"], row[f"{name}_accuracy"] = float(loss), float(acc)
+        row = {"epoch": epoch + 1, "loss": float(losses.mean()),
+               **split_scores(eval_fn, ts.params, ts.bn_state, splits)}
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
                        f"{epoch + 1}; lower the learning rate (--lr)")
