@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet import layers, ranges
+from jaxnet import layers, ranges, rng
 
 # Layout: params is a tuple of per-layer dicts. Hidden layers hold
 # {"w": (out, in), "b": (out,), "gamma": (out,), "beta": (out,)}; the last layer holds
@@ -71,7 +71,7 @@ def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=j
         # The barrier keeps jit from folding `scale` into the draw's own sqrt(2): without it
         # a jitted or vmapped init differs from an eager one by 1 ulp in half the weights.
         w = jnp.asarray(scale, dtype) * jax.lax.optimization_barrier(
-            jax.random.normal(keys[i], (fan_out, fan_in), dtype))
+            rng.normal(keys[i], (fan_out, fan_in), dtype))
         layer = {"w": w, "b": jnp.zeros((fan_out,), dtype)}
         if i < len(dims) - 2:
             layer["gamma"] = jnp.ones((fan_out,), dtype)

@@ -55,12 +55,36 @@ def uniform(key, shape, dtype):
     Keys of another generator, dtypes other than float32/float64, and arrays of 2**32
     entries or more go to `jax.random.uniform` itself.
     """
+    floats = _unit_floats(key, shape, dtype)
+    return jax.random.uniform(key, shape, dtype=dtype) if floats is None else floats
+
+
+def normal(key, shape, dtype):
+    """`jax.random.normal(key, shape, dtype)`, the same numbers bit for bit, drawn in one
+    fused kernel (`uniform`'s, mapped through jax's own transform), with the same fallback.
+
+    It compiles faster: jax's loop of Threefry rounds costs ~0.2 s of XLA compile time per
+    draw, ~0.4 s under `vmap`, against ~0.1 s here (one (100, 3072) draw on a 2-core Zen 4),
+    and `jaxnet.init` draws once per layer.
+    """
+    floats = _unit_floats(key, shape, dtype)
+    if floats is None:
+        return jax.random.normal(key, shape, dtype=dtype)
+    # jax.random.normal: sqrt(2) * erfinv(u), u uniform in [nextafter(-1, 0), 1).
+    lo = jnp.asarray(np.nextafter(np.array(-1, dtype), np.array(0, dtype)), dtype)
+    u = jnp.maximum(lo, floats * (jnp.asarray(1, dtype) - lo) + lo)
+    return jnp.asarray(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
+
+
+def _unit_floats(key, shape, dtype):
+    """jax.random's floats in [0, 1) for `uniform` and `normal`, or None where they hand the
+    draw to `jax.random`."""
     dtype = jnp.dtype(dtype)
     words = _threefry_key(key)
     size = math.prod(shape)
     if (words is None or size >= 2**32 or dtype not in (jnp.float32, jnp.float64)
             or (dtype == jnp.float64 and not jax.config.jax_enable_x64)):
-        return jax.random.uniform(key, shape, dtype=dtype)
+        return None
     # jax.random's counters: a 64-bit iota over the flat index, split in (high, low) words.
     low = jax.lax.iota(jnp.uint32, size).reshape(shape)
     hi, lo = _threefry2x32(words[0], words[1], jnp.zeros(shape, jnp.uint32), low)

@@ -46,6 +46,32 @@ def test_uniform_follows_other_generators_and_the_non_partitionable_threefry():
 
 
 
+@pytest.mark.parametrize("key", sorted(_KEYS))
+@pytest.mark.parametrize("shape", [(100, 3072), (10, 100), (2, 3, 5), (7,), ()])
+def test_normal_draws_jax_random_normal_bit_for_bit(key, shape):
+    key = _KEYS[key]()
+    want = jax.random.normal(key, shape, jnp.float32)
+    for ours in (rng.normal(key, shape, jnp.float32),
+                 jax.jit(rng.normal, static_argnums=(1, 2))(key, shape, jnp.float32)):
+        assert ours.dtype == jnp.float32 and ours.shape == shape
+        np.testing.assert_array_equal(ours, want)
+
+
+@pytest.mark.x64
+def test_normal_in_float64_under_vmap_and_for_other_generators():
+    keys = jax.random.split(jax.random.PRNGKey(2), 5)
+    for dtype in (jnp.float32, jnp.float64):
+        np.testing.assert_array_equal(
+            jax.vmap(lambda k, d=dtype: rng.normal(k, (30, 40), d))(keys),
+            jax.vmap(lambda k, d=dtype: jax.random.normal(k, (30, 40), d))(keys))
+    rbg = jax.random.key(3, impl="rbg")
+    np.testing.assert_array_equal(rng.normal(rbg, (20, 30), jnp.float64),
+                                  jax.random.normal(rbg, (20, 30), jnp.float64))
+    with jax.threefry_partitionable(False):
+        np.testing.assert_array_equal(rng.normal(keys[0], (20, 30), jnp.float64),
+                                      jax.random.normal(keys[0], (20, 30), jnp.float64))
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 1000, 49152, 196608])
 def test_permutation_is_jax_random_permutation(n):
     # At 196608 each round's 32-bit keys repeat a few times, so the tie passes run too.
