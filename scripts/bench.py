@@ -1,6 +1,6 @@
 """Side-by-side benchmark of jaxnet, Flax, Equinox, plain JAX, a NumPy port and PyTorch eager.
 
-Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,peers,sweep,dp,e2e]
+Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,peers,compile,sweep,dp,e2e]
 
 Prints a table and writes bench.json: a list of rows with impl (jaxnet, jax, flax, equinox,
 numpy, torch, gemm-bound), work, batch, optimizer, grad, dtype, dropout, shuffled, median_s,
@@ -9,9 +9,10 @@ figure is measured in this run, on this machine.
 
 Parts: "step" is jaxnet's jitted epoch (shuffles and gathers each minibatch) next to the
 NumPy and PyTorch steps; "peers" is jaxnet's step scanned over one fixed batch next to
-Flax, Equinox and plain JAX doing the same (`python scripts/bench.py --only peers`). Flax,
-Equinox and PyTorch come with `pip install '.[bench]'`; rows of a missing one are skipped
-with a note.
+Flax, Equinox and plain JAX doing the same (`python scripts/bench.py --only peers`);
+"compile" is the XLA compile time of each step-row configuration's shuffled epoch, each try
+in a fresh process. Flax, Equinox and PyTorch come with `pip install '.[bench]'`; rows of a
+missing one are skipped with a note.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ DIMS = (3 * 32 * 32, 100, 100, 100, 100, 10)  # the notebook's default network
 BATCHES = (50, 256, 4096)
 OPTIMIZERS = {"momentum": "momentum", "adam": "adam"}  # bench name -> jaxnet name
 LR = 1e-3  # every JAX row's learning rate (NumPy and PyTorch keep their 1e-2: same work)
-PARTS = ("gemm", "step", "peers", "sweep", "dp", "e2e")
+PARTS = ("gemm", "step", "peers", "compile", "sweep", "dp", "e2e")
 
 
 def _jaxnet_config(batch, optimizer, grad, dropout):
@@ -69,18 +70,21 @@ def _data(n, seed=0):
             jax.random.randint(ky, (n,), 0, DIMS[-1], jnp.int32))
 
 
-def jaxnet_epoch_run(batch, optimizer, grad, dropout, *, steps):
+def jaxnet_epoch_run(batch, optimizer, grad, dropout, *, steps, shapes_only=False):
     """jaxnet's jitted epoch over `steps` shuffled minibatches of random CIFAR-shaped data.
 
     Returns:
-      `(run, data, carry)` for `bench_peers.scanned_seconds`.
+      `(run, data, carry)` for `bench_peers.scanned_seconds`; with `shapes_only`, the data
+      is its `jax.ShapeDtypeStruct`s (enough to compile the epoch).
     """
     n = batch * steps
     config = _jaxnet_config(batch, optimizer, grad, dropout)
     opt = make_optimizer(config, n)
     epoch = make_epoch(config, opt, n)
     run = jax.jit(lambda data, ts: epoch(ts, *data), donate_argnums=1)
-    return run, _data(n), init_train_state(config, DIMS, opt)
+    data = ((jax.ShapeDtypeStruct((n, DIMS[0]), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.int32))
+            if shapes_only else _data(n))
+    return run, data, init_train_state(config, DIMS, opt)
 
 
 def jaxnet_fixed_run(batch, optimizer, grad, dropout, *, steps):
@@ -320,6 +324,49 @@ def dp_rows(args):
     return rows
 
 
+_COMPILE_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp
+import bench
+batch, opt, grad, drop, steps = int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
+with jax.enable_x64(False):
+    jax.jit(lambda a: a @ a.T + 1).lower(jnp.ones((8, 8))).compile()  # the backend's one-time setup
+    run, data, ts = bench.jaxnet_epoch_run(batch, opt, grad, drop, steps=steps, shapes_only=True)
+    lowered = run.lower(data, jax.block_until_ready(ts))
+    t0 = time.perf_counter()
+    lowered.compile()
+print(json.dumps({"compile_s": time.perf_counter() - t0}))
+"""
+
+
+def compile_rows(args):
+    """XLA compile seconds of jaxnet's shuffled epoch for each step-row configuration, each
+    try in a fresh process, as a user's run compiles it (in the "step" part the bench's own
+    state runs alongside: gigabytes of data, PyTorch's threads). Tries are interleaved over
+    the configurations; a row keeps the best and all."""
+    combos, _ = _combos(args.quick)
+    tries = 1 if args.quick else 3
+    scripts = str(pathlib.Path(__file__).resolve().parent)
+    seconds = {combo: [] for combo in combos}
+    for _ in range(tries):
+        for combo in combos:
+            batch, opt, grad, drop = combo
+            out = subprocess.run(
+                [sys.executable, "-c", _COMPILE_CHILD, scripts, str(batch), opt, grad, str(drop),
+                 str(_steps_for(batch, args.quick))],
+                check=True, capture_output=True, text=True)
+            seconds[combo].append(json.loads(out.stdout.strip().splitlines()[-1])["compile_s"])
+    rows = []
+    for (batch, opt, grad, drop), times in seconds.items():
+        rows.append({"impl": "jaxnet", "work": "compile", "batch": batch, "optimizer": opt,
+                     "grad": grad, "dtype": "float32", "dropout": drop, "shuffled": True,
+                     "compile_s": min(times), "compile_tries_s": times,
+                     "notes": f"shuffled epoch, fresh process per try, best of {len(times)}"})
+        _print_row(rows[-1])
+    return rows
+
+
 def _row(impl, work, batch, optimizer, grad, dtype, dropout, median, bound, *, shuffled,
          peak_gflops=None, compile_s=None, notes=None):
     """A step row; `peak_fraction` is the step's matrix flops per second over the peak."""
@@ -395,6 +442,8 @@ def main(argv=None):
         with jax.enable_x64(False):
             rows += step_rows(args, parts, bounds, peak)
         _ratios(rows)
+    if "compile" in parts:
+        rows += compile_rows(args)
     if "sweep" in parts:
         rows += sweep_rows(args)
     if "dp" in parts:

@@ -53,6 +53,21 @@ def step_table(rows) -> str:
     return "\n".join(lines)
 
 
+def compile_table(rows) -> str:
+    """Seconds to compile each configuration's shuffled epoch in a fresh process (best of the
+    tries), manual and autodiff side by side."""
+    got = {(r["batch"], r["optimizer"], r["dropout"], r["grad"]): r["compile_s"]
+           for r in rows if r.get("work") == "compile"}
+    if not got:
+        return ""
+    lines = ["| batch | optimizer | dropout | manual s | autodiff s |", "|---|---|---|---|---|"]
+    for batch, opt, drop in sorted({key[:3] for key in got}):
+        cells = ["" if got.get((batch, opt, drop, g)) is None else f"{got[(batch, opt, drop, g)]:.2f}"
+                 for g in ("manual", "autodiff")]
+        lines.append(f"| {batch} | {opt} | {drop} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def sweep_table(rows) -> str:
     sweeps = [r for r in rows if r.get("work") == "sweep"]
     lines = ["| dtype | settings x steps | jaxnet s (compile s) | NumPy loop s | PyTorch loop s |",
@@ -78,6 +93,9 @@ def main(argv=None):
           f"{meta.get('peak_gflops') or 0:.0f} GFLOP/s, {meta.get('seconds', 0):.0f} s -->")
     print(step_table(rows))
     print()
+    if compile_table(rows):
+        print(compile_table(rows))
+        print()
     print(sweep_table(rows))
     for r in rows:
         if r.get("work") in ("e2e", "dp"):
