@@ -332,6 +332,10 @@ class _Plan:
     rung_epochs: tuple[int, ...]  # epochs trained by the end of each rung
     counts: tuple[int, ...]  # settings that enter each rung (at most)
 
+    @property
+    def criterion(self) -> str:
+        return "val_accuracy" if "val" in self.splits else "final_loss"
+
     def place(self, tree):
         return tree if self.mesh is None else distributed.put_rows(tree, self.mesh)
 
@@ -354,15 +358,15 @@ class _ChunkProgress:
             self.on_chunk(self.done, self.total)
 
 
-def _train_rungs(plan: _Plan, fresh, record: _Record, criterion: str, n_settings: int,
+def _train_rungs(plan: _Plan, fresh, record: _Record,
                  on_chunk) -> tuple[list[dict], float, float]:
     """Trains the rungs in turn into `record`: rung 0 from `fresh(run ids)`, each later one
     from the state of the settings the one before kept. Returns (rung records, compile
     seconds, run seconds)."""
-    seeds, rung_epochs = plan.seeds, plan.rung_epochs
-    progress = _ChunkProgress(plan.chunks_from(0, n_settings), on_chunk)
+    seeds, rung_epochs, criterion = plan.seeds, plan.rung_epochs, plan.criterion
+    progress = _ChunkProgress(plan.chunks_from(0, plan.counts[0]), on_chunk)
     rung_records = []
-    alive = np.arange(n_settings)  # the settings in the current rung
+    alive = np.arange(plan.counts[0])  # the settings in the current rung
     state = None  # host copy of the alive runs' carries (after rung 0)
     compile_s = run_s = 0.0
     done_epochs = 0
@@ -473,12 +477,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
 
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
-    criterion = "val_accuracy" if "val" in splits else "final_loss"
-    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, criterion,
-                                                  len(settings), on_chunk)
+    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, on_chunk)
     summary = record.setting_rows(range(len(settings)))
-    return SweepResult(record.run_rows(), summary, _best(summary, criterion), record.curves,
-                       criterion, compile_s, run_s, rung_records,
+    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
+                       record.curves, plan.criterion, compile_s, run_s, rung_records,
                        int(record.epochs_trained.sum()), config.epochs, in_span)
 
 
