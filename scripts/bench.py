@@ -281,6 +281,13 @@ def e2e_rows(args):
     return rows
 
 
+def _child(code, *args, env=None) -> dict:
+    """Runs `code` in a fresh Python process with `args`; the JSON of its last output line."""
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True,
+                         capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 _DP_CHILD = """
 import json, statistics, sys, time
 import jax, jax.numpy as jnp
@@ -310,9 +317,7 @@ def dp_rows(args):
     batch, steps = 4096, 4 if args.quick else 12
     for n_dev in (1, 2, 4):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_dev}"}
-        out = subprocess.run([sys.executable, "-c", _DP_CHILD, str(n_dev), str(batch), str(steps)],
-                             check=True, capture_output=True, text=True, env=env)
-        median = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+        median = _child(_DP_CHILD, n_dev, batch, steps, env=env)["median_s"]
         platform_name = jax.devices()[0].platform
         rows.append(_row("jaxnet", "dp", batch, "momentum", "manual", "float32", 0.0, median, None,
                          shuffled=True,
@@ -352,11 +357,8 @@ def compile_rows(args):
     for _ in range(tries):
         for combo in combos:
             batch, opt, grad, drop = combo
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_CHILD, scripts, str(batch), opt, grad, str(drop),
-                 str(_steps_for(batch, args.quick))],
-                check=True, capture_output=True, text=True)
-            seconds[combo].append(json.loads(out.stdout.strip().splitlines()[-1])["compile_s"])
+            seconds[combo].append(_child(_COMPILE_CHILD, scripts, batch, opt, grad, drop,
+                                         _steps_for(batch, args.quick))["compile_s"])
     rows = []
     for (batch, opt, grad, drop), times in seconds.items():
         rows.append({"impl": "jaxnet", "work": "compile", "batch": batch, "optimizer": opt,
