@@ -1,6 +1,5 @@
 """The whole network: init/apply/loss behaviour, and the manual backward equal to jax.grad."""
 
-import itertools
 import math
 
 import jax
@@ -26,19 +25,18 @@ def _data(dims, n=9, seed=1, dtype=jnp.float64):
 
 
 def _net(dims, seed=0, dtype=jnp.float64):
-    # He-scaled weights, and every parameter and batchnorm statistic perturbed, so eval mode
-    # and gamma/beta are non-trivial. (jaxnet.init itself is tested below.)
+    # jaxnet.init's layout (traced, not compiled) with values from NumPy's generator:
+    # He-scaled weights and every parameter perturbed, batchnorm statistics moved off 0 and
+    # 1, so eval mode and gamma/beta are non-trivial. (init itself is tested below.)
+    params, state = jax.eval_shape(lambda: jaxnet.init(jax.random.PRNGKey(0), dims, dtype=dtype))
     rng = np.random.default_rng(seed)
-    params, state = [], []
-    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
-        layer = {"w": math.sqrt(2 / fan_in) * rng.standard_normal((fan_out, fan_in)),
-                 "b": np.zeros(fan_out)}
-        if i < len(dims) - 2:
-            layer |= {"gamma": np.ones(fan_out), "beta": np.zeros(fan_out)}
-            state.append({"mean": np.full(fan_out, 0.1), "var": np.full(fan_out, 1.5)})
-        params.append({k: jnp.asarray(v + 0.1 * rng.standard_normal(v.shape), dtype)
-                       for k, v in layer.items()})
-    return tuple(params), jax.tree.map(lambda v: jnp.asarray(v, dtype), tuple(state))
+    base = {"w": lambda s: math.sqrt(2 / s[1]) * rng.standard_normal(s), "b": np.zeros,
+            "gamma": np.ones, "beta": np.zeros}
+    params = tuple({k: jnp.asarray(base[k](v.shape) + 0.1 * rng.standard_normal(v.shape), dtype)
+                    for k, v in layer.items()} for layer in params)
+    state = tuple({"mean": jnp.full(s["mean"].shape, 0.1, dtype),
+                   "var": jnp.full(s["var"].shape, 1.5, dtype)} for s in state)
+    return params, state
 
 
 def _compare(params, state, x, y, rtol=1e-8, transform=lambda f: f, **kw):
