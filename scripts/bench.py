@@ -74,7 +74,7 @@ def jaxnet_epoch_run(batch, optimizer, grad, dropout, *, steps, shapes_only=Fals
     """jaxnet's jitted epoch over `steps` shuffled minibatches of random CIFAR-shaped data.
 
     Returns:
-      `(run, data, carry)` for `bench_peers.scanned_seconds`; with `shapes_only`, the data
+      `(run, data, carry)` for `bench_peers.interleaved_seconds`; with `shapes_only`, the data
       is its `jax.ShapeDtypeStruct`s (enough to compile the epoch).
     """
     n = batch * steps
@@ -92,7 +92,7 @@ def jaxnet_fixed_run(batch, optimizer, grad, dropout, *, steps):
     `bench_peers.make_run` runs the peers.
 
     Returns:
-      `(run, batch_arrays, carry)` for `bench_peers.scanned_seconds`.
+      `(run, batch_arrays, carry)` for `bench_peers.interleaved_seconds`.
     """
     config = _jaxnet_config(batch, optimizer, grad, dropout)
     opt = make_optimizer(config, batch * steps)
@@ -138,29 +138,27 @@ def step_rows(args, parts, bounds, peak_gflops):
     groups = sorted(set(step_groups) | (set(peer_combos) if "peers" in parts else set()))
     for batch, opt, drop in groups:
         steps = _steps_for(batch, args.quick)
+        # Every JAX row of the group is timed side by side (interleaved rounds), so the
+        # ratios to the fastest peer do not depend on when in the process each row ran.
+        runs = {}
         if (batch, opt, drop) in step_groups:
             for grad in [g for b, o, g, d in combos if (b, o, d) == (batch, opt, drop)]:
-                median, compile_s, _ = peers.scanned_seconds(
-                    *jaxnet_epoch_run(batch, opt, grad, drop, steps=steps), steps=steps,
-                    rounds=rounds)
-                add("jaxnet", batch, opt, grad, drop, median, shuffled=True, compile_s=compile_s,
-                    notes="jitted epoch: shuffle, x[idx] gather per step, lax.scan")
+                runs[("jaxnet", grad, True)] = jaxnet_epoch_run(batch, opt, grad, drop, steps=steps)
         if "peers" in parts and (batch, opt, drop) in peer_combos:
             for grad in ("manual", "autodiff"):
-                median, compile_s, _ = peers.scanned_seconds(
-                    *jaxnet_fixed_run(batch, opt, grad, drop, steps=steps), steps=steps,
-                    rounds=rounds)
-                add("jaxnet", batch, opt, grad, drop, median, shuffled=False, compile_s=compile_s,
-                    notes="make_train_step in lax.scan over one batch")
+                runs[("jaxnet", grad, False)] = jaxnet_fixed_run(batch, opt, grad, drop, steps=steps)
             x, y = _data(batch)
-            for impl in peers.PEERS:
-                if not peers.available(impl):
-                    continue
+            for impl in filter(peers.available, peers.PEERS):
                 run, carry = peers.make_run(impl, DIMS, opt, drop, steps, lr=LR)
-                median, compile_s, _ = peers.scanned_seconds(run, (x, y), carry, steps=steps,
-                                                             rounds=rounds)
-                add(impl, batch, opt, "autodiff", drop, median, shuffled=False,
-                    compile_s=compile_s, notes=_PEER_NOTES[impl].format(peers.version(impl)))
+                runs[(impl, "autodiff", False)] = (run, (x, y), carry)
+        timed = peers.interleaved_seconds(runs, steps=steps, rounds=rounds)
+        for (impl, grad, shuffled), (median, compile_s, _) in timed.items():
+            notes = (("jitted epoch: shuffle, x[idx] gather per step, lax.scan" if shuffled
+                      else "make_train_step in lax.scan over one batch") if impl == "jaxnet"
+                     else _PEER_NOTES[impl].format(peers.version(impl)))
+            add(impl, batch, opt, grad, drop, median, shuffled=shuffled, compile_s=compile_s,
+                notes=notes)
+        del runs, timed
         if (batch, opt, drop) in step_groups:
             ref_steps = max(3, steps // 4)
             times = ref.numpy_step_seconds(DIMS, batch, opt, drop, np.float32, steps=ref_steps)

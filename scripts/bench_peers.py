@@ -89,36 +89,44 @@ def make_run(impl, dims, optimizer, dropout, steps, *, lr=1e-3, weight_scale=5e-
     return build(dims, tx, float(dropout), steps, weight_scale, init_key, run_key)
 
 
-def scanned_seconds(run, batch, carry, *, steps, rounds):
-    """Seconds per step of a scanned run: median over `rounds` calls, compile excluded.
+def interleaved_seconds(runs, *, steps, rounds):
+    """Seconds per step of several scanned runs timed side by side, compile excluded.
+
+    Each run is compiled and called once untimed; then every round calls each run once, in
+    turn. A VM's speed drifts within one process (up to 2x here): timed one after another,
+    two runs can differ by the drift alone, while interleaved they share it.
 
     Args:
-      run: a jitted `run(batch, carry) -> (carry, losses)` taking `steps` steps per call,
-        with its carry donated (`make_run`, or jaxnet's step or epoch wrapped alike).
-      batch: the first argument, passed unchanged to every call.
-      carry: the initial carry.
+      runs: name -> `(run, batch, carry)`: a jitted `run(batch, carry) -> (carry, losses)`
+        taking `steps` steps per call with its carry donated (`make_run`, or jaxnet's step
+        or epoch wrapped alike), its first argument (passed unchanged to every call) and
+        its initial carry.
       steps: steps per call.
-      rounds: timed calls, after one untimed warm-up call.
+      rounds: timed calls of each run.
 
     Returns:
-      `(seconds_per_step, compile_seconds, first_losses)`, the last being the losses of
-      the warm-up call (from the initial carry), as a (steps,) array.
+      name -> `(seconds_per_step, compile_seconds, first_losses)`: the median over the
+      rounds, the time to lower and compile, and the losses of the untimed call (from the
+      initial carry) as a (steps,) array.
     """
     # Inputs drawn on the device may still be computing (a shuffled epoch's data is up to
     # 2.4 GB of normals); timed alongside, that work added ~1.7 s to its compile time.
-    jax.block_until_ready((batch, carry))
-    start = time.perf_counter()
-    compiled = run.lower(batch, carry).compile()
-    compile_s = time.perf_counter() - start
-    carry, first_losses = compiled(batch, carry)
-    first_losses.block_until_ready()
-    times = []
-    for _ in range(rounds):
+    jax.block_until_ready([(batch, carry) for _, batch, carry in runs.values()])
+    compiled, carries, out = {}, {}, {}
+    for name, (run, batch, carry) in runs.items():
         start = time.perf_counter()
-        carry, losses = compiled(batch, carry)
-        losses.block_until_ready()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times), compile_s, first_losses
+        compiled[name] = run.lower(batch, carry).compile()
+        compile_s = time.perf_counter() - start
+        carries[name], first_losses = compiled[name](batch, carry)
+        out[name] = [compile_s, first_losses.block_until_ready(), []]
+    for _ in range(rounds):
+        for name, (_, batch, _) in runs.items():
+            start = time.perf_counter()
+            carries[name], losses = compiled[name](batch, carries[name])
+            losses.block_until_ready()
+            out[name][2].append((time.perf_counter() - start) / steps)
+    return {name: (statistics.median(times), compile_s, first_losses)
+            for name, (compile_s, first_losses, times) in out.items()}
 
 
 def _scan_keys(key, steps):
