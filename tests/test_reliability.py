@@ -288,7 +288,15 @@ def _start_training(cwd, run="run"):
     return subprocess.Popen(
         [sys.executable, "-m", "jaxnet", "train", "--epochs", str(KILL_EPOCHS), *KILL_ARGS,
          "--out", run], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_sigint_as_at_a_terminal)
+
+
+def _sigint_as_at_a_terminal():
+    # Python turns SIGINT into KeyboardInterrupt only if it starts with SIGINT not ignored,
+    # as under a terminal. A suite started in the background by a shell without job control
+    # (`bash .ci/run &` in a script) passes SIGINT on ignored, and the child would never see
+    # the test's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_first_checkpoint(proc, run):
