@@ -153,12 +153,11 @@ def step_rows(args, parts, bounds, peak_gflops):
                 runs[(impl, "autodiff", False)] = (run, (x, y), carry)
         timed = peers.interleaved_seconds(runs, steps=steps, rounds=rounds)
         for (impl, grad, shuffled), (median, compile_s, _) in timed.items():
-            notes = (("jitted epoch: shuffle, x[idx] gather per step, lax.scan" if shuffled
-                      else "make_train_step in lax.scan over one batch") if impl == "jaxnet"
+            notes = (_JAXNET_NOTES[shuffled] if impl == "jaxnet"
                      else _PEER_NOTES[impl].format(peers.version(impl)))
             add(impl, batch, opt, grad, drop, median, shuffled=shuffled, compile_s=compile_s,
                 notes=notes)
-        del runs, timed
+        del runs, timed  # frees the group's data (up to 2.4 GB per epoch) before NumPy's rows
         if (batch, opt, drop) in step_groups:
             ref_steps = max(3, steps // 4)
             times = ref.numpy_step_seconds(DIMS, batch, opt, drop, np.float32, steps=ref_steps)
@@ -179,6 +178,10 @@ def step_rows(args, parts, bounds, peak_gflops):
     return rows
 
 
+_JAXNET_NOTES = {  # by `shuffled`
+    True: "jitted epoch: shuffle, x[idx] gather per step, lax.scan",
+    False: "make_train_step in lax.scan over one batch",
+}
 _PEER_NOTES = {
     "jax": "jax {}: value_and_grad of a hand-written apply, optax, jit(lax.scan)",
     "flax": "flax {} linen, mutable batch_stats, optax, jit(lax.scan)",

@@ -93,8 +93,9 @@ def main(argv=None):
           f"{meta.get('peak_gflops') or 0:.0f} GFLOP/s, {meta.get('seconds', 0):.0f} s -->")
     print(step_table(rows))
     print()
-    if compile_table(rows):
-        print(compile_table(rows))
+    compiles = compile_table(rows)
+    if compiles:
+        print(compiles)
         print()
     print(sweep_table(rows))
     for r in rows:
