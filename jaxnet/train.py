@@ -182,21 +182,6 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
             def body(carry, k):
                 return step(carry, shard(x, y), k)
             new, metrics = jax.lax.scan(body, start, step_keys)
-        elif batch < model.FEATURE_MAJOR_MIN_BATCH and batch_sharding is None:
-            # Small batches: each step gathers the next step's minibatch, which XLA runs
-            # beside the step's products instead of before them (same batches, same
-            # numbers). Measured on a 2-core Zen 4, in one process, interleaved, best of 8:
-            # +4-8% steps/s at batch 50 and 100; at 256 and 4096 carrying the batch cost
-            # 13-16%, so wider batches gather in the step that uses them.
-            def body(carry, inputs):
-                ts, xb, yb = carry
-                idx, k = inputs
-                following = x[idx], y[idx]
-                ts, metrics = step(ts, (xb, yb), k)
-                return (ts, *following), metrics
-
-            (new, _, _), metrics = jax.lax.scan(
-                body, (start, x[order[0]], y[order[0]]), (jnp.roll(order, -1, axis=0), step_keys))
         else:
             def body(carry, inputs):
                 idx, k = inputs
