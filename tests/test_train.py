@@ -110,7 +110,7 @@ def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("batch", [32, 100, 160, 300])  # gathered ahead (< 128) or in place
+@pytest.mark.parametrize("batch", [32, 100, 160, 300])  # batch-major, feature-major, full batch
 def test_an_epoch_takes_the_steps_of_its_shuffled_minibatches_in_order(digits64, batch):
     n = 300  # 100 -> 3 steps; 160 -> 2 (the last filled up); 300 -> the full batch
     x, y = jnp.asarray(digits64.x_train[:n]), jnp.asarray(digits64.y_train[:n])
