@@ -107,9 +107,9 @@ def jaxnet_fixed_run(batch, optimizer, grad, dropout, *, steps):
     return jax.jit(run, donate_argnums=1), _data(batch), init_train_state(config, DIMS, opt)
 
 
-def _combos(quick):
+def _combos(quick, batches=BATCHES):
     """(batch, optimizer, grad, dropout) of the jaxnet epoch rows, (batch, optimizer,
-    dropout) of the peer rows."""
+    dropout) of the peer rows, for the batch sizes in `batches`."""
     combos = [(b, opt, grad, drop) for b in BATCHES for opt in OPTIMIZERS
               for grad in ("manual", "autodiff") for drop in (0.0, 0.5)]
     peer_combos = sorted({(b, o, d) for b, o, _, d in combos})
@@ -118,13 +118,14 @@ def _combos(quick):
         combos += [(b, "adam", "manual", 0.0) for b in BATCHES]
         combos += [(b, "momentum", "manual", 0.5) for b in BATCHES]
         peer_combos = [(b, "momentum", 0.0) for b in BATCHES] + [(256, "adam", 0.5)]
-    return combos, peer_combos
+    return ([c for c in combos if c[0] in batches],
+            [c for c in peer_combos if c[0] in batches])
 
 
 def step_rows(args, parts, bounds, peak_gflops):
     """Rows of the "step" part (jaxnet epochs, NumPy, PyTorch) and the "peers" part (jaxnet
     step, plain JAX, Flax, Equinox on one fixed batch), grouped by batch, optimizer, dropout."""
-    combos, peer_combos = _combos(args.quick)
+    combos, peer_combos = _combos(args.quick, args.batches)
     rounds = 3 if args.quick else 7
     rows = []
 
@@ -196,7 +197,7 @@ def _steps_for(batch, quick):
 
 def gemm_rows(args, gflops):
     rows, bounds = [], {}
-    for batch in BATCHES:
+    for batch in args.batches:
         bound = ref.gemm_bound_step_seconds(DIMS, batch, jnp.float32, repeats=3 if args.quick else 10)
         bounds[batch] = bound["seconds"]
         rows.append({"impl": "gemm-bound", "work": "step", "batch": batch, "dtype": "float32",
@@ -351,7 +352,7 @@ def compile_rows(args):
     try in a fresh process, as a user's run compiles it (in the "step" part the bench's own
     state runs alongside: gigabytes of data, PyTorch's threads). Tries are interleaved over
     the configurations; a row keeps the best and all."""
-    combos, _ = _combos(args.quick)
+    combos, _ = _combos(args.quick, args.batches)
     tries = 1 if args.quick else 3
     scripts = str(pathlib.Path(__file__).resolve().parent)
     seconds = {combo: [] for combo in combos}
@@ -421,8 +422,19 @@ def main(argv=None):
     parser.add_argument("--out", default="bench.json", help="where to write the rows (default bench.json)")
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma list of parts to run, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
+                        help="comma list of the batch sizes to time in the gemm, step, peers "
+                             f"and compile parts, of {', '.join(map(str, BATCHES))} (default: all)")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
+    try:
+        args.batches = tuple(sorted({int(b) for b in args.batches.split(",")}))
+    except ValueError:
+        parser.error(f"--batches: {args.batches!r} is not a comma list of whole numbers")
+    unknown = sorted(set(args.batches) - set(BATCHES))
+    if unknown:
+        parser.error(f"--batches: no rows for batch {', '.join(map(str, unknown))}; "
+                     f"choose from {', '.join(map(str, BATCHES))}")
     if parts - set(PARTS):
         parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; "
                      f"choose from {', '.join(PARTS)}")

@@ -1,0 +1,38 @@
+"""The benchmark's command line: `--batches` times only the batch sizes asked for."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+import bench
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_combos_for_some_batches_are_the_full_lists_rows_at_those_batches(quick):
+    combos, peer_combos = bench._combos(quick)
+    some, some_peers = bench._combos(quick, (50, 4096))
+    assert some == [c for c in combos if c[0] in (50, 4096)]
+    assert some_peers == [c for c in peer_combos if c[0] in (50, 4096)]
+    assert {c[0] for c in some} == {50, 4096}
+
+
+def test_batches_writes_rows_of_those_batches_only(tmp_path):
+    out = tmp_path / "rows.json"
+    bench.main(["--quick", "--only", "gemm", "--batches", "50", "--out", str(out)])
+    rows = [r for r in json.loads(out.read_text()) if r["impl"] != "meta"]
+    assert [(r["impl"], r["batch"]) for r in rows] == [("gemm-bound", 50)]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("64", "no rows for batch 64; choose from 50, 256, 4096"),
+    ("50,x", "'50,x' is not a comma list of whole numbers"),
+])
+def test_batches_refuses_what_it_cannot_time(value, message, capsys, tmp_path):
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "gemm", "--batches", value, "--out", str(out)])
+    assert message in capsys.readouterr().err
+    assert not out.exists()
