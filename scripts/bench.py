@@ -56,6 +56,7 @@ BATCHES = (50, 256, 4096)
 OPTIMIZERS = {"momentum": "momentum", "adam": "adam"}  # bench name -> jaxnet name
 LR = 1e-3  # every JAX row's learning rate (NumPy and PyTorch keep their 1e-2: same work)
 PARTS = ("gemm", "step", "peers", "compile", "sweep", "dp", "e2e")
+BATCH_PARTS = ("gemm", "step", "peers", "compile")  # the parts `--batches` selects rows of
 
 
 def _jaxnet_config(batch, optimizer, grad, dropout):
@@ -422,22 +423,29 @@ def main(argv=None):
     parser.add_argument("--out", default="bench.json", help="where to write the rows (default bench.json)")
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma list of parts to run, of {', '.join(PARTS)} (default: all)")
-    parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
-                        help="comma list of the batch sizes to time in the gemm, step, peers "
-                             f"and compile parts, of {', '.join(map(str, BATCHES))} (default: all)")
+    parser.add_argument("--batches",
+                        help="comma list of the batch sizes to time in the "
+                             f"{', '.join(BATCH_PARTS)} parts, of "
+                             f"{', '.join(map(str, BATCHES))} (default: all)")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
-    try:
-        args.batches = tuple(sorted({int(b) for b in args.batches.split(",")}))
-    except ValueError:
-        parser.error(f"--batches: {args.batches!r} is not a comma list of whole numbers")
-    unknown = sorted(set(args.batches) - set(BATCHES))
-    if unknown:
-        parser.error(f"--batches: no rows for batch {', '.join(map(str, unknown))}; "
-                     f"choose from {', '.join(map(str, BATCHES))}")
     if parts - set(PARTS):
         parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; "
                      f"choose from {', '.join(PARTS)}")
+    if args.batches is None:
+        args.batches = BATCHES
+    else:
+        if not parts & set(BATCH_PARTS):
+            parser.error(f"--batches: the parts run ({', '.join(sorted(parts))}) have no batch "
+                         f"sizes to choose; it applies to {', '.join(BATCH_PARTS)}")
+        try:
+            args.batches = tuple(sorted({int(b) for b in args.batches.split(",")}))
+        except ValueError:
+            parser.error(f"--batches: {args.batches!r} is not a comma list of whole numbers")
+        unknown = sorted(set(args.batches) - set(BATCHES))
+        if unknown:
+            parser.error(f"--batches: no rows for batch {', '.join(map(str, unknown))}; "
+                         f"choose from {', '.join(map(str, BATCHES))}")
     versions = {impl: peers.version(impl) for impl in ("flax", "equinox")}
     print(f"jaxnet bench on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}), numpy {np.__version__}, "

@@ -1,4 +1,5 @@
-"""The benchmark's command line: `--batches` times only the batch sizes asked for."""
+"""The benchmark's command line: `--batches` times only the batch sizes asked for, in the
+parts that have batch sizes, and is refused where it has nothing to choose."""
 
 import json
 import pathlib
@@ -26,13 +27,14 @@ def test_batches_writes_rows_of_those_batches_only(tmp_path):
     assert [(r["impl"], r["batch"]) for r in rows] == [("gemm-bound", 50)]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("64", "no rows for batch 64; choose from 50, 256, 4096"),
-    ("50,x", "'50,x' is not a comma list of whole numbers"),
+@pytest.mark.parametrize("only, value, message", [
+    ("gemm", "64", "no rows for batch 64; choose from 50, 256, 4096"),
+    ("gemm", "50,x", "'50,x' is not a comma list of whole numbers"),
+    ("sweep,e2e", "50", "the parts run (e2e, sweep) have no batch sizes to choose"),
 ])
-def test_batches_refuses_what_it_cannot_time(value, message, capsys, tmp_path):
+def test_batches_refuses_what_it_cannot_time(only, value, message, capsys, tmp_path):
     out = tmp_path / "rows.json"
     with pytest.raises(SystemExit):
-        bench.main(["--only", "gemm", "--batches", value, "--out", str(out)])
+        bench.main(["--only", only, "--batches", value, "--out", str(out)])
     assert message in capsys.readouterr().err
     assert not out.exists()
