@@ -29,27 +29,27 @@ import tempfile
 import time
 
 import jax
-
-# For the float64 sweep rows. The step rows run under `jax.enable_x64(False)`, as a float32
-# user would: under x64, Flax's and Equinox's dropout draw float64 uniforms.
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import bench_peers as peers  # noqa: E402
-import bench_reference as ref  # noqa: E402
+import bench_peers as peers
+import bench_reference as ref
 
-from jaxnet import TrainConfig  # noqa: E402
-from jaxnet.data import random_data  # noqa: E402
-from jaxnet.sweep import make_settings, sweep  # noqa: E402
-from jaxnet.train import (  # noqa: E402
+from jaxnet import TrainConfig
+from jaxnet.data import random_data
+from jaxnet.sweep import make_settings, sweep
+from jaxnet.train import (
     init_train_state,
     make_epoch,
     make_optimizer,
     make_train_step,
 )
+
+# Everything runs in 32-bit JAX, as a float32 user's process does (under x64, Flax's and
+# Equinox's dropout would draw float64 uniforms), except the float64 sweep rows, which
+# switch 64-bit JAX on for themselves (`jax.enable_x64(True)` in `sweep_rows`): importing
+# this module changes no process-wide flag.
 
 DIMS = (3 * 32 * 32, 100, 100, 100, 100, 10)  # the notebook's default network
 BATCHES = (50, 256, 4096)
@@ -218,45 +218,53 @@ def sweep_rows(args):
     wss = np.linspace(1e-2, 9e-2, 100)[:: 100 // n_settings]
     rows = []
     for dtype in ("float64", "float32"):
-        data = random_data(dtype=np.dtype(dtype))
-        config = TrainConfig(dataset="random", hidden=DIMS[1:-1], optimizer="sgd", batch_size=50,
-                             epochs=100, dropout=0.0, reg=0.0, init="normal", dtype=dtype)
-        settings = make_settings({"lr": lrs, "weight_scale": wss}, "zip")
+        with jax.enable_x64(dtype == "float64"):
+            rows += _notebook_sweep_rows(args, dtype, n_settings, lrs, wss)
+    return rows
+
+
+def _notebook_sweep_rows(args, dtype, n_settings, lrs, wss):
+    """The jaxnet, NumPy and (float32, full run) PyTorch rows of the notebook sweep in `dtype`."""
+    rows = []
+    data = random_data(dtype=np.dtype(dtype))
+    config = TrainConfig(dataset="random", hidden=DIMS[1:-1], optimizer="sgd", batch_size=50,
+                         epochs=100, dropout=0.0, reg=0.0, init="normal", dtype=dtype)
+    settings = make_settings({"lr": lrs, "weight_scale": wss}, "zip")
+    t0 = time.perf_counter()
+    result = sweep(config, data, settings)
+    total = time.perf_counter() - t0
+    jax_row = {"impl": "jaxnet", "work": "sweep", "batch": 50, "optimizer": "sgd",
+               "grad": "manual", "dtype": dtype, "settings": n_settings, "iterations": 100,
+               "median_s": result.run_seconds, "compile_s": result.compile_seconds,
+               "total_s": total,
+               "notes": "one vmapped jit over the settings; median_s excludes compile"}
+    rows.append(jax_row)
+    _print_row(jax_row)
+    t0 = time.perf_counter()
+    losses = ref.numpy_notebook_sweep(data.x_train, data.y_train, lrs, wss, 100, DIMS,
+                                      np.dtype(dtype))
+    np_s = time.perf_counter() - t0
+    # Different random initial weights (NumPy's randn vs JAX's), so compare outcomes,
+    # not per-setting losses: the best loss and how many settings blew up.
+    np_ok = np.isfinite(losses) & (losses < 1e3)
+    ours_best = result.best["final_loss"] if result.best else float("nan")
+    jax_row["notes"] += (f"; best loss {ours_best:.3g}, "
+                         f"{sum(r['diverged'] for r in result.runs)} diverged")
+    agree = (f"best loss {np.min(losses[np_ok]):.3g}, {int((~np_ok).sum())} non-finite "
+             "or > 1e3") if np_ok.any() else "all settings blew up"
+    rows.append({"impl": "numpy", "work": "sweep", "batch": 50, "optimizer": "sgd",
+                 "grad": "manual", "dtype": dtype, "settings": n_settings, "iterations": 100,
+                 "median_s": np_s, "speedup_of_jaxnet": np_s / result.run_seconds,
+                 "notes": f"Python loop over settings; {agree}"})
+    _print_row(rows[-1])
+    if dtype == "float32" and ref.torch_available() and not args.quick:
         t0 = time.perf_counter()
-        result = sweep(config, data, settings)
-        total = time.perf_counter() - t0
-        jax_row = {"impl": "jaxnet", "work": "sweep", "batch": 50, "optimizer": "sgd",
-                   "grad": "manual", "dtype": dtype, "settings": n_settings, "iterations": 100,
-                   "median_s": result.run_seconds, "compile_s": result.compile_seconds,
-                   "total_s": total,
-                   "notes": "one vmapped jit over the settings; median_s excludes compile"}
-        rows.append(jax_row)
-        _print_row(jax_row)
-        t0 = time.perf_counter()
-        losses = ref.numpy_notebook_sweep(data.x_train, data.y_train, lrs, wss, 100, DIMS,
-                                          np.dtype(dtype))
-        np_s = time.perf_counter() - t0
-        # Different random initial weights (NumPy's randn vs JAX's), so compare outcomes,
-        # not per-setting losses: the best loss and how many settings blew up.
-        np_ok = np.isfinite(losses) & (losses < 1e3)
-        ours_best = result.best["final_loss"] if result.best else float("nan")
-        jax_row["notes"] += (f"; best loss {ours_best:.3g}, "
-                             f"{sum(r['diverged'] for r in result.runs)} diverged")
-        agree = (f"best loss {np.min(losses[np_ok]):.3g}, {int((~np_ok).sum())} non-finite "
-                 "or > 1e3") if np_ok.any() else "all settings blew up"
-        rows.append({"impl": "numpy", "work": "sweep", "batch": 50, "optimizer": "sgd",
-                     "grad": "manual", "dtype": dtype, "settings": n_settings, "iterations": 100,
-                     "median_s": np_s, "speedup_of_jaxnet": np_s / result.run_seconds,
-                     "notes": f"Python loop over settings; {agree}"})
+        ref.torch_notebook_sweep(data.x_train, data.y_train, lrs, wss, 100, DIMS, np.float32)
+        rows.append({"impl": "torch", "work": "sweep", "batch": 50, "optimizer": "sgd",
+                     "grad": "autograd", "dtype": dtype, "settings": n_settings,
+                     "iterations": 100, "median_s": time.perf_counter() - t0,
+                     "notes": "Python loop over settings, eager"})
         _print_row(rows[-1])
-        if dtype == "float32" and ref.torch_available() and not args.quick:
-            t0 = time.perf_counter()
-            ref.torch_notebook_sweep(data.x_train, data.y_train, lrs, wss, 100, DIMS, np.float32)
-            rows.append({"impl": "torch", "work": "sweep", "batch": 50, "optimizer": "sgd",
-                         "grad": "autograd", "dtype": dtype, "settings": n_settings,
-                         "iterations": 100, "median_s": time.perf_counter() - t0,
-                         "notes": "Python loop over settings, eager"})
-            _print_row(rows[-1])
     return rows
 
 
@@ -338,12 +346,11 @@ sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp
 import bench
 batch, opt, grad, drop, steps = int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
-with jax.enable_x64(False):
-    jax.jit(lambda a: a @ a.T + 1).lower(jnp.ones((8, 8))).compile()  # the backend's one-time setup
-    run, data, ts = bench.jaxnet_epoch_run(batch, opt, grad, drop, steps=steps, shapes_only=True)
-    jax.block_until_ready(ts)
-    t0 = time.perf_counter()
-    run.lower(data, ts).compile()  # trace, lower and compile, as the step rows time it
+jax.jit(lambda a: a @ a.T + 1).lower(jnp.ones((8, 8))).compile()  # the backend's one-time setup
+run, data, ts = bench.jaxnet_epoch_run(batch, opt, grad, drop, steps=steps, shapes_only=True)
+jax.block_until_ready(ts)
+t0 = time.perf_counter()
+run.lower(data, ts).compile()  # trace, lower and compile, as the step rows time it
 print(json.dumps({"compile_s": time.perf_counter() - t0}))
 """
 
@@ -462,7 +469,7 @@ def main(argv=None):
         gemm, bounds = gemm_rows(args, peak)
         rows += gemm
     if "step" in parts or "peers" in parts:
-        with jax.enable_x64(False):
+        with jax.enable_x64(False):  # float32 steps even when imported into an x64 process
             rows += step_rows(args, parts, bounds, peak)
         _ratios(rows)
     if "compile" in parts:

@@ -1,12 +1,20 @@
-"""Markdown tables of a `scripts/bench.py` run, for the README's Performance section.
+"""Markdown tables of a `scripts/bench.py` run, written into docs/performance.md.
 
-Usage: python scripts/bench_table.py [bench.json]
+Usage:
+  python scripts/bench_table.py [bench.json]                              # print the tables
+  python scripts/bench_table.py bench.json --write docs/performance.md    # refresh the doc's tables
+  python scripts/bench_table.py bench.json --check docs/performance.md    # exit 1 if they differ
+
+In the doc each table sits between `<!-- bench_table NAME -->` and `<!-- /bench_table NAME -->`
+lines (NAME one of `TABLES`); `--write` rewrites what is between them and nothing else.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
+import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -84,27 +92,89 @@ def sweep_table(rows) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    rows = json.loads(open(argv[0] if argv else "bench.json").read())
-    meta = rows[0]
-    print(f"<!-- {meta.get('device')}, jax {meta.get('jax')}, flax {meta.get('flax')}, "
-          f"equinox {meta.get('equinox')}, torch {meta.get('torch')}, peak "
-          f"{meta.get('peak_gflops') or 0:.0f} GFLOP/s, {meta.get('seconds', 0):.0f} s -->")
-    print(step_table(rows))
-    print()
-    compiles = compile_table(rows)
-    if compiles:
-        print(compiles)
-        print()
-    print(sweep_table(rows))
+def run_line(meta) -> str:
+    """The machine and versions of the run the tables come from."""
+    return (f"Run: {meta.get('device')}, {meta.get('cores')} cores, jax {meta.get('jax')}, "
+            f"flax {meta.get('flax')}, equinox {meta.get('equinox')}, numpy {meta.get('numpy')}, "
+            f"torch {meta.get('torch')}; measured peak {meta.get('peak_gflops') or 0:.0f} GFLOP/s; "
+            f"{meta.get('seconds', 0):.0f} s in all.")
+
+
+def other_lines(rows) -> str:
+    """One bullet per end-to-end (`e2e`) and data-parallel (`dp`) row."""
+    lines = []
     for r in rows:
         if r.get("work") in ("e2e", "dp"):
-            print(f"- {r['work']}: {r.get('notes', '')}: "
-                  + (f"{r['steps_per_s']:.1f} steps/s" if r.get("steps_per_s")
-                     else f"{r['median_s']:.1f} s")
-                  + (f" (separate runs {r['separate_runs_s']:.1f} s)" if r.get("separate_runs_s")
-                     else ""))
+            lines.append(f"- {r['work']}: {r.get('notes', '')}: "
+                         + (f"{r['steps_per_s']:.1f} steps/s" if r.get("steps_per_s")
+                            else f"{r['median_s']:.1f} s")
+                         + (f" (separate runs {r['separate_runs_s']:.1f} s)"
+                            if r.get("separate_runs_s") else ""))
+    return "\n".join(lines)
+
+
+TABLES = {"run": lambda rows: run_line(rows[0]), "steps": step_table, "compile": compile_table,
+          "sweep": sweep_table, "others": other_lines}
+_MARKED = re.compile(r"^<!-- bench_table (\S+) -->\n(.*?)^<!-- /bench_table \1 -->$",
+                     re.MULTILINE | re.DOTALL)
+
+
+def render(rows) -> dict[str, str]:
+    """Every table of `TABLES`, by name, from the rows of a bench.json."""
+    return {name: table(rows) for name, table in TABLES.items()}
+
+
+def fill(text: str, tables: dict[str, str]) -> str:
+    """`text` with the lines between each pair of `bench_table NAME` markers replaced by
+    `tables[NAME]`.
+
+    Raises:
+      ValueError: `text` has no markers, or a marker names no table.
+    """
+    names = [m.group(1) for m in _MARKED.finditer(text)]
+    if not names:
+        raise ValueError("no '<!-- bench_table NAME -->' ... '<!-- /bench_table NAME -->' "
+                         f"markers found; NAME is one of {', '.join(TABLES)}")
+    unknown = sorted(set(names) - set(tables))
+    if unknown:
+        raise ValueError(f"unknown bench_table marker(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(TABLES)}")
+
+    def body(m):
+        table = tables[m.group(1)]
+        # Blank lines around the table: Markdown ends the comment's HTML block before it.
+        return (f"<!-- bench_table {m.group(1)} -->\n" + (f"\n{table}\n\n" if table else "")
+                + f"<!-- /bench_table {m.group(1)} -->")
+
+    return _MARKED.sub(body, text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", nargs="?", default="bench.json",
+                        help="the rows written by scripts/bench.py (default bench.json)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--write", metavar="DOC", help="rewrite the marked tables of DOC in place")
+    where.add_argument("--check", metavar="DOC",
+                       help="exit 1 if the marked tables of DOC differ from the rendering")
+    args = parser.parse_args(argv)
+    rows = json.loads(pathlib.Path(args.bench).read_text())
+    tables = render(rows)
+    doc = args.write or args.check
+    if doc is None:
+        print("\n\n".join(t for t in tables.values() if t))
+        return
+    text = pathlib.Path(doc).read_text()
+    try:
+        filled = fill(text, tables)
+    except ValueError as err:
+        parser.error(f"{doc}: {err}")
+    if args.write:
+        pathlib.Path(doc).write_text(filled)
+        print(f"{doc}: tables {'rewritten' if filled != text else 'already up to date'}")
+    elif filled != text:
+        sys.exit(f"{doc}: its tables differ from {args.bench}; refresh them with "
+                 f"python scripts/bench_table.py {args.bench} --write {doc}")
 
 
 if __name__ == "__main__":

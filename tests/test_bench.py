@@ -1,8 +1,10 @@
 """The benchmark's command line: `--batches` times only the batch sizes asked for, in the
-parts that have batch sizes, and is refused where it has nothing to choose."""
+parts that have batch sizes, and is refused where it has nothing to choose; importing it
+switches no process-wide flag."""
 
 import json
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -38,3 +40,13 @@ def test_batches_refuses_what_it_cannot_time(only, value, message, capsys, tmp_p
         bench.main(["--only", only, "--batches", value, "--out", str(out)])
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_importing_the_bench_leaves_64_bit_jax_off():
+    # Only the float64 sweep rows switch x64 on, for themselves; a fresh process shows the
+    # process-wide flag as the import left it (this process's fixtures set it per test).
+    scripts = pathlib.Path(bench.__file__).parent
+    code = (f"import sys; sys.path.insert(0, {str(scripts)!r}); import bench, jax; "
+            "print(jax.config.jax_enable_x64)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
