@@ -235,6 +235,23 @@ class Preprocessing:
             return {}
         return {"mean": self.mean, "scale": self.scale}
 
+    @staticmethod
+    def array_shapes(num_features: int, standardize: bool) -> dict[str, Any]:
+        """Shapes and dtypes of ``to_arrays()``, as a checkpoint template.
+
+        Args:
+            num_features: D.
+            standardize: Whether the preprocessing standardises.
+
+        Returns:
+            ``{"mean", "scale"}`` as float64 (D,) ``jax.ShapeDtypeStruct``, or ``{}``.
+        """
+        if not standardize:
+            return {}
+        import jax  # only loading a model needs it
+
+        return {k: jax.ShapeDtypeStruct((num_features,), np.float64) for k in ("mean", "scale")}
+
     def to_json(self) -> dict[str, Any]:
         """The rest of the state, as JSON-serialisable values.
 
