@@ -24,6 +24,8 @@ from jaxnet.errors import JaxnetError
 __all__ = [
     "CHECKPOINT_FILE",
     "CheckpointError",
+    "json_text",
+    "jsonable",
     "load_checkpoint",
     "load_metadata",
     "save_checkpoint",
@@ -44,22 +46,40 @@ class CheckpointError(JaxnetError, ValueError):
 # ------------------------------------------------------------------ JSON and atomic files
 
 
-def _plain(obj: Any) -> Any:
-    """`obj` with numpy/JAX numbers and arrays as Python ones and non-finite floats as None."""
+def jsonable(obj: Any) -> Any:
+    """`obj` as JSON values: the one NaN-to-null rule of every file jaxnet writes.
+
+    Args:
+      obj: dicts, lists, tuples, str, numbers, bool, None, numpy/JAX numbers and arrays.
+
+    Returns:
+      The same structure with numpy/JAX numbers and arrays as Python ones, tuples as lists
+      and non-finite floats (NaN, infinities: JSON has none) as None.
+    """
     if isinstance(obj, Mapping):
-        return {key: _plain(value) for key, value in obj.items()}
+        return {key: jsonable(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(value) for value in obj]
+        return [jsonable(value) for value in obj]
     if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-        return _plain(np.asarray(obj).tolist())
+        return jsonable(np.asarray(obj).tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
 
-def _json_text(obj: Any, what: str, **kwargs: Any) -> str:
+def json_text(obj: Any, what: str = "the value", **kwargs: Any) -> str:
+    """`obj` as JSON text, converted by `jsonable` (NaN and infinities become null).
+
+    Args:
+      obj: as `jsonable` takes it.
+      what: what `obj` is, for the message.
+      **kwargs: passed to `json.dumps` (e.g. `indent=2`).
+
+    Raises:
+      TypeError: `obj` holds something JSON cannot represent.
+    """
     try:
-        return json.dumps(_plain(obj), allow_nan=False, **kwargs)
+        return json.dumps(jsonable(obj), allow_nan=False, **kwargs)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"{what} cannot be stored as JSON ({exc}); use dicts with str keys, lists, str, "
@@ -127,14 +147,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     Args:
       path: the file to write; its folder is created if missing.
       obj: dicts, lists, tuples, str, numbers, bool and None; numpy/JAX numbers and arrays
-        become Python numbers and lists, and NaN or infinite floats become null.
+        become Python numbers and lists, and NaN or infinite floats become null (`jsonable`).
 
     Raises:
       TypeError: `obj` holds something JSON cannot represent.
       CheckpointError: the file could not be written (disk full, read-only folder); any
         previous version of it is left intact.
     """
-    text = _json_text(obj, str(path), indent=2) + "\n"
+    text = json_text(obj, str(path), indent=2) + "\n"
     _replace_file(pathlib.Path(path), text.encode("utf-8"), "run the command again")
 
 
@@ -213,7 +233,7 @@ def save_checkpoint(
     header = {
         "format": _FORMAT,
         "version": _VERSION,
-        "metadata": _json_text(metadata, "metadata"),
+        "metadata": json_text(metadata, "metadata"),
         "sha256": _sha256(arrays),
     }
     path = directory / CHECKPOINT_FILE

@@ -12,7 +12,7 @@ import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
 from jaxnet import trained
-from jaxnet.checkpoint import CheckpointError, write_bytes
+from jaxnet.checkpoint import CheckpointError, json_text, write_bytes
 
 FORMAT = "jaxnet-torch"
 VERSION = "1"
@@ -99,15 +99,15 @@ def header(model: trained.TrainedModel) -> dict[str, str]:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "architecture": json.dumps(architecture(model)),
+        "architecture": json_text(architecture(model)),
         "dtype": model.config.dtype,
-        "preprocessing": json.dumps({
+        "preprocessing": json_text({
             "standardize": prep.standardize,
             "mean": None if prep.mean is None else prep.mean.tolist(),
             "scale": None if prep.scale is None else prep.scale.tolist(),
         }),
-        "classes": json.dumps(prep.classes.tolist()),
-        "config": json.dumps(model.config.to_dict()),
+        "classes": json_text(prep.classes.tolist()),
+        "config": json_text(model.config.to_dict()),
     }
 
 

@@ -7,25 +7,22 @@ from typing import Any
 
 import numpy as np
 
-from jaxnet.data.dataset import SPLITS, DataError, Dataset
-from jaxnet.data.validate import clean_labels, float_dtype, lookup, preview
+from jaxnet.data.dataset import SPLITS, DataError, Dataset, check_sorted_classes
+from jaxnet.data.validate import (
+    check_finite,
+    check_numeric,
+    clean_labels,
+    float_dtype,
+    lookup,
+    preview,
+)
 
 _LABEL_KINDS = {"int": np.int64, "str": str}
 
 
 def _as_features(x: Any, name: str, num_features: int) -> np.ndarray:
     """``x`` (N, ...) as a finite numeric (N, D) array with D == ``num_features``."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise DataError(
-            f"{name} has dtype {x.dtype}, expected numbers (int or float); convert it with "
-            f".astype(np.float32)"
-        )
-    if x.ndim < 2:
-        raise DataError(
-            f"{name} has shape {x.shape}, expected (N, D) or (N, d1, d2, ...) with one row per "
-            f"example; for a single example use x.reshape(1, -1)"
-        )
+    x = check_numeric(x, name)
     x = x.reshape(len(x), int(np.prod(x.shape[1:])))  # -1 cannot be inferred for 0 rows
     if x.shape[1] != num_features:
         raise DataError(
@@ -33,12 +30,7 @@ def _as_features(x: Any, name: str, num_features: int) -> np.ndarray:
             f"{num_features}; pass inputs with the training data's {num_features} features, in "
             f"the same order"
         )
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise DataError(
-            f"{name} holds NaN or infinite values (first at row {row}); the model needs finite "
-            f"numbers; clean or impute them first"
-        )
+    check_finite(x, name)
     return x
 
 
@@ -62,12 +54,7 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         classes = clean_labels(self.classes, source="preprocessing", y_name="classes")
-        if len(classes) == 0 or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all()):
-            raise DataError(
-                f"preprocessing: classes must be a non-empty sorted array of distinct labels, "
-                f"got {preview(classes)}; pass np.unique(labels)"
-            )
-        object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "classes", check_sorted_classes(classes, "preprocessing"))
         if (self.mean is None) != (self.scale is None):
             raise DataError("preprocessing: mean and scale must both be arrays or both be None")
         if self.mean is not None:
@@ -247,6 +234,23 @@ class Preprocessing:
         if self.mean is None:
             return {}
         return {"mean": self.mean, "scale": self.scale}
+
+    @staticmethod
+    def array_shapes(num_features: int, standardize: bool) -> dict[str, Any]:
+        """Shapes and dtypes of ``to_arrays()``, as a checkpoint template.
+
+        Args:
+            num_features: D.
+            standardize: Whether the preprocessing standardises.
+
+        Returns:
+            ``{"mean", "scale"}`` as float64 (D,) ``jax.ShapeDtypeStruct``, or ``{}``.
+        """
+        if not standardize:
+            return {}
+        import jax  # only loading a model needs it
+
+        return {k: jax.ShapeDtypeStruct((num_features,), np.float64) for k in ("mean", "scale")}
 
     def to_json(self) -> dict[str, Any]:
         """The rest of the state, as JSON-serialisable values.

@@ -198,10 +198,16 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
     return epoch
 
 
+def widen(logits):
+    """`logits` in float32 or wider, for softmax and cross-entropy (float16/bfloat16 round
+    too coarsely there); float32 and float64 are returned as they are."""
+    return logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
+
+
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
     """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y)."""
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
-    wide = logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
+    wide = widen(logits)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(wide, y))
     correct = jnp.argmax(logits, axis=1).astype(y.dtype) == y
     return loss, jnp.mean(correct.astype(jnp.float32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -19,16 +20,29 @@ from jaxnet.preprocess import Preprocessing
 DEFAULT_BATCH = 1024  # rows per compiled call when predicting
 
 
+def _precision(config: TrainConfig):
+    """The JAX precision `config` computes in, for the duration of a `with` block.
+
+    A float64 run needs 64-bit JAX: it gets it in this scope only (`jax.enable_x64` is
+    thread-local and restored on exit), so loading or using a float64 model leaves the
+    process's `jax_enable_x64` as it was. A float32 run changes nothing.
+    """
+    return jax.enable_x64(True) if config.dtype == "float64" else contextlib.nullcontext()
+
+
 @functools.partial(jax.jit, static_argnames="eps")
 def _log_probs(params, bn_state, x, *, eps):
     logits, _ = model.apply(params, bn_state, x, train=False, eps=eps)
-    wide = logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
-    return jax.nn.log_softmax(wide)
+    return jax.nn.log_softmax(train.widen(logits))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
     """A network with everything needed to use it on raw inputs.
+
+    A float64 model (`config.dtype == "float64"`) computes in float64 inside its methods
+    whatever `jax_enable_x64` says, switching 64-bit JAX on for each call only; its `params`
+    are float64 arrays (use them in your own JAX code within `jax.enable_x64(True)`).
 
     Attributes:
       params, bn_state: the run's best parameters and their batchnorm statistics.
@@ -62,11 +76,12 @@ class TrainedModel:
         n = len(x)
         size = min(batch_size, max(1, 1 << (n - 1).bit_length()))  # few shapes for small n
         out = []
-        for start in range(0, n, size):
-            chunk = x[start:start + size]
-            padded = np.pad(chunk, ((0, size - len(chunk)), (0, 0)))
-            out.append(np.asarray(_log_probs(self.params, self.bn_state, padded,
-                                             eps=self.config.bn_eps))[:len(chunk)])
+        with _precision(self.config):
+            for start in range(0, n, size):
+                chunk = x[start:start + size]
+                padded = np.pad(chunk, ((0, size - len(chunk)), (0, 0)))
+                out.append(np.asarray(_log_probs(self.params, self.bn_state, padded,
+                                                 eps=self.config.bn_eps))[:len(chunk)])
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     def predict_proba(self, x, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -112,14 +127,14 @@ def load(run_dir) -> TrainedModel:
         raise ckpt.CheckpointError(f"{run_dir} holds a checkpoint that is not a jaxnet training "
                                    "run (no config, dims or preprocessing); pass a run's folder")
     config, dims = TrainConfig.from_dict(meta["config"]), tuple(meta["dims"])
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
-    ts = train.init_train_state(config, dims, train.make_optimizer(config, 1))
-    template = {"train_state": ts, "best": {"params": ts.params, "bn_state": ts.bn_state},
-                "preprocessing": Preprocessing.fit(np.zeros((1, dims[0])), np.arange(1),
-                                                   standardize=bool(meta["preprocessing"].get(
-                                                       "standardize"))).to_arrays()}
-    tree, _ = ckpt.load_checkpoint(run_dir, template)
+    standardize = bool(meta["preprocessing"].get("standardize"))
+    with _precision(config):
+        # Shapes and dtypes only: jax.eval_shape traces the initialisation, allocating nothing.
+        ts = jax.eval_shape(lambda: train.init_train_state(
+            config, dims, train.make_optimizer(config, 1)))
+        template = {"train_state": ts, "best": {"params": ts.params, "bn_state": ts.bn_state},
+                    "preprocessing": Preprocessing.array_shapes(dims[0], standardize)}
+        tree, _ = ckpt.load_checkpoint(run_dir, template)
+        best = jax.tree.map(jnp.asarray, tree["best"])
     prep = Preprocessing.from_saved(tree["preprocessing"], meta["preprocessing"])
-    best = jax.tree.map(jnp.asarray, tree["best"])
     return TrainedModel(best["params"], best["bn_state"], config, prep)

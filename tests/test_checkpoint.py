@@ -16,6 +16,8 @@ from jaxnet import checkpoint
 from jaxnet.checkpoint import (
     CHECKPOINT_FILE,
     CheckpointError,
+    json_text,
+    jsonable,
     load_checkpoint,
     load_metadata,
     save_checkpoint,
@@ -539,6 +541,15 @@ def test_write_json_converts_numpy_and_non_finite_values(tmp_path):
         "n": 3,
     }
     assert os.listdir(path.parent) == ["metrics.json"]
+
+
+def test_json_values_never_hold_nan():
+    """The one NaN-to-null rule (results.json, best.json, results.csv, metrics.json, export)."""
+    nested = [1.0, float("nan"), {"a": [float("inf"), 2.0]}, (np.float32("-inf"),)]
+    assert jsonable(nested) == [1.0, None, {"a": [None, 2.0]}, [None]]
+    assert jsonable(np.float32("nan")) is None
+    assert jsonable(jnp.array([1.0, jnp.nan])) == [1.0, None]
+    assert json_text({"x": np.float64("nan"), "y": np.int32(2)}) == '{"x": null, "y": 2}'
 
 
 def test_write_json_rejects_what_json_cannot_hold(tmp_path):

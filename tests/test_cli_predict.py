@@ -145,12 +145,12 @@ def _write_bad(path, kind):
 
 @pytest.mark.parametrize("kind, name, expected", [
     ("wrong_width", "x.npy", "12 features per example, but the model was trained on 13"),
-    ("nan_row", "x.csv", r"NaN or infinite values (first at row 1)"),
+    ("nan_row", "x.csv", "line 2, column 1: missing value ('nan')"),
     ("inf_row", "x.npy", r"NaN or infinite values (first at row 1)"),
     ("garbage", "x.npz", "is not an .npz file"),
     ("garbage", "x.npy", "is not an .npy file"),
     ("garbage", "x.csv", "cannot be read as CSV"),
-    ("text_cell", "x.csv", "line 3, column 2 holds 'oops', not a number"),
+    ("text_cell", "x.csv", "line 3, column 'b': 'oops' is not a number"),
     ("ragged", "x.csv", "line 2 has 2 cells but line 1 has 3"),
     (None, "missing.npz", "missing.npz: not found"),
     (None, "x.txt", "unknown file type '.txt'"),

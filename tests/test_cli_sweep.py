@@ -4,7 +4,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import re
 
 import numpy as np
@@ -284,10 +283,3 @@ def test_sweep_help_reads_well(capsys):
         assert needle in text, needle
     assert "--patience" not in text  # sweeps keep each run's best epoch; no early stopping
     assert max(len(line) for line in text.splitlines()) <= 100
-
-
-def test_json_outputs_never_hold_nan():
-    from jaxnet.cli.sweep import _finite_or_none
-
-    assert _finite_or_none([1.0, math.nan, {"a": [math.inf, 2.0]}]) == [1.0, None, {"a": [None, 2.0]}]
-    assert _finite_or_none(np.float32("nan")) is None

@@ -1,12 +1,15 @@
-"""Tests for CSV input (jaxnet.data.csv): parsing, labels, the split and every refusal."""
+"""Tests for the CSV reader (jaxnet.data.csv): parsing, labels, the split, every refusal, predict's inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxnet.data import DataError, load_dataset
 from jaxnet.data.csv import csv_columns, read_csv
+from jaxnet.data.features import read_features
 
 _SPECIES = ("setosa", "versicolor", "virginica")
 
@@ -187,3 +190,113 @@ def test_csv_float64_keeps_large_values(tmp_path):
     ds = load_dataset("csv", path, target="label", dtype=np.float64, val_fraction=0,
                       test_fraction=0)
     assert ds.x_train.dtype == np.float64 and ds.x_train.max() == 1e300
+
+
+# ------------------------------------------------------------------ one reader, two paths
+
+_CELLS = ["1", "2.5", "-3", "+4", "1e3", ".5", "5.", "3.0", "0.00000000000001953", "  12  ",
+          "\t3", '"7"', ' "8" ', "", " ", "nan", "NA", "None", "inf", "-inf", "1e400", "x",
+          "cat", "1_000", "0x1", "True", "18446744073709551615", '"a,b"', '""']
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_pandas_and_the_row_loop_read_alike(tmp_path_factory, data):
+    """Wherever pandas' reading is used, it equals the Python row loop's (the rule's text)."""
+    from jaxnet.data import csv as reader
+
+    width = data.draw(st.integers(1, 4))
+    has_header = data.draw(st.booleans())
+    common = st.sampled_from(_CELLS[:10])
+    any_cell = st.sampled_from(_CELLS)
+    rows = [["f", "label", "g", "h"][:width]] if has_header else []
+    for _ in range(data.draw(st.integers(0, 5))):
+        n = data.draw(st.sampled_from([width] * 8 + [width - 1, width + 1]))
+        rows.append([data.draw(st.one_of(common, any_cell)) for _ in range(max(n, 1))])
+        if data.draw(st.integers(0, 9)) == 0:
+            rows.append([data.draw(st.sampled_from(["", "  ", ","]))])
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    targets = ["label", None] if has_header and width > 1 else [None]
+    for target in targets:
+        try:
+            layout = reader._layout(str(path), target, True if has_header else None)
+        except DataError:
+            continue
+        fast = reader._read_fast(str(path), layout)
+        if fast is None:
+            continue  # the row loop reads or refuses the file
+        exact = reader._read_exact(str(path), layout, target)
+        assert fast.x.dtype == exact.x.dtype == np.float64
+        np.testing.assert_array_equal(fast.x, exact.x)
+        assert (fast.names, fast.columns) == (exact.names, exact.columns)
+        if target is None:
+            assert fast.y is None and exact.y is None
+        else:
+            assert fast.y.dtype == exact.y.dtype
+            np.testing.assert_array_equal(fast.y, exact.y)
+
+
+def test_a_clean_file_is_read_by_pandas_alone(iris_csv, monkeypatch):
+    from jaxnet.data import csv as reader
+
+    path, x, y = iris_csv
+    monkeypatch.setattr(reader, "_read_exact", lambda *a: pytest.fail("row loop used"))
+    got_x, got_y, names = read_csv(path, target="species")
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+    assert names == ["sepal", "petal", "width"]
+
+
+def test_numbers_pandas_does_not_read_are_read_as_float_reads_them(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text("a,b\n1_000,2\n3,\u0663\n")  # an underscore, an Arabic-Indic digit
+    x, _, _ = read_csv(path, target=None)
+    np.testing.assert_array_equal(x, [[1000, 2], [3, 3]])
+
+
+def test_a_too_large_value_names_its_line_after_blank_lines(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("f0,label\n1,a\n\n\n2,b\n1e300,a\n4,b\n")
+    with pytest.raises(DataError, match=r"line 6, column 'f0': 1e\+300 is too large"):
+        load_dataset("csv", path, target="label", val_fraction=0, test_fraction=0)
+
+
+# ------------------------------------------------------------------ inputs to predict
+
+
+@pytest.mark.parametrize("text", [
+    "a,b\n1,2\n3,4\n",
+    "1,2\n3,4\n",  # no header: the first row is all numbers
+    "\ufeff a , b \n\n1, 2 \n  \n3,\"4\"\n",  # the training rules: BOM, spaces, blank lines
+    "\ufeff1,2\n3,4\n",
+])
+def test_predict_inputs_follow_the_training_rules(tmp_path, text):
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    np.testing.assert_array_equal(read_features(path), [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1,2,3\nnan,2,3\n", "line 2, column 1: missing value ('nan')"),
+    ("a,b\n1,2\n\n3,\n", "line 4, column 'b': missing value (empty cell)"),
+    ("a,b\n1,2\n3,oops\n", "line 3, column 'b': 'oops' is not a number"),
+    ("a,b\n1,inf\n", "line 2, column 'b': 'inf' is infinite"),
+    ("1,2,3\n4,5\n", "line 2 has 2 cells but line 1 has 3"),
+    ("a,b,c\n1,2\n", "line 2 has 2 cells but the header (line 1) has 3 columns"),
+    ("a,b\n", "has a header (line 1) but no data rows"),
+    ("\n", "the file is empty"),
+])
+def test_predict_inputs_are_refused_naming_line_and_column(tmp_path, text, expected):
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_features(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_predict_inputs_that_are_not_text(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xff\xfe\x00 not numpy, not text")
+    with pytest.raises(DataError, match="cannot be read as CSV: not UTF-8 text"):
+        read_features(path)

@@ -199,5 +199,29 @@ def test_from_saved_refuses_damaged_state():
         Preprocessing.from_saved(prep.to_arrays(), without_classes)
     with pytest.raises(DataError, match=r"mean has shape \(3,\), expected \(2,\)"):
         Preprocessing.from_saved({"mean": np.zeros(3), "scale": np.ones(3)}, meta)
-    with pytest.raises(DataError, match="sorted array of distinct labels"):
+    with pytest.raises(DataError, match=r"preprocessing: classes must be sorted and distinct, "
+                                        r"like np.unique\(labels\); got \[2, 1\]"):
         Preprocessing.fit(np.zeros((2, 1)), np.array([2, 1]))
+    with pytest.raises(DataError, match=r"classes has shape \(0,\), expected a non-empty"):
+        Preprocessing.fit(np.zeros((2, 1)), np.array([], dtype=np.int64))
+
+
+def test_datasets_and_preprocessing_share_one_rule_for_classes_and_inputs():
+    from jaxnet.data import validate_arrays
+
+    x = np.zeros((2, 3))
+    for bad in (np.array(["b", "a"]), np.array([1, 1])):
+        with pytest.raises(DataError) as from_dataset:
+            Dataset("d", x, np.array([0, 1]), None, None, None, None, bad)
+        with pytest.raises(DataError) as from_prep:
+            Preprocessing.fit(x, bad)
+        assert str(from_dataset.value).removeprefix("d: ") == str(
+            from_prep.value).removeprefix("preprocessing: ")
+    x[1, 2] = np.nan
+    with pytest.raises(DataError) as from_data:
+        validate_arrays(x, [0, 1], source="s", x_name="x")
+    with pytest.raises(DataError) as from_prep:
+        Preprocessing.fit(np.zeros((2, 3)), np.arange(2)).transform(x)
+    assert str(from_data.value).removeprefix("s: ") == str(from_prep.value) == (
+        "x holds 1 NaN or infinite values (first at row 1); the model needs finite numbers; "
+        "clean or impute them first")

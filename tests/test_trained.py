@@ -180,3 +180,41 @@ def test_predicting_compiles_once_per_batch_shape(wine_run, wine_model):
     wine_model.predict(data.x_test[:20], batch_size=8)
     wine_model.predict(data.x_test, batch_size=8)
     assert trained._log_probs._cache_size() == before
+
+
+def test_a_float64_run_loads_and_predicts_in_float64_leaving_x64_as_it_was(wine_file, tmp_path):
+    x, y = np.load(wine_file)["x"], np.load(wine_file)["y"]
+    config = TrainConfig(dataset="npz", data_path=str(wine_file), dtype="float64", **SMALL)
+    with jax.enable_x64(True):
+        result = job.fit(config, job.load_data(config), out_dir=tmp_path)
+        expected = np.asarray(jax.nn.log_softmax(model.apply(
+            result.params, result.bn_state, result.preprocessing.transform(x, np.float64),
+            train=False, eps=config.bn_eps)[0]))
+    assert not jax.config.jax_enable_x64  # tests run as users do
+    loaded = jaxnet.load(tmp_path)
+    assert not jax.config.jax_enable_x64
+    assert {leaf.dtype for leaf in jax.tree.leaves(loaded.params)} == {np.dtype(np.float64)}
+    _assert_trees_equal(loaded.params, result.params)
+    log_probs = loaded.log_proba(x)
+    assert not jax.config.jax_enable_x64
+    assert log_probs.dtype == np.float64
+    # float64 all the way (float32 anywhere would be off by ~1e-7); padded batches vs one
+    # eager call differ in the last bit only
+    np.testing.assert_allclose(log_probs, expected, rtol=1e-13, atol=1e-15)
+    report = loaded.evaluate(x, y)
+    assert not jax.config.jax_enable_x64 and report["examples"] == len(y)
+
+
+def test_loading_builds_no_network(wine_run, monkeypatch):
+    """The checkpoint's template comes from jax.eval_shape: no network, optimizer or scaler."""
+    from jaxnet import train
+    from jaxnet.preprocess import Preprocessing
+
+    built = []
+    real = train.init_train_state
+    monkeypatch.setattr(train, "init_train_state",
+                        lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    monkeypatch.setattr(Preprocessing, "fit", lambda *a, **k: pytest.fail("scaler fitted"))
+    loaded = jaxnet.load(wine_run[3])
+    assert built and all(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(built))
+    _assert_trees_equal(loaded.params, wine_run[2].params)

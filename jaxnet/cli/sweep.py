@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from jaxnet import ranges
-from jaxnet.checkpoint import write_json
+from jaxnet.checkpoint import jsonable, write_json
 from jaxnet.cli import common
 from jaxnet.errors import UsageError
 from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, halving_rungs, make_settings, sweep
@@ -311,17 +311,6 @@ def print_rungs(result):
           f"({100 * result.epochs_spent / full:.0f}%)")
 
 
-def _finite_or_none(obj):
-    """JSON has no NaN or infinity: non-finite numbers are written as null."""
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _log_scale(rows, axis) -> bool:
     """Log axes for positive values spanning at least a decade (a 0 in reg would vanish)."""
     values = [r[axis] for r in rows]
@@ -336,17 +325,17 @@ def write_outputs(out, result, config, *, top=8, mode="grid"):
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", _finite_or_none(
-        {"config": config.to_dict(), "criterion": result.criterion,
-         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-         "epochs_spent": result.epochs_spent, "in_span": result.in_span, "rungs": result.rungs,
-         "settings": result.settings, "runs": result.runs}))
-    write_json(out / "best.json", _finite_or_none({"criterion": result.criterion, "best": result.best}))
+    write_json(out / "results.json",
+               {"config": config.to_dict(), "criterion": result.criterion,
+                "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+                "epochs_spent": result.epochs_spent, "in_span": result.in_span,
+                "rungs": result.rungs, "settings": result.settings, "runs": result.runs})
+    write_json(out / "best.json", {"criterion": result.criterion, "best": result.best})
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        for r in _finite_or_none(result.runs):
+        for r in jsonable(result.runs):
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     swept = _swept(result)
     metric = "val_accuracy" if result.criterion == "val_accuracy" else "final_loss"

@@ -1,4 +1,4 @@
-"""A user's CSV file: a header row, numeric feature columns and one target column."""
+"""The one CSV reader: a header row (or none), numeric feature columns and an optional target."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import csv
 import difflib
 import math
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -20,16 +21,22 @@ _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _EXPECTED = "expected a header row of column names, then one comma-separated row per example"
 
 
-def _column(name: str, j: int) -> str:
+def _column(name: str | None, j: int) -> str:
+    if name is None:  # a file without a header row
+        return f"column {j + 1}"
     return f"column {name!r}" if name else f"column {j + 1} (unnamed)"
 
 
-def _rows(path: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of every non-blank row; line 1 is the file's first line."""
+def _check_file(path: str) -> None:
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, expected a .csv file; {_EXPECTED}")
     if not os.path.exists(path):
         raise DataError(f"{path}: not found; check the path ({_EXPECTED})")
+
+
+def _rows(path: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row; line 1 is the file's first line."""
+    _check_file(path)
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
@@ -45,18 +52,18 @@ def _rows(path: str) -> Iterator[tuple[int, list[str]]]:
                 return
             except UnicodeDecodeError as e:
                 raise DataError(
-                    f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is it really a CSV "
-                    f"file? save it as UTF-8 CSV"
+                    f"{path}: cannot be read as CSV: not UTF-8 text ({e.reason} at byte "
+                    f"{e.start}); is it really a CSV file? save it as UTF-8 CSV"
                 ) from e
             except csv.Error as e:
                 raise DataError(
-                    f"{path}: line {reader.line_num}: not valid CSV ({e}); {_EXPECTED}"
+                    f"{path}: line {reader.line_num}: cannot be read as CSV ({e}); {_EXPECTED}"
                 ) from e
             if len(row) > 1 or (row and row[0].strip()):
                 yield reader.line_num, row
 
 
-def _header(path: str, rows: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:
+def _first_row(path: str, rows: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:
     for line, row in rows:
         return line, [cell.strip() for cell in row]
     raise DataError(f"{path}: the file is empty; {_EXPECTED}")
@@ -75,7 +82,7 @@ def csv_columns(path: str | os.PathLike) -> list[str]:
         DataError: The file is missing, unreadable, not UTF-8 text or empty.
     """
     p = os.fspath(path)
-    return _header(p, _rows(p))[1]
+    return _first_row(p, _rows(p))[1]
 
 
 def _target_index(path: str, header: list[str], line: int, target: str) -> int:
@@ -124,7 +131,22 @@ def _number(path: str, line: int, column: str, cell: str, target: str | None) ->
     return value
 
 
-def _labels(path: str, column: str, cells: list[str], lines: list[int]) -> np.ndarray:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Labels(NamedTuple):
+    """Labels as int64 or str, or the row of the first cell that cannot be a label."""
+
+    y: np.ndarray | None
+    bad_row: int | None
+
+
+def _labels(cells: list[str]) -> _Labels:
     """Whole numbers as int64 when every cell is one; other numbers refused; else strings."""
     try:
         ints = [int(c) for c in cells]
@@ -132,20 +154,25 @@ def _labels(path: str, column: str, cells: list[str], lines: list[int]) -> np.nd
         ints = None
     if ints is not None:
         if all(-(2**63) <= v < 2**63 for v in ints):
-            return np.array(ints, dtype=np.int64)
-        return np.array(cells, dtype=str)  # ids too long for int64 stay names
+            return _Labels(np.array(ints, dtype=np.int64), None)
+        return _Labels(np.array(cells, dtype=str), None)  # ids too long for int64 stay names
     try:
         values = [float(c) for c in cells]
     except ValueError:
-        return np.array(cells, dtype=str)
-    for line, cell, v in zip(lines, cells, values, strict=True):
+        return _Labels(np.array(cells, dtype=str), None)
+    for row, v in enumerate(values):
         if not (math.isfinite(v) and v == round(v) and abs(v) < 2.0**63):
-            raise DataError(
-                f"{path}: line {line}, {column}: label {cell!r} is not a whole number; numeric "
-                f"labels must be class ids such as 3 or 3.0 (jaxnet classifies; a fractional "
-                f"column is a regression target); pick the column that holds the classes"
-            )
-    return np.array(values).astype(np.int64)
+            return _Labels(None, row)
+    return _Labels(np.array(values).astype(np.int64), None)
+
+
+class _Layout(NamedTuple):
+    """The first row of a file and what it says about the columns."""
+
+    header: list[str] | None  # column names, None when the first row is data
+    line: int  # line number of the first row
+    width: int  # cells per row
+    target: int | None  # index of the target column
 
 
 class _Table(NamedTuple):
@@ -154,35 +181,103 @@ class _Table(NamedTuple):
     x: np.ndarray  # (N, D) float64
     y: np.ndarray | None  # (N,) int64 or str
     columns: list[str]  # "column 'name'" for each feature, for messages
-    names: list[str]  # feature column names
-    lines: list[int]  # line number of each row in the file
+    names: list[str] | None  # feature column names; None without a header row
+    lines: Sequence[int] | None  # line number of each row; None when pandas read the file
 
 
-def _read(path: str, target: str | None) -> _Table:
-    rows = _rows(path)
-    header_line, header = _header(path, rows)
-    t = None if target is None else _target_index(path, header, header_line, target)
-    features = [j for j in range(len(header)) if j != t]
-    if not features:
+def _layout(path: str, target: str | None, header: bool | None) -> _Layout:
+    line, first = _first_row(path, _rows(path))
+    if header is None:
+        header = target is not None or not all(_is_number(cell) for cell in first)
+    if not header:
+        return _Layout(None, line, len(first), None)
+    t = None if target is None else _target_index(path, first, line, target)
+    if len(first) == 1 and t is not None:
         raise DataError(
-            f"{path}: the only column is the target {target!r} (line {header_line}); expected "
+            f"{path}: the only column is the target {target!r} (line {line}); expected "
             f"at least one numeric feature column besides it"
         )
-    columns = [_column(header[j], j) for j in features]
+    return _Layout(first, line, len(first), t)
+
+
+def _columns(layout: _Layout) -> tuple[list[int], list[str]]:
+    features = [j for j in range(layout.width) if j != layout.target]
+    names = layout.header
+    return features, [_column(None if names is None else names[j], j) for j in features]
+
+
+def _read_fast(path: str, layout: _Layout) -> _Table | None:
+    """The file read by pandas' C parser, or None for anything the row loop must look at.
+
+    None (never an error) whenever pandas meets something unusual: a row of the wrong
+    length, a feature cell that is not an int64 or float64 number (text, a missing or
+    infinite value, ``1_000``, which Python's float() reads), a missing label, a label
+    that is not a class id. ``_read_exact`` then refuses the file naming the line and
+    column, or reads the cells pandas does not.
+    """
+    if layout.line != 1:  # something before the first row: let the row loop count lines
+        return None
+    import pandas as pd  # imported here: pandas takes ~0.5 s to import
+
+    t = layout.target
+    # pandas 3 reads every number as Python's float() does (tests/test_csv.py checks it);
+    # before 3 its default parser could miss the last bit (pandas-dev/pandas#39514).
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    try:
+        with warnings.catch_warnings():
+            # rows longer than the first are cut with a ParserWarning: take the row loop
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path, header=0 if layout.header is not None else None,
+                names=range(layout.width), index_col=False, skipinitialspace=True,
+                na_filter=False, encoding="utf-8-sig", engine="c",
+                dtype=None if t is None else {t: str}, **exact,
+            )
+    except (ValueError, pd.errors.ParserWarning, OSError):  # ParserError, UnicodeDecodeError
+        return None
+    features, columns = _columns(layout)
+    if frame.shape[1] != layout.width or len(frame) == 0:
+        return None
+    if any(frame[j].dtype not in (np.int64, np.float64) for j in features):
+        return None
+    x = frame[features].to_numpy(np.float64)
+    if not np.isfinite(x).all():
+        return None
+    y = None
+    if t is not None:
+        cells = [cell.strip() for cell in frame[t].tolist()]
+        if any(cell.lower() in _MISSING for cell in cells):
+            return None
+        y = _labels(cells).y
+        if y is None:
+            return None
+    names = None if layout.header is None else [layout.header[j] for j in features]
+    return _Table(x, y, columns, names, None)
+
+
+def _read_exact(path: str, layout: _Layout, target: str | None) -> _Table:
+    """The file read row by row with Python's csv module; refuses naming line and column."""
+    features, columns = _columns(layout)
+    width, t, names = layout.width, layout.target, layout.header
+    rows = _rows(path)
+    if names is not None:
+        next(rows)  # the header
     x: list[list[float]] = []
     labels: list[str] = []
     lines: list[int] = []
     for line, row in rows:
-        if len(row) != len(header):
+        if len(row) != width:
+            cut = len(row) if len(row) < width else None
             where = (
-                f"the row ends before {_column(header[len(row)], len(row))}"
-                if len(row) < len(header)
-                else f"cell {len(header) + 1} ({row[len(header)].strip()!r}) has no column"
+                f"the row ends before {_column(None if names is None else names[cut], cut)}"
+                if cut is not None
+                else f"cell {width + 1} ({row[width].strip()!r}) has no column"
             )
+            first = (f"the header (line {layout.line}) has {width} columns" if names is not None
+                     else f"line {layout.line} has {width}")
             raise DataError(
-                f"{path}: line {line} has {len(row)} cells but the header (line {header_line}) "
-                f"has {len(header)} columns: {where}; expected one cell per column; fix the row "
-                f"(a missing or stray comma?)"
+                f"{path}: line {line} has {len(row)} cells but {first}: {where}; expected one "
+                f"cell per column; fix the row (a missing or stray comma?)"
             )
         cells = (row[j] for j in features)
         x.append([_number(path, line, c, v, target) for c, v in zip(columns, cells, strict=True)])
@@ -190,7 +285,7 @@ def _read(path: str, target: str | None) -> _Table:
             label = row[t].strip()
             if label.lower() in _MISSING:
                 raise DataError(
-                    f"{path}: line {line}, {_column(header[t], t)}: missing label "
+                    f"{path}: line {line}, {_column(names[t], t)}: missing label "
                     f"({'empty cell' if not label else repr(label)}); every row needs a label; "
                     f"fill it in or drop the row"
                 )
@@ -198,43 +293,88 @@ def _read(path: str, target: str | None) -> _Table:
         lines.append(line)
     if not x:
         raise DataError(
-            f"{path}: has a header (line {header_line}) but no data rows; {_EXPECTED}"
+            f"{path}: has a header (line {layout.line}) but no data rows; {_EXPECTED}"
         )
-    y = None if t is None else _labels(path, _column(header[t], t), labels, lines)
-    names = [header[j] for j in features]
-    return _Table(np.array(x, dtype=np.float64), y, columns, names, lines)
+    y = None
+    if t is not None:
+        y, bad = _labels(labels)
+        if bad is not None:
+            raise DataError(
+                f"{path}: line {lines[bad]}, {_column(names[t], t)}: label {labels[bad]!r} is "
+                f"not a whole number; numeric labels must be class ids such as 3 or 3.0 (jaxnet "
+                f"classifies; a fractional column is a regression target); pick the column that "
+                f"holds the classes"
+            )
+    kept = None if names is None else [names[j] for j in features]
+    return _Table(np.array(x, dtype=np.float64), y, columns, kept, lines)
+
+
+def _read(path: str, target: str | None, header: bool | None) -> _Table:
+    layout = _layout(path, target, header)
+    table = _read_fast(path, layout)
+    return table if table is not None else _read_exact(path, layout, target)
+
+
+def _line(path: str, table: _Table, row: int) -> int:
+    """Line number of data row ``row`` (0-based) of ``table``, counted again if pandas read it."""
+    if table.lines is not None:
+        return table.lines[row]
+    rows = _rows(path)
+    if table.names is not None:
+        next(rows)  # the header
+    for k, (line, _) in enumerate(rows):
+        if k == row:
+            return line
+    raise AssertionError(f"{path} has fewer than {row + 1} data rows")
 
 
 def read_csv(
-    path: str | os.PathLike, *, target: str | None
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Reads a CSV file with a header row into features and labels.
+    path: str | os.PathLike, *, target: str | None, header: bool | None = True
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Reads a CSV file into features and labels: jaxnet's one CSV reader.
 
-    Every column except ``target`` is a feature and must hold numbers. The
-    target column may hold strings; when every target cell is a whole number
-    (``3`` or ``3.0``) the labels are int64. Cells are stripped of surrounding
-    spaces; empty cells and ``NA``, ``N/A``, ``NaN``, ``null``, ``None`` (any case)
-    are missing values. Blank lines are skipped.
+    The rules, for training data and for the inputs of ``jaxnet predict`` alike:
+
+    * UTF-8 text (an optional byte-order mark is dropped), comma-separated, quoted
+      with ``"`` as spreadsheets write it. Blank lines (empty or only spaces) are skipped.
+    * Spaces after a comma are skipped (so `` "a, b"`` is one quoted cell), and every
+      cell and column name is stripped of surrounding whitespace.
+    * A cell that is empty or ``NA``, ``N/A``, ``NaN``, ``null``, ``None`` (any case) is
+      missing; a missing feature or label is refused, as is an infinite feature.
+    * Every column except ``target`` is a feature and must hold numbers (as Python's
+      ``float`` reads them). The target column may hold strings; when every target
+      cell is a whole number (``3`` or ``3.0``) the labels are int64.
+    * Every row has as many cells as the first row.
+
+    The file is parsed by pandas' C reader; when pandas' result is refused (or holds
+    a cell it does not read as a number, such as ``1_000``), the file is read again
+    row by row with Python's csv module, which accepts or refuses exactly as above
+    and names the line and column of the first bad cell.
 
     Args:
-        path: The .csv file (UTF-8, comma-separated, optional byte-order mark).
+        path: The .csv file.
         target: Name of the label column, or None when the file holds features only.
+        header: True: the first non-blank row holds the column names. None: it does
+            unless every one of its cells is a number and there is no ``target`` (then
+            every row is data). False: every row is data (``target`` must be None).
 
     Returns:
         (x, y, feature_names): x float64 (N, D), y (N,) int64 or str (None without
-        a target), and the D feature column names in file order.
+        a target), and the D feature column names in file order (None without a
+        header row).
 
     Raises:
-        DataError: One line naming the file, the line number (the header is line 1)
-            and the column: missing or unreadable file, empty file, no data rows,
-            unknown or repeated target column, no feature columns, a row with the
+        DataError: One line naming the file, the line number (the file's first line
+            is line 1) and the column: missing or unreadable file, empty file, no data
+            rows, unknown or repeated target column, no feature columns, a row with the
             wrong number of cells, a missing, non-numeric or infinite feature, a
             missing or fractional label.
     """
-    table = _read(os.fspath(path), target)
+    p = os.fspath(path)
+    if target is not None and header is False:
+        raise ValueError(f"target={target!r} needs a header row naming the columns")
+    table = _read(p, target, header)
     return table.x, table.y, table.names
-
-
 def load_csv(
     path: str | os.PathLike,
     *,
@@ -267,12 +407,12 @@ def load_csv(
             f"{p}: no target column given; the csv dataset needs the name of the label column "
             f"(--target COLUMN); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
-    table = _read(p, target)
+    table = _read(p, target, header=True)
     big = np.abs(table.x) > np.finfo(dtype).max
     if big.any():
         row, col = np.argwhere(big)[0]
         raise DataError(
-            f"{p}: line {table.lines[row]}, {table.columns[col]}: {table.x[row, col]:g} is too "
+            f"{p}: line {_line(p, table, row)}, {table.columns[col]}: {table.x[row, col]:g} is too "
             f"large for {np.dtype(dtype).name}; rescale the column or use float64"
         )
     check_classes(np.unique(table.y), source=p, y_name=f"column {target!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,37 @@ class DataError(JaxnetError, ValueError):
     The message names the source (usually a file), what was wrong, what was
     expected and how to fix it.
     """
+
+
+def check_sorted_classes(classes: Any, source: str, *, hint: str = "") -> np.ndarray:
+    """The one rule for a class list: a non-empty 1-D array, sorted and distinct.
+
+    Class index i stands for ``classes[i]``, so the order is part of a trained model;
+    ``np.unique(labels)`` gives such a list.
+
+    Args:
+        classes: The original labels, shape (C,).
+        source: Where they came from (a dataset's name); prefixes the message.
+        hint: Another accepted form, appended to the expectation in the message.
+
+    Returns:
+        ``np.asarray(classes)``.
+
+    Raises:
+        DataError: The array is empty, not 1-D, unsorted or has repeats.
+    """
+    classes = np.asarray(classes)
+    if classes.ndim != 1 or len(classes) == 0:
+        raise DataError(
+            f"{source}: classes has shape {classes.shape}, expected a non-empty 1-D array of "
+            f"the original labels, like np.unique(labels) or np.arange(10){hint}"
+        )
+    if len(classes) > 1 and not (classes[1:] > classes[:-1]).all():
+        raise DataError(
+            f"{source}: classes must be sorted and distinct, like np.unique(labels); got "
+            f"{classes[:10].tolist()}{' ...' if len(classes) > 10 else ''}"
+        )
+    return classes
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,17 +86,7 @@ class Dataset:
         classes = self.classes
         if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
             classes = np.arange(int(classes))
-        classes = np.asarray(classes)
-        if classes.ndim != 1 or len(classes) == 0:
-            raise DataError(
-                f"{self.name}: classes has shape {classes.shape}, expected a non-empty 1-D array "
-                f"of the original labels (e.g. np.arange(10)), or an int C for np.arange(C)"
-            )
-        if len(classes) > 1 and not (classes[1:] > classes[:-1]).all():
-            raise DataError(
-                f"{self.name}: classes must be sorted and distinct, like np.unique(labels); "
-                f"got {classes[:10].tolist()}{' ...' if len(classes) > 10 else ''}"
-            )
+        classes = check_sorted_classes(classes, self.name, hint=", or an int C for np.arange(C)")
         object.__setattr__(self, "classes", classes)
         if self.x_train is None or self.y_train is None:
             raise DataError(f"{self.name}: x_train and y_train are required; got None")

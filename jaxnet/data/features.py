@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import pathlib
 
 import numpy as np
 
+from jaxnet.data.csv import read_csv
 from jaxnet.data.dataset import DataError
 
 FORMATS = (".npy", ".npz", ".csv")
@@ -17,15 +17,17 @@ def read_features(path) -> np.ndarray:
     """Reads the rows to predict on.
 
     Args:
-      path: `.npy` (one array), `.npz` (key `x`) or `.csv` (numeric columns; a first row
-        that is not numeric is taken as the header).
+      path: `.npy` (one array), `.npz` (key `x`) or `.csv` (numeric columns, read by
+        `jaxnet.data.csv.read_csv` with its rules; a first row that is not all numbers is
+        the header).
 
     Returns:
-      A float64 array (N, ...) with one row per example (not yet checked for NaN or the
-      feature count: the model's preprocessing does that).
+      A float64 array (N, ...) with one row per example (not yet checked for the feature
+      count, nor an .npy or .npz file for NaN: the model's preprocessing does that).
 
     Raises:
-      DataError: a missing or unreadable file, an unknown suffix, a non-numeric cell.
+      DataError: a missing or unreadable file, an unknown suffix; in a .csv file a
+        missing, non-numeric or infinite cell or a ragged row (naming line and column).
     """
     path = pathlib.Path(path)
     if path.suffix.lower() not in FORMATS:
@@ -35,7 +37,7 @@ def read_features(path) -> np.ndarray:
         raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'not found'}; "
                         f"expected a {path.suffix} file of inputs, one row per example")
     if path.suffix.lower() == ".csv":
-        return _read_csv(path)
+        return read_csv(path, target=None, header=None)[0]
     how = "np.save(path, x)" if path.suffix.lower() == ".npy" else "np.savez(path, x=x)"
     try:
         with open(path, "rb") as f:
@@ -61,37 +63,3 @@ def read_features(path) -> np.ndarray:
         raise DataError(f"{path}: holds {x.dtype} values of shape {x.shape}; expected numbers, "
                         "one row per example")
     return x.reshape(len(x), -1).astype(np.float64) if x.ndim > 1 else x.reshape(-1, 1).astype(np.float64)
-
-
-def _read_csv(path: pathlib.Path) -> np.ndarray:
-    try:
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: cannot be read as CSV ({err})") from None
-    if not rows:
-        raise DataError(f"{path}: is empty; expected one row of numbers per example")
-    start = 0 if _numeric(rows[0]) else 1  # a header row
-    values = []
-    for line, row in enumerate(rows[start:], start=start + 1):
-        if len(row) != len(rows[start]):
-            raise DataError(f"{path}: line {line} has {len(row)} cells but line {start + 1} has "
-                            f"{len(rows[start])}; every row needs the same columns")
-        try:
-            values.append([float(cell) for cell in row])
-        except ValueError:
-            column = next(i for i, c in enumerate(row) if not _numeric([c]))
-            raise DataError(f"{path}: line {line}, column {column + 1} holds {row[column]!r}, "
-                            "not a number; inputs must be numeric (empty cells are missing "
-                            "values: fill them)") from None
-    if not values:
-        raise DataError(f"{path}: has a header but no rows")
-    return np.asarray(values, dtype=np.float64)
-
-
-def _numeric(row) -> bool:
-    try:
-        [float(cell) for cell in row]
-    except ValueError:
-        return False
-    return True

@@ -46,17 +46,54 @@ def _first_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0])
 
 
-def _check_x(x: np.ndarray, n: int, where: str, x_name: str, y_name: str) -> None:
+def check_numeric(x: Any, name: str) -> np.ndarray:
+    """``x`` as a numpy array of numbers with one row per example: the rule for every input.
+
+    Args:
+        x: Inputs, shape (N, D) or (N, d1, d2, ...).
+        name: What ``x`` is in messages, e.g. ``"data.npz: x_train"``.
+
+    Returns:
+        ``np.asarray(x)``.
+
+    Raises:
+        DataError: A dtype other than bool, int or float, or fewer than 2 dimensions.
+    """
+    x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise DataError(
-            f"{where}{x_name} has dtype {x.dtype}, expected numbers (int or float); "
-            f"convert it with .astype(np.float32) before saving"
+            f"{name} has dtype {x.dtype}, expected numbers (int or float); convert it with "
+            f".astype(np.float32)"
         )
     if x.ndim < 2:
         raise DataError(
-            f"{where}{x_name} has shape {x.shape}, expected (N, D) or (N, d1, d2, ...) with one "
-            f"row per example; for a single feature use x.reshape(-1, 1)"
+            f"{name} has shape {x.shape}, expected (N, D) or (N, d1, d2, ...) with one row per "
+            f"example; for a single example use x.reshape(1, -1), for a single feature "
+            f"x.reshape(-1, 1)"
         )
+    return x
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Refuses NaN and infinite inputs, naming how many and the first row holding one.
+
+    Args:
+        x: Numeric inputs (see ``check_numeric``), shape (N, ...).
+        name: What ``x`` is in messages.
+
+    Raises:
+        DataError: If any value of a float ``x`` is NaN or infinite.
+    """
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = ~np.isfinite(x)
+        raise DataError(
+            f"{name} holds {int(bad.sum())} NaN or infinite values (first at row "
+            f"{_first_row(bad)}); the model needs finite numbers; clean or impute them first"
+        )
+
+
+def _check_x(x: np.ndarray, n: int, where: str, x_name: str, y_name: str) -> None:
+    check_numeric(x, f"{where}{x_name}")
     if len(x) != n:
         raise DataError(
             f"{where}{x_name} has {len(x)} rows but {y_name} has {n} labels; "
@@ -71,12 +108,7 @@ def _check_x(x: np.ndarray, n: int, where: str, x_name: str, y_name: str) -> Non
             f"{where}{x_name} has shape {x.shape}, i.e. no features per example; "
             f"expected at least one feature"
         )
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = ~np.isfinite(x)
-        raise DataError(
-            f"{where}{x_name} holds {int(bad.sum())} NaN or infinite values "
-            f"(first at row {_first_row(bad)}); clean or impute them before training"
-        )
+    check_finite(x, f"{where}{x_name}")
 
 
 def clean_labels(y: Any, *, source: str = "data", y_name: str = "y") -> np.ndarray:
