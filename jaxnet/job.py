@@ -252,6 +252,17 @@ def write_outputs(out_dir, metrics: dict):
         plots.training_curves(metrics["history"], out_dir / CURVES_FILE)
 
 
+def check_seeds(config: TrainConfig, seeds: int) -> None:
+    """Raises ConfigError for what `fit_seeds(config, seeds)` would refuse, before any work."""
+    config.validate()
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"`seeds={seeds!r}` is invalid: expected an integer >= 1")
+    if config.patience is not None:
+        raise ConfigError(f"`patience={config.patience}` stops one run early, but the {seeds} "
+                          "seeds train together for the same epochs (each keeps its best epoch "
+                          "by val accuracy); drop `patience` or train seeds one by one")
+
+
 def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
               out_dir=None) -> dict:
     """K seeds of one network in one vmapped call (`sweep.train_seeds`), with the same data
@@ -264,11 +275,7 @@ def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
     from jaxnet.sweep import train_seeds
 
     started = time.perf_counter()
-    config.validate()
-    if config.patience is not None:
-        raise ConfigError(f"`patience={config.patience}` stops one run early, but the {seeds} "
-                          "seeds train together for the same epochs (each keeps its best epoch "
-                          "by val accuracy); drop `patience` or train seeds one by one")
+    check_seeds(config, seeds)
     data, _ = prepare(config, load_data(config) if data is None else data)
     metrics = train_seeds(config, data, seeds)
     metrics["wall_seconds"] = time.perf_counter() - started

@@ -153,6 +153,12 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--init", "he", "--weight-scale", "0.1"],
      "--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; use --init normal"),
     (["train", "--weight-scale", "0"], "--weight-scale 0.0 is invalid"),
+    (["train", "--seeds", "2", "--patience", "2"],
+     "--patience 2 stops one run early, but the 2 seeds train together"),
+    (["train", "--seeds", "2", "--max-epochs", "9"], "drop --max-epochs, or train seeds one by one"),
+    (["train", "--coordinator", "h", "--num-processes", "2", "--process-id", "0"],
+     "--coordinator h is invalid: expected HOST:PORT"),
+    (["train", "--process-id", "0"], "missing --coordinator, --num-processes"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["fly"], "invalid choice: 'fly'"),
 ])
