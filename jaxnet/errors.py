@@ -9,6 +9,27 @@ from collections.abc import Callable
 _SETTING = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
 
+def render(text: str, flag_of: Callable[[str], str | None] = lambda name: None) -> str:
+    """`text` with each setting it names in backticks written for its reader.
+
+    Args:
+      text: a message naming settings as `name` or `name=value` (see JaxnetError).
+      flag_of: a setting's name -> its flag ("lr" -> "--lr"), or None to keep the name.
+        A `name=value` becomes "FLAG value" (quotes dropped), or stays "name=value".
+    """
+    def write(match):
+        name, value = match.groups()
+        flag = flag_of(name)
+        if flag is None:
+            return name if value is None else f"{name}={value}"
+        if value is None:
+            return flag
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        return f"{flag} {value}"
+    return _SETTING.sub(write, text)
+
+
 class JaxnetError(Exception):
     """A mistake in what the user asked for (a setting, a file, a combination).
 
@@ -18,44 +39,27 @@ class JaxnetError(Exception):
     A message names the settings it is about by their library names, in backticks:
     "`lr=0.0` is invalid" or "pass `halving` too". `str(err)` shows them as the library
     calls them ("lr=0.0 is invalid"); the CLI shows its flags instead ("--lr 0.0 is
-    invalid"), with `render`. So the library states each rule once, in its own words, and
-    the CLI only maps names to flags.
+    invalid"). So the library states each rule once, in its own words, and the CLI only
+    maps names to flags.
     """
+
+    @property
+    def template(self) -> str:
+        """The message with its settings still in backticks, for `render`."""
+        return super().__str__()
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The settings the message names, each once, in order: ("test_fraction", ...)."""
-        return tuple(dict.fromkeys(m.group(1) for m in _SETTING.finditer(self._text())))
+        return tuple(dict.fromkeys(m.group(1) for m in _SETTING.finditer(self.template)))
 
     @property
     def field(self) -> str | None:
         """The setting at fault (the first the message names), or None."""
         return next(iter(self.fields), None)
 
-    def render(self, flag_of: Callable[[str], str | None] = lambda name: None) -> str:
-        """The message, with each setting `flag_of` knows written as a flag.
-
-        Args:
-          flag_of: a setting's name -> its flag ("lr" -> "--lr"), or None to keep the name.
-            A `name=value` becomes "FLAG value" (quotes dropped), or stays "name=value".
-        """
-        def write(match):
-            name, value = match.groups()
-            flag = flag_of(name)
-            if flag is None:
-                return name if value is None else f"{name}={value}"
-            if value is None:
-                return flag
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            return f"{flag} {value}"
-        return _SETTING.sub(write, self._text())
-
-    def _text(self) -> str:
-        return super().__str__()
-
     def __str__(self) -> str:
-        return self.render()
+        return render(self.template)
 
 
 class ConfigError(JaxnetError, ValueError):

@@ -86,12 +86,14 @@ def test_the_cli_renders_settings_as_its_flags():
     err = ConfigError("`lr=0.0` is invalid; `init='he'` ignores `weight_scale`; "
                       "`data_path` and `bn_eps=0` and `group`")
     args = argparse.Namespace(lr=None, init=None, weight_scale=None, data=None, bn_eps=None)
-    assert common.error_message(err, args) == (
+    assert common.in_flags(err, args) == (
         "--lr 0.0 is invalid; --init he ignores --weight-scale; --data and --bn-eps 0 and group")
     # A setting the command has no flag for keeps its name; so does every one without args.
-    assert common.error_message(err, argparse.Namespace()) == str(err) == (
+    assert common.in_flags(err, argparse.Namespace()) == str(err) == (
         "lr=0.0 is invalid; init='he' ignores weight_scale; data_path and bn_eps=0 and group")
     assert err.fields == ("lr", "init", "weight_scale", "data_path", "bn_eps", "group")
+    # Messages that are not errors (a diverged run's) go through the same mapping.
+    assert common.in_flags("lower `lr` (e.g. `lr=0.01`)", args) == "lower --lr (e.g. --lr 0.01)"
 
 
 def test_every_flag_is_its_setting_with_dashes():

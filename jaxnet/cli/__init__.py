@@ -44,7 +44,7 @@ def main(argv=None) -> int:
             args = parser.parse_args(["train", *argv])
         return args.run(args)
     except JaxnetError as err:
-        print(f"error: {common.error_message(err, args)}", file=sys.stderr)
+        print(f"error: {common.in_flags(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

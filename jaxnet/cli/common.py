@@ -8,7 +8,7 @@ import sys
 import time
 
 from jaxnet import config as cfg
-from jaxnet.errors import JaxnetError, UsageError
+from jaxnet.errors import JaxnetError, UsageError, render
 from jaxnet.sweep import SWEEPABLE  # flags a sweep takes as "V", "V1,V2" or "LO:HI"
 
 DEFAULT_LAYERS = len(cfg.default("hidden")) + 1
@@ -30,17 +30,18 @@ def flag(name: str) -> str:
     return "--" + FLAG_DESTS.get(name, name).replace("_", "-")
 
 
-def error_message(err: JaxnetError, args=None) -> str:
-    """`err`'s message with the settings it names written as the flags of the command run.
+def in_flags(message: str | JaxnetError, args=None) -> str:
+    """A library message with the settings it names written as the flags of the command run.
 
-    The library names settings (`lr=0.0`); a user of the command sees its flags (--lr 0.0).
-    A setting the command has no flag for keeps its name; without parsed `args` (a mistake
-    in the command line itself) every name is kept.
+    The library names settings (`lr=0.0`, see JaxnetError); a user of the command sees its
+    flags (--lr 0.0). A setting the command has no flag for keeps its name; without parsed
+    `args` (a mistake in the command line itself) every name is kept.
     """
     def flag_of(name):
         has_flag = args is not None and hasattr(args, FLAG_DESTS.get(name, name))
         return flag(name) if has_flag else None
-    return err.render(flag_of)
+    text = message.template if isinstance(message, JaxnetError) else message
+    return render(text, flag_of)
 
 
 def positive_int(text):

@@ -139,7 +139,7 @@ def run(args) -> int:
         return _interrupted(out)
     bar.close()
     if result.message and (result.diverged or not args.quiet):
-        print(result.message, file=sys.stderr)
+        print(common.in_flags(result.message, args), file=sys.stderr)
     if lead:
         print(summary_line(result.metrics, out))
     return 1 if result.diverged else 0
