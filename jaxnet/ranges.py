@@ -97,5 +97,5 @@ def check_fractions(val_fraction, test_fraction) -> None:
     check("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
         raise ConfigError(f"`test_fraction={test_fraction!r}` is invalid: expected `val_fraction` "
-                          "+ `test_fraction` < 1 so some data is left to train on "
-                          f"(`val_fraction={val_fraction!r}`)")
+                          f"+ `test_fraction` < 1; with `val_fraction={val_fraction!r}` that "
+                          "leaves no training data")
