@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 
 from jaxnet.errors import ConfigError
 
@@ -36,7 +37,8 @@ POSITIVE = ("a finite number > 0", _positive)
 NON_NEGATIVE = ("a finite number >= 0", _non_negative)
 UNIT = ("a number in [0, 1)", _unit)
 
-def one_of(choices) -> tuple[str, object]:
+
+def one_of(choices) -> tuple[str, Callable]:
     """The rule of a setting that takes one of `choices` (scikit-learn's StrOptions)."""
     return f"one of {', '.join(choices)}", lambda v: v in choices
 
