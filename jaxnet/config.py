@@ -14,6 +14,11 @@ from jaxnet.optim import OPTIMIZERS, SCHEDULES
 GRADS = ("manual", "autodiff")
 DTYPES = ("float32", "float64")
 ADAPTIVE_PATIENCE = 10  # with epochs=None: stop after this many epochs without improvement
+# What each constrained field may be (scikit-learn's `_parameter_constraints`): the choices
+# here, where their lists live, and the numbers from ranges.RULES.
+CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(model.INIT_METHODS),
+               "optimizer": ranges.one_of(OPTIMIZERS), "lr_schedule": ranges.one_of(SCHEDULES),
+               "grad": ranges.one_of(GRADS), "dtype": ranges.one_of(DTYPES), **ranges.RULES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,29 +78,14 @@ class TrainConfig:
 
         Cheap: call it before loading data or compiling, so a typo fails at once.
         """
-        for field, choices in (("dataset", DATASETS), ("init", model.INIT_METHODS),
-                               ("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES),
-                               ("grad", GRADS), ("dtype", DTYPES)):
-            if getattr(self, field) not in choices:
-                self._bad(field, f"one of {', '.join(choices)}")
-        for field in ranges.RULES:
-            if hasattr(self, field) and not (field == "epochs" and self.epochs is None):
-                if not ranges.is_valid(field, getattr(self, field)):
-                    self._bad(field, ranges.expected(field))
-        if self.val_fraction + self.test_fraction >= 1:
-            self._bad("test_fraction", "val_fraction + test_fraction < 1 so some data is left "
-                      f"to train on (val_fraction is {self.val_fraction!r})")
+        for field in CONSTRAINTS:
+            ranges.check(field, getattr(self, field), CONSTRAINTS)
+        ranges.check_fractions(self.val_fraction, self.test_fraction)
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ConfigError(
-                "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
-                "before creating arrays (the jaxnet command does this for --dtype float64)"
-            )
+                "`dtype='float64'` needs 64-bit JAX: call jax.config.update('jax_enable_x64', "
+                "True) before creating arrays")
         return self
-
-    def _bad(self, field, expected):
-        flag = "--" + field.replace("_", "-")
-        raise ConfigError(f"{field}={getattr(self, field)!r} is invalid: expected {expected}; "
-                          f"change TrainConfig.{field} (the {flag} flag)")
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
@@ -105,6 +95,18 @@ class TrainConfig:
         """The config saved by `to_dict`; unknown keys (from a newer jaxnet) are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def check_unused(init: str, given) -> None:
+    """Refuses settings given together where one is ignored: `weight_scale` with init="he".
+
+    Args:
+      init: the init method of the run.
+      given: the names of the fields the user set or sweeps (the rest keep their defaults).
+    """
+    if init == "he" and "weight_scale" in given:
+        raise ConfigError("`init='he'` draws sqrt(2/fan_in) * randn and ignores `weight_scale`; "
+                          "use `init='normal'` or drop `weight_scale`")
 
 
 def default(field: str):

@@ -10,7 +10,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet.errors import UsageError
+from jaxnet.errors import ConfigError
 
 DATA_AXIS = "data"  # `jaxnet train`: one run's minibatch split over devices
 SETTINGS_AXIS = "settings"  # `jaxnet sweep`: independent runs split over devices
@@ -61,20 +61,21 @@ def nearest_divisible(batch_size: int, n: int) -> list[int]:
 
 
 def check_processes(coordinator, num_processes, process_id):
-    """Validates the multi-host flags; returns True when jax.distributed should start."""
+    """Validates the multi-host settings; returns True when jax.distributed should start."""
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not any(given):
         return False
     if not all(given):
-        missing = [flag for flag, g in zip(("--coordinator", "--num-processes", "--process-id"),
-                                           given, strict=True) if not g]
-        raise UsageError("multi-host runs need all of --coordinator HOST:PORT, --num-processes P "
-                         f"and --process-id I (0 <= I < P); missing {', '.join(missing)}")
+        missing = [f"`{name}`" for name, g in zip(("coordinator", "num_processes", "process_id"),
+                                                  given, strict=True) if not g]
+        raise ConfigError("multi-host runs need all of `coordinator=HOST:PORT`, `num_processes=P` "
+                          f"and `process_id=I` (0 <= I < P); missing {', '.join(missing)}")
     if not 0 <= process_id < num_processes:
-        raise UsageError(f"--process-id {process_id} must be in [0, {num_processes}) for "
-                         f"--num-processes {num_processes}")
+        raise ConfigError(f"`process_id={process_id}` must be in [0, {num_processes}) for "
+                          f"`num_processes={num_processes}`")
     if ":" not in coordinator:
-        raise UsageError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+        raise ConfigError(f"`coordinator={coordinator!r}` is invalid: expected HOST:PORT, the "
+                          "address of process 0, e.g. 10.0.0.1:1234")
     return True
 
 
@@ -94,10 +95,10 @@ def _start_processes(coordinator, num_processes, process_id):
         try:  # the process count and index come from SLURM, Open MPI, Kubernetes, ...
             jax.distributed.initialize()
         except ValueError as err:
-            raise UsageError(
+            raise ConfigError(
                 "JAX_COORDINATOR_ADDRESS is set, but no cluster environment (SLURM, Open MPI) "
-                f"gives the process count and index ({err}); pass --coordinator, "
-                "--num-processes and --process-id, or unset JAX_COORDINATOR_ADDRESS"
+                f"gives the process count and index ({err}); pass `coordinator`, "
+                "`num_processes` and `process_id`, or unset JAX_COORDINATOR_ADDRESS"
             ) from None
 
 
@@ -108,15 +109,17 @@ def _pick_devices(n: int | None) -> list:
     if n > len(available):
         hint = ("" if available[0].platform != "cpu" else
                 f" (to simulate {n} CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count={n})")
-        raise UsageError(f"--devices {n} asks for more devices than the {len(available)} visible "
-                         f"({available[0].platform}); use --devices {len(available)} or fewer{hint}")
+        raise ConfigError(f"`devices={n}` asks for more devices than the {len(available)} "
+                          f"visible ({available[0].platform}); use `devices={len(available)}` or "
+                          f"fewer{hint}")
     processes = jax.process_count()
     if processes == 1:
         return available[:n]
     if n % processes:
-        raise UsageError(f"--devices {n} must be a multiple of the {processes} processes, since "
-                         "every process drives the same number of its devices; use --devices "
-                         f"{max(n // processes, 1) * processes} or leave it out (all devices)")
+        raise ConfigError(f"`devices={n}` must be a multiple of the {processes} processes, "
+                          "since every process drives the same number of its devices; use "
+                          f"`devices={max(n // processes, 1) * processes}` or leave it out (all "
+                          "devices)")
     per_process = n // processes
     picked = []
     for p in range(processes):
@@ -147,17 +150,17 @@ def setup(coordinator=None, num_processes=None, process_id=None, devices=None, *
       A DeviceEnv whose mesh has one axis, `axis`, over the chosen devices (None for one).
 
     Raises:
-      UsageError: with a one-line explanation, for incomplete or inconsistent multi-host
-        flags, more devices than visible, or a batch size the devices do not divide.
+      ConfigError: with a one-line explanation, for incomplete or inconsistent multi-host
+        settings, more devices than visible, or a batch size the devices do not divide.
     """
     _start_processes(coordinator, num_processes, process_id)
     chosen = _pick_devices(devices)
     n = len(chosen)
     if batch_size is not None and batch_size % n:
-        raise UsageError(
-            f"the global batch size {batch_size} does not divide evenly across {n} devices; use "
-            f"--batch-size {' or '.join(map(str, nearest_divisible(batch_size, n)))}, or change --devices"
-        )
+        raise ConfigError(
+            f"the global `batch_size={batch_size}` does not divide evenly across {n} devices; use "
+            f"`batch_size={' or '.join(map(str, nearest_divisible(batch_size, n)))}`, or change "
+            "`devices`")
     mesh = None
     if n > 1:
         mesh = jax.make_mesh((n,), (axis,), axis_types=(jax.sharding.AxisType.Auto,),

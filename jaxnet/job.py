@@ -79,8 +79,8 @@ def _check_data(config: TrainConfig, data: Dataset):
                           "at least 2; use a dataset with more training examples")
     if config.patience is not None and data.x_val is None:
         raise ConfigError(
-            f"patience={config.patience} stops on the validation accuracy, but the {data.name} "
-            "data has no validation set; set val_fraction > 0 (--val-fraction) or drop patience"
+            f"`patience={config.patience}` stops on the validation accuracy, but the {data.name} "
+            "data has no validation set; set `val_fraction` above 0 or drop `patience`"
         )
 
 
@@ -113,8 +113,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     config.validate()
     if resume:
         if out_dir is None:
-            raise ConfigError("resume=True needs out_dir, the folder holding the checkpoint to "
-                              "continue; pass out_dir=... (the CLI's --resume DIR)")
+            raise ConfigError("`resume=True` needs `out_dir`, the folder holding the checkpoint "
+                              "to continue; pass it")
         check_resumable(config, ckpt.load_metadata(out_dir), out_dir)  # before any work
     data = load_data(config) if data is None else data
     _check_data(config, data)
@@ -211,14 +211,14 @@ def check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
     if config.lr_schedule == "cosine" and config.num_epochs != saved.num_epochs:
         raise ConfigError(
             f"the checkpoint in {out_dir} follows a cosine schedule laid over {saved.num_epochs} "
-            f"epochs; resuming with epochs={config.epochs} would stretch it and change every "
+            f"epochs; resuming with `epochs={config.epochs}` would stretch it and change every "
             f"later step's rate, so the run would not equal an uninterrupted one; resume with "
-            f"epochs={saved.num_epochs} (--epochs), or start a fresh run")
+            f"`epochs={saved.num_epochs}`, or start a fresh run")
     done = int(meta["epoch"])
     if config.num_epochs < done:
         raise ConfigError(
-            f"the checkpoint in {out_dir} already holds {done} epochs but epochs={config.epochs}; "
-            f"pass epochs >= {done} (--epochs) to continue it")
+            f"the checkpoint in {out_dir} already holds {done} epochs but "
+            f"`epochs={config.epochs}`; pass `epochs` >= {done} to continue it")
     return done
 
 
@@ -252,6 +252,17 @@ def write_outputs(out_dir, metrics: dict):
         plots.training_curves(metrics["history"], out_dir / CURVES_FILE)
 
 
+def check_seeds(config: TrainConfig, seeds: int) -> None:
+    """Raises ConfigError for what `fit_seeds(config, seeds)` would refuse, before any work."""
+    config.validate()
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"`seeds={seeds!r}` is invalid: expected an integer >= 1")
+    if config.patience is not None:
+        raise ConfigError(f"`patience={config.patience}` stops one run early, but the {seeds} "
+                          "seeds train together for the same epochs (each keeps its best epoch "
+                          "by val accuracy); drop `patience` or train seeds one by one")
+
+
 def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
               out_dir=None) -> dict:
     """K seeds of one network in one vmapped call (`sweep.train_seeds`), with the same data
@@ -264,11 +275,7 @@ def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
     from jaxnet.sweep import train_seeds
 
     started = time.perf_counter()
-    config.validate()
-    if config.patience is not None:
-        raise ConfigError(f"patience={config.patience} stops one run early, but the {seeds} "
-                          "seeds train together for the same epochs (each keeps its best epoch "
-                          "by val accuracy); drop patience (--patience) or train seeds one by one")
+    check_seeds(config, seeds)
     data, _ = prepare(config, load_data(config) if data is None else data)
     metrics = train_seeds(config, data, seeds)
     metrics["wall_seconds"] = time.perf_counter() - started

@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnet import distributed, model, optim, ranges, span
-from jaxnet.config import TrainConfig
+from jaxnet.config import TrainConfig, check_unused
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
 from jaxnet.train import (
@@ -60,17 +60,19 @@ def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_ran
     if unknown:
         raise ConfigError(f"cannot sweep {sorted(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
     if mode not in MODES:
-        raise ConfigError(f"sweep mode must be one of {MODES}, got {mode!r}")
+        raise ConfigError(f"`mode={mode!r}` is invalid: expected one of {', '.join(MODES)}")
     names = list(axes)
     if mode == "random":
         if n_random <= 0:
-            raise ConfigError(f"--random needs a positive number of settings, got {n_random}")
+            raise ConfigError(f"`n_random={n_random}` is invalid: mode 'random' needs a positive "
+                              "number of settings to draw")
         rng = np.random.default_rng(seed)
         columns = {}
         for name, bounds in axes.items():
             lo, hi = float(min(bounds)), float(max(bounds))
             if name in LOG_AXES and lo <= 0:
-                raise ConfigError(f"{name}: a log-uniform range needs positive bounds, got {lo:g}")
+                raise ConfigError(f"`{name}=({lo:g}, {hi:g})` is invalid: a log-uniform range needs "
+                                  "positive bounds")
             if name in LOG_AXES:
                 columns[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n_random))
             else:
@@ -82,7 +84,8 @@ def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_ran
     if mode == "zip":
         lengths = {n: len(v) for n, v in zip(names, values, strict=True)}
         if len(set(lengths.values())) > 1:
-            raise ConfigError(f"--zip pairs the axes one to one, so they need equal lengths; got {lengths}")
+            raise ConfigError("mode 'zip' pairs the axes one to one, so they need equal lengths; "
+                              f"got {lengths}")
         return [dict(zip(names, combo, strict=True)) for combo in zip(*values, strict=True)]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
@@ -261,6 +264,20 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None
     return jax.jit(jax.vmap(build), out_shardings=sharding)
 
 
+def check_sweep(config: TrainConfig, settings: list[dict], *, seeds: int = 1,
+                group: int | str | None = "auto", halving: int | None = None,
+                min_epochs: int | None = None) -> None:
+    """Raises ConfigError for whatever `sweep` would refuse, before any data or compiling.
+
+    Takes `sweep`'s arguments (a config with epochs=None trains DEFAULT_EPOCHS).
+    """
+    config.validate()
+    if config.epochs is None:
+        config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
+    _check_settings(config, settings)
+    _check_options(config, seeds, group, halving, min_epochs)
+
+
 def _check_settings(config: TrainConfig, settings: list[dict]):
     if not settings:
         raise ConfigError("the sweep has zero settings; give at least one value per axis")
@@ -276,33 +293,31 @@ def _check_settings(config: TrainConfig, settings: list[dict]):
             if k not in SWEEPABLE:
                 raise ConfigError(f"cannot sweep {k!r}; sweepable: {', '.join(SWEEPABLE)}")
             if k in OPTIMIZER_AXES and OPTIMIZER_AXES[k] not in opt_axes:
-                raise ConfigError(f"optimizer {config.optimizer!r} has no {k!r} to sweep")
+                raise ConfigError(f"`optimizer={config.optimizer!r}` has no {k!r} to sweep; "
+                                  f"drop `{k}` or choose an optimizer that has it")
             ranges.check(k, v)
-    if config.init == "he" and "weight_scale" in keys:
-        raise ConfigError("init='he' draws sqrt(2/fan_in) * randn and ignores weight_scale, so "
-                          "sweeping weight_scale would change nothing; use init='normal' "
-                          "(--init normal) or drop the weight_scale axis")
+    check_unused(config.init, keys)
 
 
 def _check_options(config: TrainConfig, seeds, group, halving, min_epochs):
-    if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"`seeds={seeds!r}` is invalid: expected an integer >= 1")
     if not (group in ("auto", None) or (isinstance(group, int) and not isinstance(group, bool)
                                         and group >= 1)):
-        raise ConfigError(f"group must be 'auto', None or an integer >= 1, got {group!r}")
+        raise ConfigError(f"`group` must be 'auto', None or an integer >= 1, got {group!r}")
     if halving is None:
         if min_epochs is not None:
-            raise ConfigError(f"min_epochs={min_epochs} sets the first rung of successive "
-                              "halving; pass halving=ETA (--halving) too, or drop min_epochs")
+            raise ConfigError(f"`min_epochs={min_epochs}` sets the first rung of successive "
+                              "halving; pass `halving=ETA` too (e.g. 3), or drop `min_epochs`")
         return
     if isinstance(halving, bool) or not isinstance(halving, int) or halving < 2:
-        raise ConfigError(f"halving={halving!r} is invalid: expected an integer ETA >= 2 (each "
+        raise ConfigError(f"`halving={halving!r}` is invalid: expected an integer ETA >= 2 (each "
                           "rung keeps the best 1/ETA of the settings), e.g. 3")
     if min_epochs is not None and (isinstance(min_epochs, bool) or not isinstance(min_epochs, int)
                                    or not 1 <= min_epochs <= config.epochs):
-        raise ConfigError(f"min_epochs={min_epochs!r} is invalid: expected an integer in [1, "
-                          f"epochs={config.epochs}], the epochs every run trains before the "
-                          "first cut")
+        raise ConfigError(f"`min_epochs={min_epochs!r}` is invalid: expected an integer in [1, "
+                          f"`epochs={config.epochs}`], the epochs every run trains before the "
+                          "first cut; lower `min_epochs` or raise `epochs`")
 
 
 def _sort_key(row: dict, criterion: str):
@@ -447,11 +462,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       run and setting records `epochs_trained` and the `rung` (0-based) where it stopped;
       the best setting is chosen among those that trained longest.
     """
-    config.validate()
+    check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
+                min_epochs=min_epochs)
     if config.epochs is None:
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
-    _check_settings(config, settings)
-    _check_options(config, seeds, group, halving, min_epochs)
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     in_span = span.choose(config, set(settings[0]), n_train, dims[0], in_span)

@@ -232,15 +232,15 @@ def test_train_seeds_writes_mean_and_std(tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--lr", "1e-1:1e-4"], "lower bound 0.1 is above the upper bound 0.0001"),
     (["--lr", "0:1e-2"], "--lr 0:1e-2: a range on a log scale needs positive bounds"),
-    (["--lr", "-1"], "--lr -1: values on a log axis must be positive"),
-    (["--lr", "1e-3,-1e-2"], "must be positive"),
-    (["--weight-scale", "0"], "must be positive"),
+    (["--lr", "-1"], "--lr -1.0 is invalid: expected a finite number > 0"),
+    (["--lr", "1e-3,-1e-2"], "--lr -0.01 is invalid: expected a finite number > 0"),
+    (["--weight-scale", "0"], "--weight-scale 0.0 is invalid: expected a finite number > 0"),
     (["--reg", "0:1e-3"], "to include 0, list it: 0,1e-4,1e-3"),
-    (["--reg=-1e-3"], "--reg -1e-3: values must be >= 0"),  # argparse wants = before -1e-3
+    (["--reg=-1e-3"], "--reg -0.001 is invalid: expected a finite number >= 0"),  # argparse wants = before -1e-3
     (["--dropout", "0.5:0.1"], "lower bound 0.5 is above the upper bound 0.1"),
     (["--lr", ","], "--lr ',' gives zero settings"),
     (["--lr", ""], "gives zero settings"),
-    (["--lr", "nan"], "finite"),
+    (["--lr", "nan"], "--lr nan is invalid: expected a finite number > 0"),
     (["--lr", "1e-3:inf"], "finite"),
     (["--lr", "fast"], "--lr expects a number, a list like 1e-3,1e-2 or a range LO:HI"),
     (["--zip", "--lr", "1e-3,1e-2", "--reg", "0,1e-4,1e-3"], "equal lengths"),
@@ -250,11 +250,16 @@ def test_train_seeds_writes_mean_and_std(tmp_path):
     (["--preset", "notebook", "--grid"], "drop --grid/--random"),
     (["--preset", "notebook", "--reg", "0,1e-3"], "equal lengths"),
     (["--patience", "3"], "unrecognized arguments: --patience"),
-    (["--init", "he", "--weight-scale", "0.1"], "--init he ignores it"),
+    (["--init", "he", "--weight-scale", "0.1"], "ignores --weight-scale; use --init normal or drop"),
+    (["--init", "he", "--weight-scale", "0.1,0.2"], "ignores --weight-scale; use --init normal"),
+    (["--optimizer", "sgd", "--momentum", "0.5,0.9"],
+     "--optimizer sgd has no 'momentum' to sweep; drop --momentum"),
     (["--num", "0", "--lr", "1e-4:1e-1"], "expected a positive integer"),
-    (["--halving", "1"], "--halving 1: ETA must be >= 2"),
-    (["--min-epochs", "2"], "add --halving ETA"),
-    (["--halving", "2", "--min-epochs", "5"], "--min-epochs 5 is more than --epochs 1"),
+    (["--halving", "1"], "--halving 1 is invalid: expected an integer ETA >= 2"),
+    (["--min-epochs", "2"], "--min-epochs 2 sets the first rung of successive halving; "
+                               "pass --halving ETA too"),
+    (["--halving", "2", "--min-epochs", "5"], "--min-epochs 5 is invalid: expected an integer in "
+                                               "[1, --epochs 1]"),
     (["--devices", "2"], "--devices 2 asks for more devices than the 1 visible"),
     (["--coordinator", "127.0.0.1:1"], "missing --num-processes, --process-id"),
 ])

@@ -141,17 +141,24 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--dataset", "npz", "--data", "missing.npz"], "missing.npz: not found"),
     (["train", "--dataset", "npz"], "needs --data PATH"),
     (["train", "--data", "x.npz"], "built in and takes no path"),
-    (["train", "--dropout", "1.5"], "dropout=1.5 is invalid"),
+    (["train", "--dropout", "1.5"], "--dropout 1.5 is invalid: expected a drop probability"),
     (["train", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
-    (["train", "--lr", "-1"], "lr=-1.0 is invalid"),
+    (["train", "--lr", "-1"], "--lr -1.0 is invalid: expected a finite number > 0"),
     (["train", "--epochs", "0"], "expected a positive integer, got 0"),
-    (["train", "--batch-size", "1"], "batch_size=1 is invalid"),
-    (["train", "--val-fraction", "0.9", "--test-fraction", "0.2"], "val_fraction + test_fraction"),
+    (["train", "--batch-size", "1"], "--batch-size 1 is invalid"),
+    (["train", "--val-fraction", "0.9", "--test-fraction", "0.2"], "--test-fraction 0.2 is invalid: expected --val-fraction + --test-fraction < 1"),
     (["train", "--resume", "nowhere"], "--resume nowhere: no such folder"),
     (["train", "--resume", "nowhere", "--lr", "0.1"], "--lr cannot be given with it"),
     (["train", "--resume", "nowhere", "--out", "b"], "--out cannot be given with it"),
-    (["train", "--init", "he", "--weight-scale", "0.1"], "ignores --weight-scale"),
-    (["train", "--weight-scale", "0"], "weight_scale=0.0 is invalid"),
+    (["train", "--init", "he", "--weight-scale", "0.1"],
+     "--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; use --init normal"),
+    (["train", "--weight-scale", "0"], "--weight-scale 0.0 is invalid"),
+    (["train", "--seeds", "2", "--patience", "2"],
+     "--patience 2 stops one run early, but the 2 seeds train together"),
+    (["train", "--seeds", "2", "--max-epochs", "9"], "drop --max-epochs, or train seeds one by one"),
+    (["train", "--coordinator", "h", "--num-processes", "2", "--process-id", "0"],
+     "--coordinator h is invalid: expected HOST:PORT"),
+    (["train", "--process-id", "0"], "missing --coordinator, --num-processes"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["fly"], "invalid choice: 'fly'"),
 ])
@@ -174,7 +181,7 @@ def test_resume_with_fewer_epochs_than_done_is_an_error(in_tmp, capsys):
         "config": config.to_dict(), "epoch": 3, "history": [], "best_epoch": 3,
         "best_score": 0.9, "stale_epochs": 0})
     assert main(["train", "--resume", "run", "--epochs", "2"]) == 2
-    assert "already holds 3 epochs but epochs=2" in one_line_error(capsys)
+    assert "already holds 3 epochs but --epochs 2; pass --epochs >= 3" in one_line_error(capsys)
 
 
 # ------------------------------------------------------------------ the summary (fit faked)

@@ -166,7 +166,7 @@ def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, 
             job.fit(dataclasses.replace(config, epochs=epochs), digits,
                     out_dir=tmp_path / "cut", resume=True)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--epochs", "8"]) == 2
-    assert "resume with epochs=4 (--epochs)" in one_line_error(capsys)
+    assert "resume with --epochs 4, or start a fresh run" in one_line_error(capsys)
     job.fit(config, digits, out_dir=tmp_path / "cut", resume=True)
     _assert_same_checkpoint(tmp_path / "cut", tmp_path / "full")
 

@@ -32,18 +32,19 @@ def build_parser() -> common.Parser:
 def main(argv=None) -> int:
     """Runs the command line `argv` (default sys.argv[1:]); returns the exit status.
 
-    jaxnet's own user errors (JaxnetError) print one line and return 2; anything else keeps
-    its traceback.
+    jaxnet's own user errors (JaxnetError) print one line, with the settings they name
+    written as this command's flags, and return 2; anything else keeps its traceback.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:  # `jaxnet` alone trains with the defaults
             args = parser.parse_args(["train", *argv])
         return args.run(args)
     except JaxnetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {common.in_flags(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

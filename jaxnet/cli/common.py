@@ -8,12 +8,14 @@ import sys
 import time
 
 from jaxnet import config as cfg
-from jaxnet.errors import UsageError
+from jaxnet.errors import JaxnetError, UsageError, render
 from jaxnet.sweep import SWEEPABLE  # flags a sweep takes as "V", "V1,V2" or "LO:HI"
 
 DEFAULT_LAYERS = len(cfg.default("hidden")) + 1
 DEFAULT_HIDDEN = cfg.default("hidden")[0]
 RUN_MARKERS = ("checkpoint.safetensors", "checkpoint.npz", "metrics.json", "results.json")
+# Library names whose flag is named otherwise (the rest: `lr` is --lr, `batch_size` --batch-size).
+FLAG_DESTS = {"data_path": "data", "out_dir": "out"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,6 +23,25 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def flag(name: str) -> str:
+    """The flag of a setting: `batch_size` -> --batch-size."""
+    return "--" + FLAG_DESTS.get(name, name).replace("_", "-")
+
+
+def in_flags(message: str | JaxnetError, args=None) -> str:
+    """A library message with the settings it names written as the flags of the command run.
+
+    The library names settings (`lr=0.0`, see JaxnetError); a user of the command sees its
+    flags (--lr 0.0). A setting the command has no flag for keeps its name; without parsed
+    `args` (a mistake in the command line itself) every name is kept.
+    """
+    def flag_of(name):
+        has_flag = args is not None and hasattr(args, FLAG_DESTS.get(name, name))
+        return flag(name) if has_flag else None
+    text = message.template if isinstance(message, JaxnetError) else message
+    return render(text, flag_of)
 
 
 def positive_int(text):
@@ -58,7 +79,7 @@ def _field(group, field, text, *, sweep=False, **kwargs):
         kwargs.update(type=str, metavar="VALUES")
     shown = "" if default is None or isinstance(default, bool) else f" (default {default:g})" \
         if isinstance(default, float) else f" (default {default})"
-    group.add_argument("--" + field.replace("_", "-"), dest=field, help=text + shown, **kwargs)
+    group.add_argument(flag(field), dest=field, help=text + shown, **kwargs)
 
 
 def add_network_flags(p, *, sweep=False):
@@ -164,9 +185,7 @@ def config_from_args(args, *, hidden=None, **overrides) -> cfg.TrainConfig:
     if getattr(args, "data", None) is not None:
         values["data_path"] = args.data
     values["hidden"] = hidden if hidden is not None else resolve_hidden(args.layers, args.hidden)
-    if values.get("init") == "he" and "weight_scale" in values:
-        raise UsageError("--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; "
-                         "drop one of the two")
+    cfg.check_unused(values.get("init", cfg.default("init")), values)
     setup_jax(values.get("dtype", cfg.default("dtype")))
     return cfg.TrainConfig(**values).validate()
 

@@ -42,7 +42,7 @@ def run(args) -> int:
     try:
         probabilities = model.predict_proba(read_features(args.data))
     except DataError as err:
-        message = str(err)
+        message = err.template  # its settings still marked, for the flags
         raise DataError(message if message.startswith(str(args.data)) else
                         f"{args.data}: {message}") from None
     labels = model.preprocessing.decode(np.argmax(probabilities, axis=1))

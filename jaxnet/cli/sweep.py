@@ -15,7 +15,7 @@ from jaxnet import ranges
 from jaxnet.checkpoint import jsonable, write_json
 from jaxnet.cli import common
 from jaxnet.errors import UsageError
-from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, halving_rungs, make_settings, sweep
+from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, check_sweep, halving_rungs, make_settings, sweep
 from jaxnet.sweep import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 
 PRESETS = ("notebook",)
@@ -96,8 +96,8 @@ def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str,
     """"1e-3" -> [1e-3]; "1e-3,1e-2" -> list; "LO:HI" -> num points (log or linear) or bounds.
 
     `log` spaces ranges (and draws --random values) log-uniformly, so their bounds must be
-    positive; `allow_zero` lets listed values be 0 (reg, weight_decay), else a log axis
-    needs positive values.
+    positive; `allow_zero` (the axis takes 0: reg, weight_decay) adds how to include 0.
+    The values themselves are checked by the library (jaxnet.ranges), as every setting is.
     """
     text = str(text).strip()
     try:
@@ -123,12 +123,6 @@ def parse_axis(flag: str, text: str, *, log: bool, num: int, mode: str,
         return [float(v) for v in (np.geomspace(lo, hi, num) if log else np.linspace(lo, hi, num))]
     if not values:
         raise UsageError(f"{flag} {text!r} gives zero settings; give at least one value")
-    if not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{flag} {text}: values must be finite numbers")
-    if log and allow_zero and any(v < 0 for v in values):
-        raise UsageError(f"{flag} {text}: values must be >= 0")
-    if log and not allow_zero and any(v <= 0 for v in values):
-        raise UsageError(f"{flag} {text}: values on a log axis must be positive")
     if mode == "random" and len(values) > 1:
         raise UsageError(f"{flag} {text}: --random draws each axis from a range; write LO:HI "
                            "(or one value to keep it fixed)")
@@ -149,9 +143,6 @@ def run(args) -> int:
     mode = "zip" if args.zip else "random" if args.random else "grid"
     axes: dict = {}
     overrides: dict = {}
-    if args.init == "he" and args.weight_scale is not None:
-        raise UsageError("--weight-scale sets the std of the normal init; --init he ignores it. "
-                           "Drop one of the two")
     if args.preset == "notebook":
         if args.lr is not None or args.weight_scale is not None:
             raise UsageError("--preset notebook sweeps --lr and --weight-scale itself; drop them "
@@ -179,14 +170,12 @@ def run(args) -> int:
     if mode == "random" and not axes:
         raise UsageError(f"--random {args.random} needs at least one axis given as a range "
                            "LO:HI, e.g. --lr 1e-4:1e-1")
-    if "weight_scale" in axes or "weight_scale" in static:
-        overrides.setdefault("init", "normal")
     config = common.config_from_args(args, **{**overrides, **static})
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
-    _check_halving(args, config.epochs)
     settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
-    if not settings:
-        raise UsageError("the sweep has zero settings; give at least one value per axis")
+    # What sweep() would refuse, refused before any folder, device or data is touched.
+    check_sweep(config, settings, seeds=args.seeds, halving=args.halving,
+                min_epochs=args.min_epochs)
     from jaxnet import distributed, job
 
     out = common.output_dir(args, "sweep")
@@ -221,20 +210,6 @@ def run(args) -> int:
         write_outputs(out, result, config, top=args.top, mode=mode)
         print_report(result, out, preset=args.preset)
     return 0
-
-
-def _check_halving(args, epochs: int):
-    if args.halving is None:
-        if args.min_epochs is not None:
-            raise UsageError("--min-epochs sets the first rung of successive halving; add "
-                             "--halving ETA (e.g. --halving 3) or drop --min-epochs")
-        return
-    if args.halving < 2:
-        raise UsageError(f"--halving {args.halving}: ETA must be >= 2 (each rung keeps the best "
-                         "1/ETA of the settings), e.g. --halving 3")
-    if args.min_epochs is not None and args.min_epochs > epochs:
-        raise UsageError(f"--min-epochs {args.min_epochs} is more than --epochs {epochs}; the "
-                         "first rung must fit in the run: lower --min-epochs or raise --epochs")
 
 
 def _fmt(v):

@@ -139,7 +139,7 @@ def run(args) -> int:
         return _interrupted(out)
     bar.close()
     if result.message and (result.diverged or not args.quiet):
-        print(result.message, file=sys.stderr)
+        print(common.in_flags(result.message, args), file=sys.stderr)
     if lead:
         print(summary_line(result.metrics, out))
     return 1 if result.diverged else 0
@@ -166,12 +166,12 @@ def _run_seeds(args, config, out) -> int:
         raise UsageError(f"--seeds trains its seeds in one vmapped call on one device, so "
                          f"{', '.join(given)} cannot be given with it; drop them (or use "
                          "jaxnet sweep --seeds K, which shards runs over devices)")
-    for flag in ("patience", "max_epochs"):
-        if getattr(args, flag) is not None:
-            raise UsageError(f"--{flag.replace('_', '-')} belongs to training until no "
-                             "improvement, but --seeds trains every seed for the same --epochs "
-                             f"(default {DEFAULT_EPOCHS}; each keeps its best epoch by val "
-                             f"accuracy); drop --{flag.replace('_', '-')}, or train seeds one by one")
+    if args.max_epochs is not None:  # the library ignores it with seeds, as with --epochs
+        raise UsageError("--max-epochs belongs to training until no improvement, but --seeds "
+                         f"trains every seed for the same --epochs (default {DEFAULT_EPOCHS}; "
+                         "each keeps its best epoch by val accuracy); drop --max-epochs, or "
+                         "train seeds one by one")
+    job.check_seeds(config, args.seeds)  # before loading the data
     data = job.load_data(config)
     if args.overwrite:
         _clear_run(out)

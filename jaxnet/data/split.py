@@ -7,33 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxnet import ranges
 from jaxnet.data.dataset import DataError, Dataset
 from jaxnet.data.validate import check_classes, make_dataset, validate_arrays
-
-
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Refuses fractions outside [0, 1) or summing to 1 or more.
-
-    Args:
-        val_fraction: Fraction of all examples held out for validation.
-        test_fraction: Fraction of all examples held out for testing.
-
-    Raises:
-        DataError: If a fraction or their sum is out of range.
-    """
-    for label, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not ranges.is_valid(label, f):
-            raise DataError(
-                f"{label}={f!r} is outside [0, 1); pass a fraction such as 0.1 (0 disables "
-                f"the split)"
-            )
-    if val_fraction + test_fraction >= 1.0:
-        raise DataError(
-            f"val_fraction={val_fraction} + test_fraction={test_fraction} = "
-            f"{val_fraction + test_fraction:g} leaves no training data; expected a sum < 1 "
-            f"(e.g. 0.1 and 0.2)"
-        )
+from jaxnet.ranges import check_fractions as check_fractions  # the rule lives in ranges
 
 
 def _holdout_size(fraction: float, n: int) -> int:
@@ -110,8 +86,8 @@ def split_indices(
     n_val = _holdout_size(val_fraction, n)
     if n - n_test - n_val < max(k, 1):
         raise DataError(
-            f"{source}: {n} examples are too few for val_fraction={val_fraction} and "
-            f"test_fraction={test_fraction} ({n_val} val + {n_test} test leaves "
+            f"{source}: {n} examples are too few for `val_fraction={val_fraction}` and "
+            f"`test_fraction={test_fraction}` ({n_val} val + {n_test} test leaves "
             f"{n - n_test - n_val} for training, fewer than the {k} classes, and every class "
             f"needs a training example); use smaller fractions or more data"
         )
