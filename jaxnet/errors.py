@@ -68,3 +68,7 @@ class ConfigError(JaxnetError, ValueError):
 
 class UsageError(JaxnetError):
     """A command line that cannot be run as given (a flag, a folder, a combination)."""
+
+
+class OutputExistsError(JaxnetError, FileExistsError):
+    """A file the user made would be overwritten without being asked to."""

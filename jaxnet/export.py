@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 
 from jaxnet import trained
 from jaxnet.checkpoint import CheckpointError, json_text, write_bytes
+from jaxnet.errors import OutputExistsError
 
 FORMAT = "jaxnet-torch"
 VERSION = "1"
@@ -127,13 +128,10 @@ def save(model: trained.TrainedModel, path: str | os.PathLike, *,
       `path` as a Path.
 
     Raises:
-      FileExistsError: `path` exists and `overwrite` is False.
+      OutputExistsError (a FileExistsError): `path` exists and `overwrite` is False.
       CheckpointError: the file could not be written (no space, read-only folder).
     """
-    path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another file name or pass "
-                              "overwrite=True (the CLI's --overwrite) to replace it")
+    path = _writable(path, overwrite)
     write_bytes(path, safetensors.numpy.save(to_torch_state_dict(model), metadata=header(model)))
     return path
 
@@ -148,7 +146,16 @@ def export_torch(run_dir: str | os.PathLike, path: str | os.PathLike, *,
     Raises:
       CheckpointError: `run_dir` holds no trained run; or as `save`.
     """
+    _writable(path, overwrite)  # before loading: a refusal costs nothing
     return save(trained.load(run_dir), path, overwrite=overwrite)
+
+
+def _writable(path, overwrite: bool) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; choose another file name, or set `overwrite` "
+                                "to replace it")
+    return path
 
 
 def load_header(path: str | os.PathLike) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_header_holds_architecture_preprocessing_and_classes(model, exported):
 
 def test_refuses_to_overwrite_unless_asked(run_dir, exported):
     before = exported.read_bytes()
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="set overwrite to replace it"):
         export.export_torch(run_dir, exported)
     assert exported.read_bytes() == before
     exported.write_bytes(b"stale")

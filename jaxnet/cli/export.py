@@ -29,9 +29,7 @@ def run(args) -> int:
     out = pathlib.Path(args.file)
     if out.suffix.lower() != SUFFIX:
         raise UsageError(f"{out}: expected a file name ending in {SUFFIX}")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} exists; choose another name or pass --overwrite")
-    export.export_torch(args.run_dir, out, overwrite=True)
+    export.export_torch(args.run_dir, out, overwrite=args.overwrite)
     modules = export.load_header(out)["architecture"]
     print(f"exported {args.run_dir} to {out}: nn.Sequential of {len(modules)} modules "
           f"({', '.join(m['module'] for m in modules)})")

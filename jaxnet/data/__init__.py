@@ -44,15 +44,15 @@ def _check_source(key: str, path, target):
     if target is not None and key != "csv":
         raise DataError(
             f"target={target!r} names a column of a csv file, but dataset {key!r} is not csv; "
-            f"drop --target, or use the csv dataset"
+            "drop `target`, or use the csv dataset"
         )
     if key in ("digits", "random") and path is not None:
         raise DataError(
             f"dataset {key!r} is built in and takes no path (got {os.fspath(path)!r}); "
-            f"drop --data, or use 'npz', 'csv' or 'cifar10' to load a file"
+            "drop `data_path`, or use 'npz', 'csv' or 'cifar10' to load a file"
         )
     if key not in ("digits", "random") and path is None:
-        raise DataError(f"dataset {key!r} needs --data PATH ({_FILE_KIND[key]}); none was given")
+        raise DataError(f"dataset {key!r} needs `data_path=PATH` ({_FILE_KIND[key]}); none was given")
 
 
 def load_dataset(
@@ -112,9 +112,9 @@ def load_dataset(
         ``classes`` (C,) the original labels.
 
     Raises:
-        DataError: Unknown name, missing or unexpected ``path`` or ``target``, bad
-            fractions, or any file/array problem (the message names the file and
-            the problem).
+        DataError: Unknown name, missing or unexpected ``path`` or ``target``, or any
+            file/array problem (the message names the file and the problem).
+        ConfigError: Bad split fractions.
     """
     key = _dataset_key(name)
     check_fractions(val_fraction, test_fraction)

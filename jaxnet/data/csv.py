@@ -405,7 +405,7 @@ def load_csv(
     if target is None:
         raise DataError(
             f"{p}: no target column given; the csv dataset needs the name of the label column "
-            f"(--target COLUMN); columns found: {', '.join(map(repr, csv_columns(p)))}"
+            f"(`target=COLUMN`); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
     table = _read(p, target, header=True)
     big = np.abs(table.x) > np.finfo(dtype).max
