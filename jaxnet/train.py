@@ -21,6 +21,22 @@ from jaxnet.distributed import to_host
 LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
 
 
+def improves(acc, loss, best_acc, best_loss):
+    """The best-epoch rule: an epoch with val accuracy `acc` and val loss `loss` beats the
+    best so far (`best_acc`, `best_loss`) when its accuracy is higher, or equal with a
+    lower loss. A small validation set's accuracy moves in coarse steps and often ties;
+    the loss then says which epoch's network fits it better. An exact tie in both keeps
+    the earlier epoch, and a NaN never improves.
+
+    `fit`, `--seeds`, sweeps and each rung of successive halving all choose their epoch by
+    it (starting from -inf accuracy and +inf loss, so the first epoch with numbers wins).
+    Without a validation set there is nothing to choose by: they all report the last epoch.
+    Written with `|` and `&`, so it takes Python floats (-> bool) as well as traced jnp
+    scalars (-> a bool array, as inside a `lax.scan`).
+    """
+    return (acc > best_acc) | ((acc == best_acc) & (loss < best_loss))
+
+
 class TrainState(NamedTuple):
     """Everything a step changes: a pytree, so it can be jitted, donated, vmapped, saved."""
 
@@ -278,12 +294,13 @@ def _divergence(config, n_train, ts, losses, epoch) -> str | None:
 def _record(config, progress: Progress, row: dict, has_val: bool):
     """Appends the epoch's row and updates the best epoch and the count of stale epochs.
 
-    With a validation set the best epoch has the highest val accuracy, ties going to the
-    lower val loss; an epoch is stale unless it is the new best or lowers the val loss
-    below every earlier epoch's (by LOSS_TOLERANCE). Counting the loss too matters on small
-    validation sets, whose accuracy moves in coarse steps and can stay flat for many epochs
-    while the network is still learning. Without one, the best epoch is the last, and an
-    epoch is stale unless it lowers the best training loss by LOSS_TOLERANCE.
+    With a validation set the best epoch is chosen by `improves` (higher val accuracy, a
+    tie going to the lower val loss); an epoch is stale unless it is the new best or lowers
+    the val loss below every earlier epoch's (by LOSS_TOLERANCE). Counting the loss too
+    matters on small validation sets, whose accuracy moves in coarse steps and can stay
+    flat for many epochs while the network is still learning. Without one, the best epoch
+    is the last, and an epoch is stale unless it lowers the best training loss by
+    LOSS_TOLERANCE.
     """
     del config
     first = not progress.best_epoch
@@ -292,8 +309,7 @@ def _record(config, progress: Progress, row: dict, has_val: bool):
     if has_val:
         acc, loss = row["val_accuracy"], row["val_loss"]
         best_loss = math.inf if first else earlier[progress.best_epoch - 1]["val_loss"]
-        better = first or acc > progress.best_score or (acc == progress.best_score
-                                                        and loss < best_loss)
+        better = bool(improves(acc, loss, progress.best_score, best_loss))
         lowest = min((r["val_loss"] for r in earlier), default=math.inf)
         learning = better or loss < lowest - LOSS_TOLERANCE
         score = acc
