@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -21,6 +22,7 @@ from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
 from jaxnet.train import (
     TrainState,
+    device_splits,
     dims_for,
     evaluate,
     improves,
@@ -481,7 +483,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
-    splits = _device_splits(data, dtype, in_span, mesh)
+    splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
+                           host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
     plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
@@ -507,19 +510,15 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
                        int(record.epochs_trained.sum()), config.epochs, in_span)
 
 
-def _device_splits(data: Dataset, dtype, in_span: bool, mesh) -> dict:
-    """{split: (x, y)} on the device(s), replicated over a mesh; in the span form the
-    examples flat and "gram", the training set's Gram matrix (see `jaxnet.span`)."""
-    split_arrays = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
-                    "test": (data.x_test, data.y_test)}
-    splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
-              for name, (x, y) in split_arrays.items() if x is not None}
+def _sweep_splits(splits: dict, in_span: bool) -> dict:
+    """The host splits a sweep trains on: those the data has (the sweep ranks by val
+    accuracy where "val" is there), in the span form with `in_span` (see `jaxnet.span`):
+    the examples flat, and "gram", the training set's Gram matrix."""
+    splits = {name: xy for name, xy in splits.items() if xy is not None}
     if in_span:
         splits = {name: (x.reshape(len(x), -1), y) for name, (x, y) in splits.items()}
         splits["gram"] = np.asarray(_gram(splits["train"][0]))
-    if mesh is not None:
-        return distributed.DeviceEnv(mesh).replicate(splits)
-    return jax.device_put(splits)
+    return splits
 
 
 @jax.jit

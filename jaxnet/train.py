@@ -16,7 +16,7 @@ import optax
 
 from jaxnet import model, optim, rng
 from jaxnet.config import TrainConfig
-from jaxnet.distributed import to_host
+from jaxnet.distributed import DeviceEnv, to_host
 
 LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
 
@@ -212,6 +212,32 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
         return kept, losses
 
     return epoch
+
+
+def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> dict:
+    """The data's splits on the device(s), as `fit` and `sweep` train and evaluate on them.
+
+    Args:
+      data: a Dataset (`jaxnet.data`).
+      dtype: the inputs' dtype (the config's); labels become int32.
+      env: replicates every array over the devices of its mesh; None (or no mesh): the
+        default device.
+      host: maps the host (numpy) splits to what is placed instead, e.g. a sweep's span
+        form (`jaxnet.span`): flat examples plus the training set's Gram matrix.
+
+    Returns:
+      {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on the device(s),
+      or `host` of it.
+    """
+    splits = {name: None if x is None else (np.asarray(x, dtype), np.asarray(y, np.int32))
+              for name, (x, y) in (("train", (data.x_train, data.y_train)),
+                                   ("val", (data.x_val, data.y_val)),
+                                   ("test", (data.x_test, data.y_test)))}
+    if host is not None:
+        splits = host(splits)
+    if env is None or env.mesh is None:
+        return jax.device_put(splits)
+    return env.replicate(splits)
 
 
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
