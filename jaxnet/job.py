@@ -65,14 +65,6 @@ def fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _device_splits(data: Dataset, dtype, env: DeviceEnv) -> dict:
-    def put(x, y):
-        return None if x is None else (jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32))
-    return env.replicate({"train": put(data.x_train, data.y_train),
-                          "val": put(data.x_val, data.y_val),
-                          "test": put(data.x_test, data.y_test)})
-
-
 def _check_data(config: TrainConfig, data: Dataset):
     if len(data.x_train) < 2:
         raise ConfigError(f"the training set has {len(data.x_train)} example(s); batchnorm needs "
@@ -128,7 +120,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     if resume:
         progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
     progress.state, progress.best = env.replicate((progress.state, progress.best))
-    splits = _device_splits(data, jnp.dtype(config.dtype), env)
+    splits = train.device_splits(data, jnp.dtype(config.dtype), env)
     meta = {"config": config.to_dict(), "dims": list(dims), "data_fingerprint": raw_fingerprint,
             "preprocessing": prep.to_json()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -21,8 +22,10 @@ from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
 from jaxnet.train import (
     TrainState,
+    device_splits,
     dims_for,
     evaluate,
+    improves,
     init_train_state,
     is_finite,
     make_epoch,
@@ -179,21 +182,20 @@ def _chunk_layout(n_runs: int, chunk: int | None, n_dev: int,
 def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_epochs: int, *,
                 keep_state: bool, in_span: bool = False):
     """One run trained `n_epochs` more epochs, then the eval-mode metrics of its reported
-    parameters (the best by val accuracy so far, else the last). It starts from a fresh
-    run (a TrainState, or a `span.SpanRun` with `in_span`) or from the carry `(run, best
-    (params, bn_state), best val accuracy)` of an earlier segment; with `keep_state` it
-    returns that carry too, to be continued."""
+    parameters: those of the best epoch so far by `train.improves` (as `fit` chooses), else
+    the last. It starts from a fresh run (a TrainState, or a `span.SpanRun` with `in_span`)
+    or from the carry `(run, best (params, bn_state), best val accuracy, best val loss)` of
+    an earlier segment, so a rung of successive halving goes on comparing with the best
+    epoch of the rungs before; with `keep_state` it returns that carry too, to be continued."""
     if in_span:
         span_epoch = span.make_epoch(config, optimizer, n_train)
     else:
         plain_epoch = make_epoch(config, optimizer, n_train, keep_finite=False, vmapped_runs=True)
 
     def segment(carry, splits):
-        if isinstance(carry, (TrainState, span.SpanRun)):  # a fresh run
-            ts = carry.ts if in_span else carry
-            best = (ts.params, ts.bn_state) if has_val else None
-            carry = (carry, best, jnp.asarray(-1.0, jnp.float32))
-        run, best, best_acc = carry
+        if isinstance(carry, (TrainState, span.SpanRun)):  # a fresh run: nothing is best yet
+            carry = (carry, None, None, None)
+        run, best, best_acc, best_loss = carry
         x, y = splits["train"]
         if in_span:
             p0 = x @ run.w0.T  # once per segment; see jaxnet.span
@@ -210,20 +212,30 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
             def full(params):
                 return params
 
-        def one_epoch(carry, _):
-            ts, best, best_acc = carry
-            ts, losses = epoch(ts)
-            if has_val:
-                acc = evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config)[1]
-                better = acc > best_acc
-                best = jax.tree.map(lambda new, old: jnp.where(better, new, old),
-                                    (ts.params, ts.bn_state), best)
-                best_acc = jnp.where(better, acc, best_acc)
-            return (ts, best, best_acc), losses
+        def val_scores(ts):  # (val loss, val accuracy)
+            return evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config)
 
         ts = run.ts if in_span else run
-        (ts, best, best_acc), losses = jax.lax.scan(one_epoch, (ts, best, best_acc), None,
-                                                    length=n_epochs)
+        if best_acc is None:  # -inf accuracy and +inf loss: the first epoch improves on them
+            best = (ts.params, ts.bn_state) if has_val else None
+            loss, acc = (jax.eval_shape(val_scores, ts) if has_val
+                         else (jax.ShapeDtypeStruct((), jnp.float32),) * 2)
+            best_acc, best_loss = (jnp.full((), -jnp.inf, acc.dtype),
+                                   jnp.full((), jnp.inf, loss.dtype))
+
+        def one_epoch(carry, _):
+            ts, best, best_acc, best_loss = carry
+            ts, losses = epoch(ts)
+            if has_val:
+                loss, acc = val_scores(ts)
+                better = improves(acc, loss, best_acc, best_loss)
+                best, best_acc, best_loss = jax.tree.map(
+                    lambda new, old: jnp.where(better, new, old),
+                    ((ts.params, ts.bn_state), acc, loss), (best, best_acc, best_loss))
+            return (ts, best, best_acc, best_loss), losses
+
+        (ts, best, best_acc, best_loss), losses = jax.lax.scan(
+            one_epoch, (ts, best, best_acc, best_loss), None, length=n_epochs)
         params, bn_state = best if has_val else (ts.params, ts.bn_state)
         metrics = {f"{name}_{what}": value
                    for name, split in splits.items() if name != "gram"
@@ -233,7 +245,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
         metrics["loss_curve"] = losses.reshape(-1)
         # The divergence rule, on the weights as they are reported.
         metrics["finite"] = is_finite(ts._replace(params=full(ts.params)), losses)
-        carry = (run._replace(ts=ts) if in_span else ts, best, best_acc)
+        carry = (run._replace(ts=ts) if in_span else ts, best, best_acc, best_loss)
         return (carry, metrics) if keep_state else metrics
 
     return segment
@@ -321,13 +333,26 @@ def _check_options(config: TrainConfig, seeds, group, halving, min_epochs):
 
 
 def _sort_key(row: dict, criterion: str):
-    """Orders settings best first: the criterion (a tie in val accuracy goes to the lower
-    final loss), diverged settings last."""
-    if row["diverged"]:
-        return (1, 0.0, 0.0)
+    """How settings rank, best first (a non-diverged row, means over its seeds): by
+    "val_accuracy", a tie going to the lower final training loss; by "final_loss", the
+    lower final training loss. Settings that tie on both keep their given order (`_ranked`
+    sorts stably), in halving's cuts and in the choice of the best setting alike.
+
+    Ranking settings is not choosing an epoch (`train.improves`, where a tie in val
+    accuracy goes to the lower val loss), and is left as it was: neither key depends on
+    which of a run's tied epochs it reports (its val accuracy is the same, its final loss
+    is the last step's), so the epoch rule never changes which settings go on or win.
+    """
     if criterion == "val_accuracy":
-        return (0, -row["val_accuracy"], row["final_loss"])
-    return (0, row["final_loss"], 0.0)
+        return (-row["val_accuracy"], row["final_loss"])
+    return (row["final_loss"],)
+
+
+def _ranked(rows: list[dict], criterion: str) -> list[int]:
+    """Indices of the non-diverged `rows`, best first by `_sort_key`; diverged rows are
+    never ranked (never kept, never best)."""
+    return sorted((i for i, r in enumerate(rows) if not r["diverged"]),
+                  key=lambda i: _sort_key(rows[i], criterion))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,7 +497,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
-    splits = _device_splits(data, dtype, in_span, mesh)
+    splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
+                           host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
     plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
@@ -498,19 +524,15 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
                        int(record.epochs_trained.sum()), config.epochs, in_span)
 
 
-def _device_splits(data: Dataset, dtype, in_span: bool, mesh) -> dict:
-    """{split: (x, y)} on the device(s), replicated over a mesh; in the span form the
-    examples flat and "gram", the training set's Gram matrix (see `jaxnet.span`)."""
-    split_arrays = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
-                    "test": (data.x_test, data.y_test)}
-    splits = {name: (np.asarray(x, dtype), np.asarray(y, np.int32))
-              for name, (x, y) in split_arrays.items() if x is not None}
+def _sweep_splits(splits: dict, in_span: bool) -> dict:
+    """The host splits a sweep trains on: those the data has (the sweep ranks by val
+    accuracy where "val" is there), in the span form with `in_span` (see `jaxnet.span`):
+    the examples flat, and "gram", the training set's Gram matrix."""
+    splits = {name: xy for name, xy in splits.items() if xy is not None}
     if in_span:
         splits = {name: (x.reshape(len(x), -1), y) for name, (x, y) in splits.items()}
         splits["gram"] = np.asarray(_gram(splits["train"][0]))
-    if mesh is not None:
-        return distributed.DeviceEnv(mesh).replicate(splits)
-    return jax.device_put(splits)
+    return splits
 
 
 @jax.jit
@@ -528,20 +550,16 @@ def _batched(one, per_group: int | None):
 
 
 def _kept(in_rung: list[dict], criterion: str, n_keep: int) -> np.ndarray:
-    """Sorted indices of the best `n_keep` settings of a rung; diverged ones never go on."""
-    ranked = [i for i in sorted(range(len(in_rung)), key=lambda i: _sort_key(in_rung[i],
-                                                                              criterion))
-              if not in_rung[i]["diverged"]]
-    return np.sort(ranked[:n_keep]).astype(int)
+    """Sorted indices of the best `n_keep` settings of a rung (`_ranked`)."""
+    return np.sort(_ranked(in_rung, criterion)[:n_keep]).astype(int)
 
 
 def _best(summary: list[dict], criterion: str) -> dict | None:
-    """The best non-diverged setting among those that trained longest (None: all diverged)."""
-    candidates = [s for s in summary if not s["diverged"]]
-    if not candidates:
-        return None
-    top = max(s["rung"] for s in candidates)
-    return min((s for s in candidates if s["rung"] == top), key=lambda s: _sort_key(s, criterion))
+    """The best setting (`_ranked`) among those that trained longest (None: all diverged)."""
+    top = max((s["rung"] for s in summary if not s["diverged"]), default=None)
+    longest = [s for s in summary if s["rung"] == top]
+    ranked = _ranked(longest, criterion)
+    return longest[ranked[0]] if ranked else None
 
 
 def _run_chunks(fn, inputs_at, splits, n_runs, n_chunks, size, *, keep_state, on_chunk):

@@ -16,9 +16,25 @@ import optax
 
 from jaxnet import model, optim, rng
 from jaxnet.config import TrainConfig
-from jaxnet.distributed import to_host
+from jaxnet.distributed import DeviceEnv, to_host
 
 LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
+
+
+def improves(acc, loss, best_acc, best_loss):
+    """The best-epoch rule: an epoch with val accuracy `acc` and val loss `loss` beats the
+    best so far (`best_acc`, `best_loss`) when its accuracy is higher, or equal with a
+    lower loss. A small validation set's accuracy moves in coarse steps and often ties;
+    the loss then says which epoch's network fits it better. An exact tie in both keeps
+    the earlier epoch, and a NaN never improves.
+
+    `fit`, `--seeds`, sweeps and each rung of successive halving all choose their epoch by
+    it (starting from -inf accuracy and +inf loss, so the first epoch with numbers wins).
+    Without a validation set there is nothing to choose by: they all report the last epoch.
+    Written with `|` and `&`, so it takes Python floats (-> bool) as well as traced jnp
+    scalars (-> a bool array, as inside a `lax.scan`).
+    """
+    return (acc > best_acc) | ((acc == best_acc) & (loss < best_loss))
 
 
 class TrainState(NamedTuple):
@@ -204,6 +220,32 @@ def widen(logits):
     return logits.astype(jnp.float32) if jnp.finfo(logits.dtype).bits < 32 else logits
 
 
+def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> dict:
+    """The data's splits on the device(s), as `fit` and `sweep` train and evaluate on them.
+
+    Args:
+      data: a Dataset (`jaxnet.data`).
+      dtype: the inputs' dtype (the config's); labels become int32.
+      env: replicates every array over the devices of its mesh; None (or no mesh): the
+        default device.
+      host: maps the host (numpy) splits to what is placed instead, e.g. a sweep's span
+        form (`jaxnet.span`): flat examples plus the training set's Gram matrix.
+
+    Returns:
+      {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on the device(s),
+      or `host` of it.
+    """
+    splits = {name: None if x is None else (np.asarray(x, dtype), np.asarray(y, np.int32))
+              for name, (x, y) in (("train", (data.x_train, data.y_train)),
+                                   ("val", (data.x_val, data.y_val)),
+                                   ("test", (data.x_test, data.y_test)))}
+    if host is not None:
+        splits = host(splits)
+    if env is None or env.mesh is None:
+        return jax.device_put(splits)
+    return env.replicate(splits)
+
+
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
     """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y)."""
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
@@ -284,12 +326,13 @@ def _divergence(config, n_train, ts, losses, epoch) -> str | None:
 def _record(config, progress: Progress, row: dict, has_val: bool):
     """Appends the epoch's row and updates the best epoch and the count of stale epochs.
 
-    With a validation set the best epoch has the highest val accuracy, ties going to the
-    lower val loss; an epoch is stale unless it is the new best or lowers the val loss
-    below every earlier epoch's (by LOSS_TOLERANCE). Counting the loss too matters on small
-    validation sets, whose accuracy moves in coarse steps and can stay flat for many epochs
-    while the network is still learning. Without one, the best epoch is the last, and an
-    epoch is stale unless it lowers the best training loss by LOSS_TOLERANCE.
+    With a validation set the best epoch is chosen by `improves` (higher val accuracy, a
+    tie going to the lower val loss); an epoch is stale unless it is the new best or lowers
+    the val loss below every earlier epoch's (by LOSS_TOLERANCE). Counting the loss too
+    matters on small validation sets, whose accuracy moves in coarse steps and can stay
+    flat for many epochs while the network is still learning. Without one, the best epoch
+    is the last, and an epoch is stale unless it lowers the best training loss by
+    LOSS_TOLERANCE.
     """
     del config
     first = not progress.best_epoch
@@ -298,8 +341,7 @@ def _record(config, progress: Progress, row: dict, has_val: bool):
     if has_val:
         acc, loss = row["val_accuracy"], row["val_loss"]
         best_loss = math.inf if first else earlier[progress.best_epoch - 1]["val_loss"]
-        better = first or acc > progress.best_score or (acc == progress.best_score
-                                                        and loss < best_loss)
+        better = bool(improves(acc, loss, progress.best_score, best_loss))
         lowest = min((r["val_loss"] for r in earlier), default=math.inf)
         learning = better or loss < lowest - LOSS_TOLERANCE
         score = acc
