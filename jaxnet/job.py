@@ -36,7 +36,9 @@ class TrainResult:
     history: list[dict]  # per epoch: loss, train/val/test loss and accuracy
     metrics: dict  # summary, as written to metrics.json
     diverged: bool
-    message: str | None  # why training stopped early (divergence, no improvement), if it did
+    # Why training stopped early (divergence, no improvement), if it did; the settings it
+    # names are in backticks (`lr=0.01`), as in JaxnetError, for the CLI to show as flags.
+    message: str | None
     preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
 
 

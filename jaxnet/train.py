@@ -318,7 +318,7 @@ def _divergence(config, n_train, ts, losses, epoch) -> str | None:
             else "the parameters, batchnorm statistics or optimizer state became non-finite")
     return (f"training diverged: {what} at step {step + 1} (epoch {epoch + 1}) with learning "
             f"rate {lr:g}" + (f" (base {base:g}, {config.lr_schedule} schedule)" if lr != base else "")
-            + f"; lower the learning rate (e.g. lr={base / 10:g}, --lr {base / 10:g}). Kept the "
+            + f"; lower the learning rate (e.g. `lr={base / 10:g}`). Kept the "
             + (f"parameters from the last finite epoch, epoch {epoch}." if epoch
                else "initial parameters."))
 
@@ -391,7 +391,7 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
                **split_scores(eval_fn, ts.params, ts.bn_state, splits)}
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
-                       f"{epoch + 1}; lower the learning rate (--lr)")
+                       f"{epoch + 1}; lower the learning rate (`lr`)")
             diverged = True
             break
         _record(config, progress, row, has_val)
