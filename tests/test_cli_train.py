@@ -250,10 +250,11 @@ def test_summary_line_variants():
 
 
 def test_divergence_exits_1_with_the_message_even_when_quiet(in_tmp, monkeypatch, capsys):
-    _fake_fit(monkeypatch, diverged=True, message="training diverged: lower the learning rate")
+    _fake_fit(monkeypatch, diverged=True,
+              message="training diverged: lower the learning rate (e.g. `lr=0.01`)")
     assert main(["train", "--out", "run", "--quiet"]) == 1
     out, err = capsys.readouterr()
-    assert err == "training diverged: lower the learning rate\n"
+    assert err == "training diverged: lower the learning rate (e.g. --lr 0.01)\n"  # as a flag
     assert len(out.splitlines()) == 1 and "diverged" in out
     assert json.loads((in_tmp / "run" / "metrics.json").read_text())["diverged"] is True
 
