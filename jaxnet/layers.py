@@ -12,13 +12,11 @@ from jaxnet import rng
 # Each `*_forward` returns `(out, residuals)`: `residuals` holds exactly what the
 # matching `*_backward(residuals, dout)` needs. None of these functions calls autodiff.
 #
-# `batch_axis` says where the examples are. 0 (the default) is the usual (N, H) layout.
-# 1 is the feature-major (H, N) layout that `jaxnet.model` trains in from
-# `model.FEATURE_MAJOR_MIN_BATCH` examples on: every product is then `w @ x` with the
-# (out, in) weights as the left operand, which XLA's CPU backend runs faster than `x @ w.T`
-# for wide batches, and batchnorm reduces along rows (the model's first layer runs this
-# way at every batch size). Per-feature vectors (b, gamma, beta, statistics) are (H,) in
-# both layouts.
+# `batch_axis` says where the examples are: 0 (the default) is the usual (N, H) layout, 1
+# the feature-major (H, N) one, where every product is `w @ x` with the (out, in) weights
+# as the left operand and batchnorm reduces along rows. Per-feature vectors (b, gamma, beta,
+# statistics) are (H,) in both layouts. Which layout a batch runs in is `jaxnet.layout`'s
+# choice, made for speed; the numbers are the same in both.
 
 
 def _per_feature(v, batch_axis):

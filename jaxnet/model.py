@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet import layers, ranges, rng
+from jaxnet import layers, layout, ranges, rng
 
 # Layout: params is a tuple of per-layer dicts. Hidden layers hold
 # {"w": (out, in), "b": (out,), "gamma": (out,), "beta": (out,)}; the last layer holds
@@ -151,7 +151,7 @@ def _check_labels(x, y):
 
 
 class _Residuals(NamedTuple):
-    affine: list
+    affine: list  # one per layer; the first is the layout's (None for a given product)
     batchnorm: list
     relu: list
     dropout: list  # None entries where no dropout was applied
@@ -162,79 +162,26 @@ def _maybe_nonzero(value) -> bool:
     return not (_is_concrete_number(value) and float(value) == 0.0)
 
 
-# Batches of at least this many examples run feature-major: activations (H, N) and every
-# product `w @ h`, which XLA's CPU backend runs faster for wide batches (10-38% per step at
-# 4096). Smaller batches run batch-major, (N, H): there the reductions over N along the
-# short minor axis cost more than the products gain (13-26% slower at batch 50 on Zen 5).
-# Both layouts compute the same numbers (up to summation order); only dropout masks
-# differ, being drawn in the activations' own shape.
-#
-# The first product (`_affine`): batch-major, one run takes `x @ w.T` (N, H1). Runs
-# vmapped over their weights with one x (`vmapped_runs`: sweeps, seeds) take `w @ x.T` in
-# both layouts, the small (H1, N) result transposed back for batch-major layers: for
-# `x @ w.T` XLA's CPU backend copies each run's (out, in) first-layer weights into (in,
-# out) at every step under vmap (1.2 MB per run and step on the notebook's network), while
-# `x.T` of a fixed batch is hoisted out of the loop. Measured: the notebook sweep 1.43x
-# faster in float32 (16.3 -> 11.4 s) and 1.33x in float64 with `w @ x.T` on a 2-core Zen
-# 3; one run's fixed-batch step at batch 50 6-19% faster with `x @ w.T` on a 2-core Zen 4
-# (the product alone: 234 against 372 us; in-process, interleaved), where XLA's product
-# with the (100, 50) output runs at 83 GFLOP/s and with the (50, 100) output at 131.
-FEATURE_MAJOR_MIN_BATCH = 128
+def _layout(params, x, vmapped_runs=False) -> layout.Layout:
+    """x flattened to (N, D) in the params' dtype, in the layout chosen for it."""
+    x = jnp.asarray(x)
+    x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
+    return layout.choose(x, vmapped_runs=vmapped_runs)
 
 
-def _batch_axis(n: int) -> int:
-    """1 (feature-major) for batches of `FEATURE_MAJOR_MIN_BATCH` or more, else 0."""
-    return 1 if n >= FEATURE_MAJOR_MIN_BATCH else 0
-
-
-def _first_as_w_x(axis, vmapped_runs):
-    """Whether the first product is `w @ x.T` (else `x @ w.T`); see above."""
-    return bool(axis) or vmapped_runs
-
-
-def _affine(h, layer, i, axis, first=None, vmapped_runs=False):
-    """Layer i's affine forward in the layout `axis`; the first layer takes x (N, D), or
-    its product `first` (N, H1) ready-made (residuals None)."""
-    if i:
-        return layers.affine_forward(h, layer["w"], layer["b"], batch_axis=axis)
-    if first is not None:
-        return (first.T + layer["b"][:, None] if axis else first + layer["b"]), None
-    if not _first_as_w_x(axis, vmapped_runs):
-        return layers.affine_forward(h, layer["w"], layer["b"], batch_axis=0)
-    out, r = layers.affine_forward(h.T, layer["w"], layer["b"], batch_axis=1)
-    return (out if axis else out.T), r
-
-
-def _affine_backward(res, dh, i, axis, vmapped_runs=False):
-    """Backward of `_affine`: (dx or None for the first layer, dw, db); for a ready-made
-    first product, dw is the gradient of that product, (N, H1)."""
-    if i:
-        return layers.affine_backward(res, dh, batch_axis=axis)
-    if res is None:
-        return None, (dh.T if axis else dh), jnp.sum(dh, axis=axis)
-    if not _first_as_w_x(axis, vmapped_runs):
-        return layers.affine_backward(res, dh, compute_dx=False, batch_axis=0)
-    return layers.affine_backward(res, dh if axis else dh.T, compute_dx=False, batch_axis=1)
-
-
-def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None,
-             vmapped_runs=False):
-    """Runs the stack in the layout `_batch_axis` picks for this batch (see
-    `jaxnet.layers`); returns the logits ((C, N) feature-major, else (N, C)), the new
-    state, every layer's residuals and the batch axis. With `first`, the first layer's
-    product `x @ w.T` (N, H1) is given and x is not read."""
-    if first is None:
-        x = jnp.asarray(x)
-        x = x.reshape(x.shape[0], -1).astype(params[0]["w"].dtype)
-    axis = _batch_axis((x if first is None else first).shape[0])
+def _forward(params, state, lay, *, key, train, dropout, momentum, eps):
+    """`affine -> (batchnorm -> relu -> dropout -> affine) x (L-1)` on the batch `lay`
+    (`jaxnet.layout`); returns the logits in that layout, the new state and every layer's
+    residuals."""
+    axis = lay.batch_axis
     drop = train and _maybe_nonzero(dropout)
     keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
     res = _Residuals([], [], [], [])
     new_state = []
-    h = x  # None with `first`
-    for i, (layer, stats) in enumerate(zip(params[:-1], state, strict=False)):
-        h, r = _affine(h, layer, i, axis, first, vmapped_runs)
-        res.affine.append(r)
+    h, r = lay.first_affine(params[0]["w"], params[0]["b"])
+    res.affine.append(r)
+    for i, stats in enumerate(state):
+        layer, after = params[i], params[i + 1]
         if train:
             h, r = layers.batchnorm_train_forward(h, layer["gamma"], layer["beta"], eps,
                                                   batch_axis=axis)
@@ -255,9 +202,9 @@ def _forward(params, state, x, *, key, train, dropout, momentum, eps, first=None
         else:
             r = None
         res.dropout.append(r)
-    logits, r = _affine(h, params[-1], len(params) - 1, axis)
-    res.affine.append(r)
-    return logits, (tuple(new_state) if train else state), res, axis
+        h, r = layers.affine_forward(h, after["w"], after["b"], batch_axis=axis)
+        res.affine.append(r)
+    return h, (tuple(new_state) if train else state), res
 
 
 def apply(params, state, x, *, key=None, train=True, dropout=0.0, momentum=DEFAULT_MOMENTUM,
@@ -281,10 +228,10 @@ def apply(params, state, x, *, key=None, train=True, dropout=0.0, momentum=DEFAU
       logits: (N, C), and the new batchnorm state.
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
-    logits, new_state, _, axis = _forward(
-        params, state, x, key=key, train=train, dropout=dropout, momentum=momentum, eps=eps
-    )
-    return (logits.T if axis else logits), new_state
+    lay = _layout(params, x)
+    logits, new_state, _ = _forward(params, state, lay, key=key, train=train, dropout=dropout,
+                                    momentum=momentum, eps=eps)
+    return lay.batch_major(logits), new_state
 
 
 def _l2(params, reg):
@@ -302,9 +249,8 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
       y: (N,) integer labels in [0, C).
       reg: L2 strength (biases, gamma and beta are not regularised).
       vmapped_runs: True where the call runs under `jax.vmap` over runs' parameters that
-        share x (sweeps): the first layer's product then takes the form XLA runs without
-        copying each run's weights (see the comment on `FEATURE_MAJOR_MIN_BATCH`). The
-        same numbers up to round-off either way.
+        share x (sweeps): the first layer's product then takes the form XLA runs faster
+        there (`jaxnet.layout`). The same numbers up to round-off either way.
 
     Returns:
       The scalar loss and the new batchnorm state (so `jax.value_and_grad(loss,
@@ -312,19 +258,18 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
-    data_loss, new_state = _data_loss(params, state, x, y, key=key, train=train,
-                                      dropout=dropout, momentum=momentum, eps=eps,
-                                      vmapped_runs=vmapped_runs)
+    data_loss, new_state = _data_loss(params, state, _layout(params, x, vmapped_runs), y,
+                                      key=key, train=train, dropout=dropout,
+                                      momentum=momentum, eps=eps)
     return data_loss + _l2(params, reg), new_state
 
 
-def _data_loss(params, state, x, y, *, key, train, dropout, momentum, eps, first=None,
-               vmapped_runs=False):
-    """Mean softmax cross-entropy (no L2 term) and the new state; `first` as in `_forward`."""
-    logits, new_state, _, axis = _forward(params, state, x, key=key, train=train,
-                                          dropout=dropout, momentum=momentum, eps=eps,
-                                          first=first, vmapped_runs=vmapped_runs)
-    return layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)[0], new_state
+def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps):
+    """Mean softmax cross-entropy (no L2 term) and the new state."""
+    logits, new_state, _ = _forward(params, state, lay, key=key, train=train, dropout=dropout,
+                                    momentum=momentum, eps=eps)
+    return (layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=lay.batch_axis)[0],
+            new_state)
 
 
 def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
@@ -340,34 +285,33 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
-    return _manual(params, state, x, y, key=key, train=train, dropout=dropout, reg=reg,
-                   momentum=momentum, eps=eps, vmapped_runs=vmapped_runs)
+    return _manual(params, state, _layout(params, x, vmapped_runs), y, key=key, train=train,
+                   dropout=dropout, reg=reg, momentum=momentum, eps=eps)
 
 
-def _manual(params, state, x, y, *, key, train, dropout, reg, momentum, eps, first=None,
-            vmapped_runs=False):
-    logits, new_state, res, axis = _forward(params, state, x, key=key, train=train,
-                                            dropout=dropout, momentum=momentum, eps=eps,
-                                            first=first, vmapped_runs=vmapped_runs)
+def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps):
+    axis = lay.batch_axis
+    logits, new_state, res = _forward(params, state, lay, key=key, train=train,
+                                      dropout=dropout, momentum=momentum, eps=eps)
     data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)
     value = data_loss + _l2(params, reg)
 
+    def weight_grad(dw, i):
+        return dw + reg * params[i]["w"] if _maybe_nonzero(reg) else dw  # skip a literal 0
+
     bn_backward = layers.batchnorm_train_backward if train else layers.batchnorm_eval_backward
-    n_layers = len(params)
-    grads: list[Any] = [None] * n_layers
+    grads: list[Any] = [{} for _ in params]
     dh = layers.softmax_xent_backward(xent_res, batch_axis=axis)
-    for i in reversed(range(n_layers)):
-        if i < n_layers - 1:
-            if res.dropout[i] is not None:
-                dh = layers.dropout_backward(res.dropout[i], dh)
-            dh = layers.relu_backward(res.relu[i], dh)
-            dh, dgamma, dbeta = bn_backward(res.batchnorm[i], dh, batch_axis=axis)
-        dh, dw, db = _affine_backward(res.affine[i], dh, i, axis, vmapped_runs)
-        if _maybe_nonzero(reg):  # skip the add when reg is a literal 0
-            dw = dw + reg * params[i]["w"]
-        grads[i] = {"w": dw, "b": db}
-        if i < n_layers - 1:
-            grads[i].update(gamma=dgamma, beta=dbeta)
+    for i in reversed(range(1, len(params))):  # layer i's affine, then hidden layer i - 1
+        dh, dw, db = layers.affine_backward(res.affine[i], dh, batch_axis=axis)
+        grads[i].update(w=weight_grad(dw, i), b=db)
+        if res.dropout[i - 1] is not None:
+            dh = layers.dropout_backward(res.dropout[i - 1], dh)
+        dh = layers.relu_backward(res.relu[i - 1], dh)
+        dh, dgamma, dbeta = bn_backward(res.batchnorm[i - 1], dh, batch_axis=axis)
+        grads[i - 1].update(gamma=dgamma, beta=dbeta)
+    dw, db = lay.first_affine_backward(res.affine[0], dh)
+    grads[0].update(w=weight_grad(dw, 0), b=db)
     return (value, new_state), tuple(grads)
 
 
@@ -388,12 +332,12 @@ def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=Non
       d loss / d first, (N, H1).
     """
     if grad == "manual":
-        return _manual(params, state, None, y, key=key, train=train, dropout=dropout, reg=0.0,
-                       momentum=momentum, eps=eps, first=first)
+        return _manual(params, state, layout.choose_for_product(first), y, key=key,
+                       train=train, dropout=dropout, reg=0.0, momentum=momentum, eps=eps)
 
     def from_first(params, first):
-        return _data_loss(params, state, None, y, key=key, train=train, dropout=dropout,
-                          momentum=momentum, eps=eps, first=first)
+        return _data_loss(params, state, layout.choose_for_product(first), y, key=key,
+                          train=train, dropout=dropout, momentum=momentum, eps=eps)
 
     value, (grads, d_first) = jax.value_and_grad(from_first, argnums=(0, 1), has_aux=True)(
         params, first)

@@ -1,10 +1,33 @@
-"""`jax.random`'s numbers, drawn faster on the CPU: the same bits, the same orders.
+"""`jax.random`'s numbers, drawn faster on XLA's CPU backend: the same bits, the same orders.
 
-jaxnet's steps draw dropout masks and its epochs shuffle examples with `jax.random`. XLA's
-CPU backend runs two of those draws slowly: Threefry's rounds as a loop of whole-array
-kernels, and the pair sort behind `jax.random.permutation`. The functions here give the same
-results (tested against `jax.random` bit for bit) in a form XLA runs faster, and hand other
-generators or settings that the faster form does not cover to `jax.random` itself.
+jaxnet draws its dropout masks (`uniform`), initial weights (`normal`) and epoch shuffles
+(`permutation`) here. Each function returns exactly what its `jax.random` namesake returns
+(tests/test_rng.py, bit for bit); on XLA's CPU backend it computes that in a form the backend
+runs faster, and elsewhere it calls `jax.random` itself (`_hand_written` is the one switch;
+GPUs and TPUs were not measured). Keys of other generators, and sizes or dtypes the
+hand-written forms do not cover, go to `jax.random` too.
+
+Why, measured with `python scripts/bench_rng.py --tries 5` (a 2-core VM shared with other
+jobs, each pair in fresh processes, interleaved, best of 5; XLA compile seconds, then run time
+per draw), hand-written against `jax.random`:
+
+- Dropout masks, (50, 100): 0.44 vs 1.24 s, 10 vs 55 us; (100, 4096): 0.46 vs 1.41 s, 738 vs
+  1711 us. jax's CPU lowering runs Threefry's five rounds as a loop over whole arrays, each
+  round its own kernels reading and writing both counter arrays; written out, XLA fuses the
+  hash, the counters and the conversion to floats into one kernel.
+- The default network's init (3072-100-100-100-100-10), from the same fused uniforms: 2.0 vs
+  2.8 s, 0.94 vs 1.63 ms; vmapped over 100 keys (a sweep's networks): 5.4 vs 7.9 s, 0.56 vs
+  1.45 s.
+- Shuffles: a permutation of 49152, 1.00 vs 0.84 s, 6.5 vs 19.9 ms; an epoch's whole order
+  at batch 64 (`jaxnet.train.epoch_order`, two permutations), 49000 examples: 1.76 vs 1.31 s,
+  13 vs 39 ms; the same for 8 runs vmapped: 2.5 vs 1.5 s, 15 vs 64 ms per run; 1257
+  examples (about digits'): 2.4 vs 1.4 s, 0.13 vs 0.37 ms. XLA's CPU sort runs jax's pair
+  sort several times slower than a sort of keys alone. The saving grows with n (~0.5 us per
+  example and epoch) and the extra compile time (0.2-1 s, noisy here) does not: at 49000 one
+  fit repays it after ~18 epochs and an 8-run sweep after ~3, while digits never would. So
+  `permutation` writes the shuffle out only from `HAND_PERMUTATION_MIN` (2**14) elements on,
+  where an epoch's order saves 8 ms or more (scripts/bench.py's step rows shuffle 20000 or
+  more examples).
 """
 
 from __future__ import annotations
@@ -14,6 +37,15 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+HAND_PERMUTATION_MIN = 2**14  # smaller shuffles save less than their extra compile time
+
+
+def _hand_written() -> bool:
+    """The one switch: the hand-written draws run only on XLA's CPU backend, where they were
+    measured to pay (see the module docstring)."""
+    return jax.default_backend() == "cpu"
+
 
 # Threefry-2x32's rotation schedule (Salmon et al. 2011), as jax.random applies it.
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -45,28 +77,14 @@ def _threefry_key(key):
 
 
 def uniform(key, shape, dtype):
-    """`jax.random.uniform(key, shape, dtype)`, the same numbers bit for bit, drawn in one
-    fused kernel.
-
-    jax's CPU lowering runs Threefry's five rounds as a loop over whole arrays, each round
-    a separate kernel reading and writing both counter arrays; written out, XLA fuses the
-    hash, the counters and the conversion to floats. Measured on a 2-core Zen 4, per
-    draw in a `lax.scan`: 43 -> 8 us for a (50, 100) mask, 1068 -> 447 us for (100, 4096).
-    Keys of another generator, dtypes other than float32/float64, and arrays of 2**32
-    entries or more go to `jax.random.uniform` itself.
-    """
+    """`jax.random.uniform(key, shape, dtype)`, the same numbers bit for bit."""
     floats = _unit_floats(key, shape, dtype)
     return jax.random.uniform(key, shape, dtype=dtype) if floats is None else floats
 
 
 def normal(key, shape, dtype):
-    """`jax.random.normal(key, shape, dtype)`, the same numbers bit for bit, drawn in one
-    fused kernel (`uniform`'s, mapped through jax's own transform), with the same fallback.
-
-    It compiles faster: jax's loop of Threefry rounds costs ~0.2 s of XLA compile time per
-    draw, ~0.4 s under `vmap`, against ~0.1 s here (one (100, 3072) draw on a 2-core Zen 4),
-    and `jaxnet.init` draws once per layer.
-    """
+    """`jax.random.normal(key, shape, dtype)`, the same numbers bit for bit: `uniform`'s
+    floats mapped through jax's own transform."""
     floats = _unit_floats(key, shape, dtype)
     if floats is None:
         return jax.random.normal(key, shape, dtype=dtype)
@@ -78,9 +96,9 @@ def normal(key, shape, dtype):
 
 def _unit_floats(key, shape, dtype):
     """jax.random's floats in [0, 1) for `uniform` and `normal`, or None where they hand the
-    draw to `jax.random`."""
+    draw to `jax.random`: off the CPU, for other generators, dtypes, or 2**32 entries or more."""
     dtype = jnp.dtype(dtype)
-    words = _threefry_key(key)
+    words = _threefry_key(key) if _hand_written() else None
     size = math.prod(shape)
     if (words is None or size >= 2**32 or dtype not in (jnp.float32, jnp.float64)
             or (dtype == jnp.float64 and not jax.config.jax_enable_x64)):
@@ -97,16 +115,21 @@ def _unit_floats(key, shape, dtype):
 
 
 def permutation(key, n: int) -> jax.Array:
-    """`jax.random.permutation(key, n)`: the same order, 2-3x faster on the CPU.
+    """`jax.random.permutation(key, n)`, the same order; hand-written (`_scatter_permutation`)
+    from `HAND_PERMUTATION_MIN` elements on, where its faster shuffles repay its longer compile
+    (module docstring)."""
+    if _hand_written() and n >= HAND_PERMUTATION_MIN:
+        return _scatter_permutation(key, n)
+    return jax.random.permutation(key, n)
 
-    jax shuffles `arange(n)` in rounds, each a stable sort of the values by fresh random
-    uint32 keys. XLA's CPU sort runs that pair sort about 5x slower than a sort of the keys
-    alone (n = 49152 on a 2-core Zen 4: 9.8 vs 2.0 ms). Each round here sorts the keys alone
-    and scatters every value to where the stable sort would put it (`_stable_positions`).
-    Measured in the same setting, whole permutations: 8.7 -> 2.9 ms at n = 20000, 20 -> 9.0
-    ms at 49152, 99 -> 32 ms at 196608, for 0.1-0.2 s more compile time. The rounds' keys
-    come from `jax.random` itself, so this holds for any of its generators.
-    """
+
+def _scatter_permutation(key, n: int) -> jax.Array:
+    """jax.random.permutation's order by scatters: jax shuffles `arange(n)` in rounds, each a
+    stable sort of the values by fresh random uint32 keys, and XLA's CPU sort runs that pair
+    sort several times slower than a sort of the keys alone. Each round here sorts the keys
+    alone and scatters every value to where the stable sort would put it
+    (`_stable_positions`). The rounds' keys come from `jax.random` itself, so this holds for
+    any of its generators."""
     # jax.random's round count: enough 32-bit keys that repeated ones are negligible.
     rounds = math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
 

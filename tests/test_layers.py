@@ -2,11 +2,12 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from jaxnet import layers
@@ -82,30 +83,38 @@ def _feature_major(name, dtype):
 FEATURE_MAJOR = [name for name in LAYERS if name not in ("relu", "dropout")]
 
 
-def _assert_backward_equals_vjp(forward, backward, inputs, wrt):
+def _assert_backward_equals_vjp(forward, backward, inputs, wrt, variant=lambda f: f):
+    """The hand-written backward, both passes run through `variant` (jitted or not), equals
+    jax.vjp of the forward run eagerly."""
     argnums = tuple(range(len(wrt)))
-    out, res = forward(*inputs)
+    out, res = variant(forward)(*inputs)
     dout = _normal(99, jnp.shape(out), jnp.float64)
-    manual = _grads(backward, res, dout)
+    manual = _grads(variant(backward), res, dout)
     manual = tuple(g.reshape(jnp.shape(inputs[i])) for i, g in zip(argnums, manual, strict=True))
 
     def out_of(*diff):
         return forward(*diff, *inputs[len(diff):])[0]
 
-    _, vjp = jax.vjp(out_of, *inputs[:len(argnums)])
-    assert_trees_close(manual, vjp(dout), rtol=1e-10)
+    want_out, vjp = jax.vjp(out_of, *inputs[:len(argnums)])
+    want = vjp(dout)
+    chex.assert_tree_all_finite((out, manual))
+    chex.assert_trees_all_close(out, want_out, rtol=1e-12)
+    chex.assert_trees_all_close(manual, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("name", LAYERS)
-def test_backward_equals_vjp_in_float64(name):
-    _assert_backward_equals_vjp(*LAYERS[name](jnp.float64))
+class TestBackwardEqualsVjpJittedOrNot(chex.TestCase):
+    """Every layer pair, in both layouts, run eagerly and under jit (chex variants)."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*LAYERS)
+    def test_backward_equals_vjp_in_float64(self, name):
+        _assert_backward_equals_vjp(*LAYERS[name](jnp.float64), variant=self.variant)
 
-@pytest.mark.x64
-@pytest.mark.parametrize("name", FEATURE_MAJOR)
-def test_feature_major_backward_equals_vjp_in_float64(name):
-    _assert_backward_equals_vjp(*_feature_major(name, jnp.float64))
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*FEATURE_MAJOR)
+    def test_feature_major_backward_equals_vjp_in_float64(self, name):
+        _assert_backward_equals_vjp(*_feature_major(name, jnp.float64), variant=self.variant)
 
 
 @pytest.mark.x64
@@ -223,8 +232,8 @@ def test_affine_backward_can_skip_input_gradient():
 def test_softmax_xent_is_stable_for_huge_logits():
     logits = jnp.array([[1e30, -1e30, 0.0], [0.0, 1e4, -1e4]], jnp.float32)
     loss, res = layers.softmax_xent_forward(logits, jnp.array([1, 2]))
-    assert np.isfinite(float(loss)) and float(loss) > 1e4
-    assert np.all(np.isfinite(layers.softmax_xent_backward(res)))
+    assert float(loss) > 1e4
+    chex.assert_tree_all_finite((loss, res, layers.softmax_xent_backward(res)))
 
 
 def test_dropout_residual_scales_kept_units():
@@ -234,3 +243,19 @@ def test_dropout_residual_scales_kept_units():
     kept = np.asarray(mask) > 0
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)
     np.testing.assert_allclose(kept.mean(), 0.75, atol=0.01)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.6, 0.8, 0.9])
+def test_inverted_dropout_scales_by_one_over_keep_probability_at_every_rate(rate):
+    # Above 0.5 too: a scale of 1/rate, or 1/max(rate, 1 - rate), would agree with 1/(1 - rate)
+    # at 0.5 (and the latter below it) but not here.
+    x = 0.5 + jnp.abs(jax.random.normal(jax.random.PRNGKey(5), (2000, 50)))
+    out, mask = layers.dropout_forward(x, rate, jax.random.PRNGKey(6))
+    x, out, mask = np.asarray(x), np.asarray(out), np.asarray(mask)
+    kept = mask > 0
+    np.testing.assert_allclose(mask[kept], 1 / (1 - rate), rtol=1e-6)
+    np.testing.assert_array_equal(out[~kept], 0)
+    np.testing.assert_allclose(out[kept], x[kept] / (1 - rate), rtol=1e-6)
+    np.testing.assert_allclose(kept.mean(), 1 - rate, atol=0.01)
+    np.testing.assert_allclose(out.mean(), x.mean(), rtol=0.05)  # the expectation is kept
+    np.testing.assert_allclose(layers.dropout_backward(mask, np.ones_like(x)), mask)

@@ -45,7 +45,6 @@ def test_uniform_follows_other_generators_and_the_non_partitionable_threefry():
                                       jax.random.uniform(key, (20, 30), jnp.float32))
 
 
-
 @pytest.mark.parametrize("key", sorted(_KEYS))
 @pytest.mark.parametrize("shape", [(100, 3072), (10, 100), (2, 3, 5), (7,), ()])
 def test_normal_draws_jax_random_normal_bit_for_bit(key, shape):
@@ -72,12 +71,15 @@ def test_normal_in_float64_under_vmap_and_for_other_generators():
                                       jax.random.normal(keys[0], (20, 30), jnp.float64))
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 1000, 49152, 196608])
-def test_permutation_is_jax_random_permutation(n):
-    # At 196608 each round's 32-bit keys repeat a few times, so the tie passes run too.
+@pytest.mark.parametrize("n", [0, 1, 2, 1000, rng.HAND_PERMUTATION_MIN, 49152, 196608])
+@pytest.mark.parametrize("fn", ["permutation", "_scatter_permutation"])
+def test_permutation_is_jax_random_permutation(n, fn):
+    # The public draw and the hand-written one at every size (the former hands small n to
+    # jax.random). At 196608 each round's 32-bit keys repeat a few times, so the tie passes
+    # run too.
     for seed in range(2):
         key = jax.random.PRNGKey(seed)
-        got = jax.jit(rng.permutation, static_argnums=1)(key, n)
+        got = jax.jit(getattr(rng, fn), static_argnums=1)(key, n)
         want = jax.random.permutation(key, n)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
@@ -85,10 +87,10 @@ def test_permutation_is_jax_random_permutation(n):
 
 def test_permutation_for_typed_keys_other_generators_and_under_vmap():
     for key in (jax.random.key(4), jax.random.key(4, impl="rbg")):
-        np.testing.assert_array_equal(rng.permutation(key, 3000),
+        np.testing.assert_array_equal(rng._scatter_permutation(key, 3000),
                                       jax.random.permutation(key, 3000))
     keys = jax.random.split(jax.random.PRNGKey(9), 4)
-    np.testing.assert_array_equal(jax.vmap(lambda k: rng.permutation(k, 5000))(keys),
+    np.testing.assert_array_equal(jax.vmap(lambda k: rng._scatter_permutation(k, 5000))(keys),
                                   jax.vmap(lambda k: jax.random.permutation(k, 5000))(keys))
 
 
@@ -98,3 +100,27 @@ def test_stable_positions_order_equal_keys_by_index():
     positions = rng._stable_positions(keys)
     np.testing.assert_array_equal(jnp.zeros_like(order).at[positions].set(jnp.arange(len(keys))),
                                   order)
+
+
+_DRAWS = {  # jaxnet.rng's draws, as functions of a key
+    "uniform": lambda k: rng.uniform(k, (50, 100), jnp.float32),
+    "normal": lambda k: rng.normal(k, (100, 30), jnp.float32),
+    "permutation": lambda k: rng.permutation(k, rng.HAND_PERMUTATION_MIN),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_DRAWS))
+def test_the_hand_written_draws_run_on_the_cpu_only(name, monkeypatch):
+    # On the CPU (where this suite runs) each draw is the hand-written form, which the tests
+    # above prove equal to jax.random; on any other backend it is jax.random's own.
+    monkeypatch.setattr(jax.random, name, lambda *args, **kwargs: "jax.random")
+    key = jax.random.PRNGKey(0)
+    assert jax.default_backend() == "cpu"
+    assert isinstance(_DRAWS[name](key), jax.Array)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _DRAWS[name](key) == "jax.random"
+
+
+def test_small_permutations_are_jax_randoms_own(monkeypatch):
+    monkeypatch.setattr(jax.random, "permutation", lambda *args, **kwargs: "jax.random")
+    assert rng.permutation(jax.random.PRNGKey(0), rng.HAND_PERMUTATION_MIN - 1) == "jax.random"

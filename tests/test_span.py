@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,9 +63,10 @@ def test_the_first_products_gradient_gives_the_first_layers_weight_gradient(n, g
     np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
     assert grads[0]["w"].shape == (n, dims[1])
     np.testing.assert_allclose(grads[0]["w"].T @ x, want[0]["w"], rtol=1e-9, atol=1e-12)
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)  # noqa: E731
     first = [{k: v for k, v in g[0].items() if k != "w"} for g in (grads, want)]
-    jax.tree.map(close, (first[0], *grads[1:], new_state), (first[1], *want[1:], want_state))
+    chex.assert_tree_all_finite((loss, new_state, grads))
+    chex.assert_trees_all_close((first[0], *grads[1:], new_state),
+                                (first[1], *want[1:], want_state), rtol=1e-9, atol=1e-12)
 
 
 def _same(a, b):
