@@ -18,12 +18,13 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import one_line_error
+from conftest import one_line_error, run_python, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -35,12 +36,6 @@ from jaxnet.errors import ConfigError
 
 TINY = ["--layers", "2", "--hidden", "8", "--quiet"]
 SMALL = {"hidden": (16,), "epochs": 4}
-
-
-def _assert_trees_equal(actual, expected):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
 
 
 def _checkpoint_arrays(run):
@@ -138,7 +133,7 @@ def test_resuming_with_more_epochs_equals_the_uninterrupted_run(digits, tmp_path
     full = job.fit(config, digits, out_dir=tmp_path / "full")
     job.fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path / "resumed")
     resumed = job.fit(config, digits, out_dir=tmp_path / "resumed", resume=True)
-    _assert_trees_equal(resumed.final, full.final)
+    chex.assert_trees_all_equal(resumed.final, full.final)
     assert resumed.history == full.history
     _assert_same_checkpoint(tmp_path / "resumed", tmp_path / "full")
 
@@ -179,7 +174,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
     again = job.fit(config, digits, out_dir=tmp_path, resume=True)
     assert again.message == first.message
     assert again.history == first.history
-    _assert_trees_equal(again.params, first.params)
+    chex.assert_trees_all_equal(again.params, first.params)
     after = _checkpoint_arrays(tmp_path)
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
@@ -258,14 +253,14 @@ def test_fit_stops_when_only_the_running_variance_overflows():
     epoch = jax.jit(train.make_epoch(config, opt, 50, keep_finite=False))
     ts1, losses = epoch(ts0, jnp.asarray(prepared.x_train), jnp.asarray(prepared.y_train))
     assert np.all(np.isfinite(losses))
-    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(ts1.params))
+    chex.assert_tree_all_finite(ts1.params)
     assert not np.all(np.isfinite(ts1.bn_state[0]["var"]))
 
     result = job.fit(config, data)
     assert result.diverged and result.history == []
     assert "batchnorm statistics or optimizer state became non-finite" in result.message
     assert bool(train.is_finite(result.final))
-    _assert_trees_equal(result.final.bn_state, ts0.bn_state)
+    chex.assert_trees_all_equal(result.final.bn_state, ts0.bn_state)
 
 
 # ------------------------------------------------------------------ 6. interrupts, kills, disks
@@ -288,7 +283,7 @@ def _start_training(cwd, run="run"):
     return subprocess.Popen(
         [sys.executable, "-m", "jaxnet", "train", "--epochs", str(KILL_EPOCHS), *KILL_ARGS,
          "--out", run], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_sigint_as_at_a_terminal)
+        env=subprocess_env(), preexec_fn=_sigint_as_at_a_terminal)
 
 
 def _sigint_as_at_a_terminal():
@@ -306,9 +301,8 @@ def _wait_for_first_checkpoint(proc, run):
 
 
 def _resume(cwd, run="run"):
-    return subprocess.run([sys.executable, "-m", "jaxnet", "train", "--resume", run, "--quiet"],
-                          cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return run_python(["-m", "jaxnet", "train", "--resume", run, "--quiet"], cwd=cwd,
+                      timeout=600)
 
 
 def test_sigkill_then_resume_equals_the_uninterrupted_run_bitwise(tmp_path, uninterrupted):
@@ -379,6 +373,5 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"jaxnet {jaxnet.__version__}\n"
-    proc = subprocess.run([sys.executable, "-m", "jaxnet", "--version"], capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(["-m", "jaxnet", "--version"], timeout=300)
     assert proc.returncode == 0 and proc.stdout == f"jaxnet {jaxnet.__version__}\n"

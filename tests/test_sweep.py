@@ -5,23 +5,17 @@ import dataclasses
 import inspect
 import json
 import math
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import prepared, run_python
 
-from jaxnet import job
 from jaxnet.config import TrainConfig
 from jaxnet.job import fit, load_data
 from jaxnet.sweep import make_settings, sweep, train_seeds
 
 pytestmark = pytest.mark.x64  # tight gradient and trajectory checks in float64
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # A small float64 net on digits: 1257 train examples, batch 128 -> 10 steps per epoch (the
 # last one filled up). The fixtures standardise the data once, so fit is told not to.
@@ -45,7 +39,7 @@ RANDOM = TrainConfig(dataset="random", hidden=(8,), epochs=2, batch_size=50, opt
 
 @pytest.fixture(scope="module")
 def digits():
-    return job.prepare(dataclasses.replace(CONFIG, standardize=True), load_data(CONFIG))[0]
+    return prepared(dataclasses.replace(CONFIG, standardize=True))
 
 
 @pytest.fixture(scope="module")
@@ -235,13 +229,8 @@ _SHARDED = """
 
 
 def test_sharding_settings_over_four_devices_gives_the_same_results(swept, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    config = CONFIG.to_dict()
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_SHARDED), json.dumps(config),
-         json.dumps(SETTINGS), str(tmp_path)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = run_python(["-c", textwrap.dedent(_SHARDED), json.dumps(CONFIG.to_dict()),
+                       json.dumps(SETTINGS), tmp_path], devices=4, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sharded = json.loads((tmp_path / "result.json").read_text())
     assert sharded["calls"] == [[1, 2], [2, 2]]

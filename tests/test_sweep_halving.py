@@ -4,10 +4,11 @@ record of where each run stopped; and the sweep's chunk, group and compilation l
 import dataclasses
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import compiled_programs, prepared
 
 import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
 from jaxnet import job
@@ -32,7 +33,7 @@ RUNGS = [1, 2, 4]
 
 @pytest.fixture(scope="module")
 def digits():
-    return job.prepare(dataclasses.replace(CONFIG, standardize=True), load_data(CONFIG))[0]
+    return prepared(dataclasses.replace(CONFIG, standardize=True))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     carry, first = segment(1)(ts, splits)
     carry, rest = segment(3)(jax.device_get(carry), splits)  # through the host, as the sweep does
     whole_carry, whole = segment(4)(ts, splits)
-    assert_trees_close(carry, whole_carry, rtol=1e-12)
+    chex.assert_trees_all_close(carry, whole_carry, rtol=1e-12)
     np.testing.assert_allclose(np.concatenate([first["loss_curve"], rest["loss_curve"]], axis=1),
                                whole["loss_curve"], rtol=1e-12)
 
@@ -208,15 +209,38 @@ def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch
             return epoch(*a)
         return counted
 
+    real_segment_fn = S._segment_fn
+
+    def segment_traced_once_per_rung(*args, **kwargs):
+        # chex counts every segment built here as one function: one trace per rung.
+        return chex.assert_max_traces(real_segment_fn(*args, **kwargs), n=2)
+
     monkeypatch.setattr(S.model, "init", counted_init)
     monkeypatch.setattr(S, "make_epoch", counted_make_epoch)
+    monkeypatch.setattr(S, "_segment_fn", segment_traced_once_per_rung)
+    chex.clear_trace_counter()
     calls = []
     # 6 runs in chunks of at most 2: rung 0 is 3 chunks of 2, rung 1 (3 runs) 2 chunks of 2.
-    result = sweep(CONFIG, digits, SETTINGS, chunk=2, group=None, halving=2, min_epochs=2,
-                   on_chunk=lambda *a: calls.append(a))
+    # The chunks hold other learning rates (and regs): values, not constants of the program.
+    with compiled_programs() as compiled:
+        result = sweep(CONFIG, digits, SETTINGS, chunk=2, group=None, halving=2, min_epochs=2,
+                       on_chunk=lambda *a: calls.append(a))
     assert [len(r["settings"]) for r in result.rungs] == [6, 3]
     assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
     assert traces == {"init": 1, "epoch": 2}
+    assert (compiled.count("build"), compiled.count("segment")) == (1, 2), compiled
+
+
+# Known today (issue 28/30): each `sweep` call builds new jitted functions (`_init_fn`,
+# `_batched`) and compiles them with `.lower().compile()`, so a second sweep of the same
+# config and shapes recompiles both, whatever its values. When fixed, drop the xfail mark.
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="every sweep call compiles its programs anew")
+def test_a_second_sweep_over_other_learning_rates_reuses_the_compiled_programs(digits):
+    sweep(CONFIG, digits, [{"lr": 1e-3}, {"lr": 1e-2}], group=None)
+    with compiled_programs() as compiled:
+        sweep(CONFIG, digits, [{"lr": 3e-3}, {"lr": 3e-2}], group=None)
+    assert compiled == [], f"the second sweep compiled {compiled}"
 
 
 # ------------------------------------------------------------------------- bad input
