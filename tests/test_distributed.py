@@ -25,6 +25,8 @@ from conftest import (
 
 from jaxnet.checkpoint import CHECKPOINT_FILE
 
+pytestmark = pytest.mark.slow  # subprocesses: each case starts JAX processes
+
 WORKER = pathlib.Path(__file__).with_name("_distributed_worker.py")
 RTOL, ATOL = 1e-9, 1e-9  # float64 (see the module docstring)
 # the reference run of the CLI tests: float64, small, dropout on so the masks matter

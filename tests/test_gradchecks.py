@@ -215,6 +215,7 @@ def test_manual_network_gradient_passes_check_grads(monkeypatch):
         check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_default_network_check_passes():
     # The notebook's network, as `jaxnet gradcheck` checks it by default.
     report = gradcheck_network((3072, 100, 100, 100, 100, 10), batch=20, dropout=0.2, reg=1e-3)

@@ -62,6 +62,7 @@ def digits():
 # ------------------------------------------------------------------ 1. output folders
 
 
+@pytest.mark.slow
 def test_out_holding_a_run_is_refused_and_overwrite_replaces_it_whole(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "2", "--out", str(run)]) == 0
@@ -88,6 +89,7 @@ def test_any_run_file_marks_a_folder_as_taken(tmp_path, capsys, marker):
     assert sorted(os.listdir(tmp_path)) == [marker]
 
 
+@pytest.mark.slow
 def test_sweep_output_is_protected_the_same_way(tmp_path, capsys):
     out = tmp_path / "sweep"
     out.mkdir()
@@ -117,6 +119,7 @@ def test_flags_that_seeds_cannot_honour_are_refused(tmp_path, capsys, flags):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
     assert main(["train", "--seeds", "2", "--epochs", "2", *TINY, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -127,6 +130,7 @@ def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
 # ------------------------------------------------------------------ 3. exact resume per schedule
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["constant", "step"])
 def test_resuming_with_more_epochs_equals_the_uninterrupted_run(digits, tmp_path, schedule):
     config = TrainConfig(**SMALL, lr_schedule=schedule, lr_decay=0.8)
@@ -149,6 +153,7 @@ def _stop_after(epochs):
     return on_epoch
 
 
+@pytest.mark.slow
 def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, tmp_path, capsys):
     config = TrainConfig(**SMALL, lr_schedule="cosine")
     job.fit(config, digits, out_dir=tmp_path / "full")
@@ -166,6 +171,7 @@ def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, 
     _assert_same_checkpoint(tmp_path / "cut", tmp_path / "full")
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
     config = TrainConfig(hidden=(16,), lr=1e-2, epochs=60, patience=2)
     first = job.fit(config, digits, out_dir=tmp_path)
@@ -182,6 +188,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
 # ------------------------------------------------------------------ 4. data fingerprint
 
 
+@pytest.mark.slow
 def test_resuming_on_changed_data_is_refused(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(120, 5)), np.arange(120) % 3
@@ -237,6 +244,7 @@ def test_is_finite_judges_each_float_dtype_in_its_own_precision():
     assert not bool(train.is_finite(ts, {"f64": huge, "f16": jnp.full(2, jnp.inf, jnp.float16)}))
 
 
+@pytest.mark.slow
 def test_fit_stops_when_only_the_running_variance_overflows():
     """Raw inputs near 1e20 (standardisation off): the batch variance overflows float32 to
     inf while the loss and the parameters stay finite (x / sqrt(inf) = 0). The guard must
@@ -305,6 +313,7 @@ def _resume(cwd, run="run"):
                       timeout=600)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_the_uninterrupted_run_bitwise(tmp_path, uninterrupted):
     proc = _start_training(tmp_path)
     _wait_for_first_checkpoint(proc, tmp_path / "run")
@@ -320,6 +329,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run_bitwise(tmp_path, unin
     assert not [f for f in os.listdir(tmp_path / "run") if f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_checkpoint_prints_the_resume_command_and_exits_130(
         tmp_path, uninterrupted):
     """SIGINT reaches the process as KeyboardInterrupt. While XLA runs an epoch, Python
@@ -341,6 +351,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_prints_the_resume_command_and_exits_13
     _assert_same_checkpoint(tmp_path / "run", uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_training_says_so_and_keeps_the_last_checkpoint(
         tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
@@ -368,6 +379,7 @@ def test_a_full_disk_during_training_says_so_and_keeps_the_last_checkpoint(
 # ------------------------------------------------------------------ 7. --version
 
 
+@pytest.mark.slow
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -68,6 +68,7 @@ def assert_runs_equal(actual, expected, *, rtol=1e-12):
 # ---------------------------------------------------------------- equal to training alone
 
 
+@pytest.mark.slow
 def test_sweep_result_layout(swept):
     n_steps = CONFIG.epochs * math.ceil(1257 / CONFIG.batch_size)
     assert swept.loss_curves.shape == (len(SETTINGS), n_steps)
@@ -82,6 +83,7 @@ def test_sweep_result_layout(swept):
     assert swept.best is best  # the summary row itself
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1, 3])
 def test_each_run_equals_the_setting_trained_alone(swept, digits, index):
     setting = SETTINGS[index]
@@ -113,6 +115,7 @@ def test_each_run_equals_the_setting_trained_alone(swept, digits, index):
 # ------------------------------------------------------------------------- chunks, seeds
 
 
+@pytest.mark.slow
 def test_chunked_sweep_equals_one_call(swept, digits):
     calls = []
     chunked = sweep(CONFIG, digits, SETTINGS, chunk=3, on_chunk=lambda *a: calls.append(a))
@@ -125,6 +128,7 @@ def test_chunked_sweep_equals_one_call(swept, digits):
     assert_runs_equal([chunked.best], [swept.best])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("group" not in inspect.signature(sweep).parameters,
                     reason="sweep has no group argument")
 def test_grouped_sweep_equals_one_vmap(swept, digits):
@@ -135,6 +139,7 @@ def test_grouped_sweep_equals_one_vmap(swept, digits):
     assert_runs_equal([grouped.best], [swept.best])
 
 
+@pytest.mark.slow
 def test_seeds_give_k_runs_per_setting_with_mean_and_std(swept, digits):
     picked = [SETTINGS[0], SETTINGS[2]]
     result = sweep(CONFIG, digits, picked, seeds=3)
@@ -170,6 +175,7 @@ def test_seeds_give_k_runs_per_setting_with_mean_and_std(swept, digits):
 # --------------------------------------------------------------------------- divergence
 
 
+@pytest.mark.slow
 def test_diverged_runs_are_flagged_reported_as_none_and_never_best(random_data):
     result = sweep(RANDOM, random_data, [{"lr": 1e30}, {"lr": 1e-3}, {"lr": 1e25}])
     assert result.criterion == "final_loss"  # the random data has no validation split
@@ -189,6 +195,7 @@ def test_diverged_runs_are_flagged_reported_as_none_and_never_best(random_data):
     assert all(s["diverged"] and s["train_accuracy"] is None for s in every.settings)
 
 
+@pytest.mark.slow
 def test_a_run_that_blows_up_on_its_last_step_is_diverged(random_data):
     config = dataclasses.replace(RANDOM, epochs=1)
     result = sweep(config, random_data, [{"lr": 1e30}, {"lr": 1e-3}])
@@ -228,6 +235,7 @@ _SHARDED = """
 """
 
 
+@pytest.mark.slow
 def test_sharding_settings_over_four_devices_gives_the_same_results(swept, tmp_path):
     proc = run_python(["-c", textwrap.dedent(_SHARDED), json.dumps(CONFIG.to_dict()),
                        json.dumps(SETTINGS), tmp_path], devices=4, cwd=tmp_path, timeout=300)

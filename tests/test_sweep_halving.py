@@ -60,6 +60,7 @@ def test_halving_rungs(epochs, eta, min_epochs, expected):
     assert halving_rungs(epochs, eta, min_epochs) == expected
 
 
+@pytest.mark.slow
 def test_rungs_keep_the_best_half_and_record_where_each_run_stopped(halved):
     assert [r["epochs"] for r in halved.rungs] == RUNGS
     assert [len(r["settings"]) for r in halved.rungs] == [6, 3, 1]
@@ -84,6 +85,7 @@ def test_rungs_keep_the_best_half_and_record_where_each_run_stopped(halved):
     assert halved.best["epochs_trained"] == CONFIG.epochs
 
 
+@pytest.mark.slow
 def test_a_survivor_equals_its_setting_trained_alone(halved, digits):
     index = halved.rungs[-1]["settings"][0]
     config = dataclasses.replace(CONFIG, **SETTINGS[index])
@@ -101,6 +103,7 @@ def test_a_survivor_equals_its_setting_trained_alone(halved, digits):
         assert run[f"{split}_accuracy"] == result.metrics[f"{split}_accuracy"]
 
 
+@pytest.mark.slow
 def test_a_run_cut_early_equals_its_setting_trained_alone_for_its_epochs(halved, digits):
     cut = next(i for i, r in enumerate(halved.runs) if r["rung"] == 1)
     config = dataclasses.replace(CONFIG, epochs=RUNGS[1], **SETTINGS[cut])
@@ -112,6 +115,7 @@ def test_a_run_cut_early_equals_its_setting_trained_alone_for_its_epochs(halved,
         np.testing.assert_allclose(halved.runs[cut][k], alone.runs[0][k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     """The carry after 1 + 3 epochs (params, batchnorm and optimizer state, best params)
     equals the carry after one 4-epoch segment: every epoch splits its keys from the state."""
@@ -135,6 +139,7 @@ def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
                                whole["loss_curve"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_seeds_go_on_together_ranked_by_their_mean(digits):
     result = sweep(CONFIG, digits, SETTINGS[:4], seeds=2, halving=2, min_epochs=2)
     first = result.rungs[0]
@@ -151,6 +156,7 @@ def test_seeds_go_on_together_ranked_by_their_mean(digits):
         v for s, v in scores.items() if s not in first["kept"])
 
 
+@pytest.mark.slow
 def test_diverged_settings_go_out_first_and_never_continue():
     config = TrainConfig(dataset="random", hidden=(8,), epochs=3, batch_size=50, optimizer="sgd",
                          dropout=0.0, reg=0.0, dtype="float64")
@@ -193,6 +199,7 @@ def test_default_group_follows_the_backend():
     assert default_group() == (S.CPU_GROUP if jax.default_backend() == "cpu" else None)
 
 
+@pytest.mark.slow
 def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch):
     traces = {"init": 0, "epoch": 0}
     real_init, real_epoch = S.model.init, S.make_epoch

@@ -10,6 +10,8 @@ import json
 import pytest
 from conftest import run_jaxnet, two_processes
 
+pytestmark = pytest.mark.slow  # two jaxnet processes
+
 # Momentum, not the default Adam: Adam rescales the round-off that the pre-batchnorm biases
 # pick up (their gradient is exactly zero) into full-sized steps, and the two layouts (four
 # runs in one vmap, or two per process) round differently (see tests/test_distributed.py).

@@ -62,6 +62,7 @@ def _epochs_since_improvement(history):
 # ------------------------------------------------------------------ learning at all
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, lr", [("momentum", 3e-2), ("adam", 1e-3)])
 def test_overfits_the_notebooks_50_random_examples(optimizer, lr):
     """The notebook's sanity check: the 5-layer net memorises 50 random examples."""
@@ -74,6 +75,7 @@ def test_overfits_the_notebooks_50_random_examples(optimizer, lr):
     assert result.metrics["val_accuracy"] is None and result.metrics["test_accuracy"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, lr", [
     ("sgd", 1e-1), ("momentum", 3e-2), ("nesterov", 3e-2), ("rmsprop", 3e-3), ("adam", 1e-2),
     ("adamw", 1e-2),
@@ -166,6 +168,7 @@ def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropou
     assert ts_m.params[0]["w"].dtype == jnp.float64
 
 
+@pytest.mark.slow
 def test_digits_with_the_defaults_reaches_96_percent(default_run):
     result, _ = default_run
     # One seed on 360 test digits: 0.975 on Zen 3 and Zen 5 VMs, 0.967 on a Zen 4 (the same
@@ -181,6 +184,7 @@ def test_digits_with_the_defaults_reaches_96_percent(default_run):
     assert result.final.params[0]["w"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_fit_compiles_the_epoch_once(default_run):
     result, traces = default_run
     assert len(result.history) > 10
@@ -223,6 +227,7 @@ def uninterrupted(digits, tmp_path_factory):
     return config, fit(config, digits, out_dir=out), out
 
 
+@pytest.mark.slow
 def test_resume_equals_the_uninterrupted_run(digits, uninterrupted, tmp_path):
     config, full, _ = uninterrupted
     first = fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path)
@@ -255,6 +260,7 @@ def test_another_lr_or_epoch_count_reuses_the_compiled_epoch(digits, uninterrupt
     assert "epoch" not in compiled, f"fit with {field}={value} compiled {compiled}"
 
 
+@pytest.mark.slow
 def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path,
                                                             monkeypatch):
     """The next epoch's save dies halfway: fit's last checkpoint is still whole and loads."""
@@ -278,6 +284,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_
     chex.assert_trees_all_equal(again["train_state"].params, full.final.params)
 
 
+@pytest.mark.slow
 def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(digits, uninterrupted, tmp_path):
     config, _, out = uninterrupted
     data = (out / ckpt.CHECKPOINT_FILE).read_bytes()
@@ -289,6 +296,7 @@ def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(digits, uninterrupted
         fit(config, digits, out_dir=tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_with_another_architecture_or_settings_is_a_clear_error(digits, uninterrupted):
     config, _, out = uninterrupted
     with pytest.raises(ValueError, match=r"different config \(hidden: saved \(16,\), now \(32,\)"):
@@ -309,6 +317,7 @@ def test_resume_needs_a_checkpoint(digits, tmp_path):
 # ------------------------------------------------------------------ divergence
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     config = TrainConfig(hidden=(16,), optimizer="sgd", lr=1e30, epochs=3, lr_schedule="cosine")
     result = fit(config, train_only(digits), out_dir=tmp_path)
@@ -327,6 +336,7 @@ def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     assert not (tmp_path / ckpt.CHECKPOINT_FILE).exists()  # no finite epoch to save
 
 
+@pytest.mark.slow
 def test_a_blow_up_in_the_last_update_is_diverged():
     # One full-batch step: its loss (taken before the update) is finite, the update is not.
     from jaxnet.data import random_data
@@ -363,6 +373,7 @@ def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
 # ------------------------------------------------------------------ early stopping
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_params_with_their_batchnorm_statistics(digits):
     config = TrainConfig(hidden=(32,), lr=1e-2, epochs=40, patience=2)
     result = fit(config, digits)
