@@ -170,6 +170,7 @@ def test_manual_gradient_equals_autodiff_in_float32():
     assert report.passed and report.autodiff_dtype == "float32", str(report)
 
 
+@pytest.mark.slow  # differences every entry
 @pytest.mark.x64
 @pytest.mark.parametrize("train, dropout, reg", [(True, 0.3, 0.1), (False, 0.0, 0.0)])
 def test_float64_network_check_of_every_entry_is_tight(train, dropout, reg):
