@@ -22,6 +22,7 @@ def test_combos_for_some_batches_are_the_full_lists_rows_at_those_batches(quick)
     assert {c[0] for c in some} == {50, 4096}
 
 
+@pytest.mark.slow
 def test_batches_writes_rows_of_those_batches_only(tmp_path):
     out = tmp_path / "rows.json"
     bench.main(["--quick", "--only", "gemm", "--batches", "50", "--out", str(out)])

@@ -13,6 +13,8 @@ from jaxnet import job
 from jaxnet.cli import main
 from jaxnet.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # every test predicts with a fitted run
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ["--layers", "2", "--hidden", "16", "--epochs", "5", "--quiet"]
 

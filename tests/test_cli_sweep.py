@@ -48,6 +48,7 @@ def notebook(tmp_path_factory):
 # ------------------------------------------------------------------------ notebook preset
 
 
+@pytest.mark.slow
 def test_notebook_preset_reports_100_settings(notebook):
     code, stdout, stderr, _ = notebook
     assert code == 0, stderr
@@ -64,6 +65,7 @@ def test_notebook_preset_reports_100_settings(notebook):
     assert "100 runs" in stderr and "random" in stderr  # what it is about to do
 
 
+@pytest.mark.slow
 def test_notebook_preset_writes_results_and_plots(notebook):
     code, stdout, _, out = notebook
     assert code == 0
@@ -99,6 +101,7 @@ def test_notebook_preset_writes_results_and_plots(notebook):
         assert data.startswith(PNG) and len(data) > 5000, name
 
 
+@pytest.mark.slow
 def test_notebook_preset_flags_diverged_settings(tmp_path, monkeypatch):
     # 6 full-batch steps: the largest learning rates overflow the float32 loss.
     monkeypatch.chdir(tmp_path)
@@ -116,6 +119,7 @@ def test_notebook_preset_flags_diverged_settings(tmp_path, monkeypatch):
     assert not best["diverged"] and best["lr"] < 1e5
 
 
+@pytest.mark.slow
 def test_notebook_preset_takes_explicit_flags_over_its_defaults(tmp_path):
     code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "1", "--reg", "1e-3",
                                 "--optimizer", "momentum", "--layers", "3", "--hidden", "8",
@@ -132,6 +136,7 @@ def test_notebook_preset_takes_explicit_flags_over_its_defaults(tmp_path):
 # ------------------------------------------------------------------------- general use
 
 
+@pytest.mark.slow
 def test_grid_sweep_with_ranges_lists_and_seeds(tmp_path):
     code, stdout, stderr = run(["sweep", "--lr", "1e-4:1e-1", "--num", "3", "--reg", "0,1e-3",
                                 "--epochs", "2", "--hidden", "32", "--seeds", "2",
@@ -163,6 +168,7 @@ def test_grid_sweep_with_ranges_lists_and_seeds(tmp_path):
         assert (tmp_path / name).read_bytes().startswith(PNG)
 
 
+@pytest.mark.slow
 def test_halving_reports_its_rungs_and_the_compute_saved(tmp_path):
     code, stdout, stderr = run(["sweep", "--lr", "1e-3,1e-2,1e-1,1", "--hidden", "8",
                                 "--batch-size", "256", "--epochs", "4", "--halving", "2",
@@ -209,6 +215,7 @@ def test_sweep_plots_write_pngs(tmp_path):
         assert (tmp_path / name).read_bytes().startswith(PNG), name
 
 
+@pytest.mark.slow
 def test_train_seeds_writes_mean_and_std(tmp_path):
     code, stdout, stderr = run(["train", "--seeds", "3", "--epochs", "2", "--layers", "2",
                                 "--hidden", "16", "--quiet", "--out", str(tmp_path)])

@@ -31,6 +31,7 @@ def in_tmp(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ real runs
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_checkpoint_and_curves_then_resumes(in_tmp, capsys):
     argv = ["train", "--epochs", "2", "--layers", "3", "--hidden", "32", "--out", "run", "--quiet"]
     assert main(argv) == 0
@@ -61,6 +62,7 @@ def test_train_writes_metrics_checkpoint_and_curves_then_resumes(in_tmp, capsys)
     assert ckpt.load_metadata(run)["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_python_dash_m_jaxnet_train_with_interactive_answers(tmp_path):
     """A real process: the notebook's questions answered on stdin (2 layers, width 16)."""
     proc = subprocess.run(

@@ -10,51 +10,28 @@ steps; in float64 that noise stays below 1e-9 and everything else agrees to ~1e-
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
+import chex
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import (
+    REPO,
+    run_jaxnet,
+    run_python,
+    succeeded,
+    two_processes,
+)
 
 from jaxnet.checkpoint import CHECKPOINT_FILE
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # subprocesses: each case starts JAX processes
+
 WORKER = pathlib.Path(__file__).with_name("_distributed_worker.py")
-TIMEOUT = 120  # seconds per subprocess: a stuck collective fails the test instead of hanging
 RTOL, ATOL = 1e-9, 1e-9  # float64 (see the module docstring)
 # the reference run of the CLI tests: float64, small, dropout on so the masks matter
 TRAIN = ["train", "--dataset", "digits", "--hidden", "32,32", "--dropout", "0.5",
          "--batch-size", "64", "--dtype", "float64", "--seed", "3", "--quiet"]
-
-
-def _env(devices: int) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("JAX_COORDINATOR", "SLURM_", "OMPI_"))}
-    flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
-    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def _run(args, devices: int, cwd) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *map(str, args)], env=_env(devices), cwd=cwd,
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    return proc
-
-
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    return proc
-
-
-def _jaxnet(argv, devices, cwd):
-    return _ok(_run(["-m", "jaxnet", *argv], devices, cwd))
 
 
 def _checkpoint(directory: pathlib.Path) -> dict:
@@ -68,9 +45,9 @@ def _assert_checkpoints_agree(actual: dict, expected: dict):
     ints = {k for k, v in expected.items() if v.dtype.kind != "f"}  # steps, counts, PRNG key
     for k in ints:
         np.testing.assert_array_equal(actual[k], expected[k], err_msg=k)
-    assert_trees_close({k: v for k, v in actual.items() if k not in ints},
-                       {k: v for k, v in expected.items() if k not in ints},
-                       rtol=RTOL, atol=ATOL)
+    chex.assert_trees_all_close({k: v for k, v in actual.items() if k not in ints},
+                                {k: v for k, v in expected.items() if k not in ints},
+                                rtol=RTOL, atol=ATOL)
 
 
 def _metrics(directory: pathlib.Path) -> dict:
@@ -81,7 +58,7 @@ def _metrics(directory: pathlib.Path) -> dict:
 def one_device_run(tmp_path_factory) -> pathlib.Path:
     """The reference: `jaxnet train` for 2 epochs on one device, in a 1-device process."""
     out = tmp_path_factory.mktemp("one_device") / "run"
-    _jaxnet([*TRAIN, "--epochs", "2", "--devices", "1", "--out", out], 1, out.parent)
+    run_jaxnet([*TRAIN, "--epochs", "2", "--devices", "1", "--out", out], cwd=out.parent)
     return out
 
 
@@ -100,7 +77,8 @@ def _assert_same_run(directory: pathlib.Path, reference: pathlib.Path):
 @pytest.mark.parametrize("devices", [4, 8])
 def test_sharded_epoch_matches_one_device(tmp_path, devices):
     out = tmp_path / "fit"
-    _ok(_run([WORKER, "fit", out, "--devices", 1, devices], devices, ROOT))
+    succeeded(run_python([WORKER, "fit", out, "--devices", 1, devices], devices=devices,
+                         cwd=REPO))
     facts = json.loads(out.with_suffix(".json").read_text())
     assert facts["visible"] == devices
     single, sharded = facts["runs"]["1"], facts["runs"][str(devices)]
@@ -118,15 +96,15 @@ def test_sharded_epoch_matches_one_device(tmp_path, devices):
     expected = {k[2:]: v for k, v in arrays.items() if k.startswith("1/")}
     actual = {k[len(f"{devices}/"):]: v for k, v in arrays.items() if k.startswith(f"{devices}/")}
     assert actual.keys() == expected.keys() and expected
-    assert_trees_close(actual, expected, rtol=RTOL, atol=ATOL)
+    chex.assert_trees_all_close(actual, expected, rtol=RTOL, atol=ATOL)
     assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-12)
 
 
 def test_checkpoint_from_four_devices_resumes_on_one(tmp_path, one_device_run):
     four = tmp_path / "four"
-    _jaxnet([*TRAIN, "--devices", "4", "--epochs", "1", "--out", four], 4, tmp_path)
+    run_jaxnet([*TRAIN, "--devices", "4", "--epochs", "1", "--out", four], devices=4, cwd=tmp_path)
     assert _metrics(four)["devices"] == 4
-    _jaxnet(["train", "--resume", four, "--epochs", "2", "--quiet"], 1, tmp_path)
+    run_jaxnet(["train", "--resume", four, "--epochs", "2", "--quiet"], cwd=tmp_path)
     metrics = _metrics(four)
     assert metrics["devices"] == 1 and metrics["epochs_run"] == 2
     _assert_same_run(four, one_device_run)
@@ -150,7 +128,8 @@ def test_invalid_device_flags_fail_with_one_line(tmp_path):
     }
     argvs = [[*map(str, argv), "--out", str(tmp_path / name)] for name, (argv, _) in cases.items()]
     out = tmp_path / "cli"
-    _ok(_run([WORKER, "cli", out, "--argvs", json.dumps(argvs)], 4, tmp_path))
+    succeeded(run_python([WORKER, "cli", out, "--argvs", json.dumps(argvs)], devices=4,
+                         cwd=tmp_path))
     reports = json.loads(out.with_suffix(".json").read_text())
     for (name, (_, needles)), report in zip(cases.items(), reports, strict=True):
         err = report["stderr"].strip()
@@ -160,7 +139,8 @@ def test_invalid_device_flags_fail_with_one_line(tmp_path):
             assert needle in err, (name, err)
         assert not (tmp_path / name).exists(), name  # failed before writing anything
     # the real command exits non-zero too (main's status becomes the exit status)
-    proc = _run(["-m", "jaxnet", *TRAIN, "--devices", "2", "--out", tmp_path / "x"], 1, tmp_path)
+    proc = run_python(["-m", "jaxnet", *TRAIN, "--devices", "2", "--out", tmp_path / "x"],
+                      cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "asks for more devices than the 1 visible" in proc.stderr
 
@@ -168,48 +148,9 @@ def test_invalid_device_flags_fail_with_one_line(tmp_path):
 # --------------------------------------------------------------------------- two processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# what a jaxlib without cross-process CPU collectives says (older ones, or built without Gloo)
-_NO_CPU_COLLECTIVES = ("aren't implemented on the CPU backend", "make_gloo_tcp_collectives",
-                       "jax_cpu_collectives_implementation")
-
-
-def _two_processes(argv_of, cwd) -> list[str]:
-    """Runs `jaxnet` as processes 0 and 1 of one job (one CPU device each); their stdouts."""
-    port = _free_port()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxnet", *map(str, argv_of(i)), "--coordinator",
-         f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-        env=_env(1), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
-    results = []
-    try:
-        for p in procs:
-            results.append(p.communicate(timeout=TIMEOUT))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"two-process training did not finish in {TIMEOUT} s (deadlock?)")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    codes = [p.returncode for p in procs]
-    if any(codes):
-        err = "\n".join(e for _, e in results)
-        if any(s in err for s in _NO_CPU_COLLECTIVES):
-            pytest.skip(f"this jaxlib cannot run CPU collectives across processes: {err[-500:]}")
-        pytest.fail(f"exit codes {codes}:\n{err[-4000:]}")
-    return [out for out, _ in results]
-
-
 def test_two_processes_match_one(tmp_path, one_device_run):
     outs = [tmp_path / f"proc{i}" for i in range(2)]
-    stdouts = _two_processes(lambda i: [*TRAIN, "--epochs", "1", "--out", outs[i]], tmp_path)
+    stdouts = two_processes(lambda i: [*TRAIN, "--epochs", "1", "--out", outs[i]], tmp_path)
     # process 0 writes metrics, curves and the checkpoint; process 1 writes nothing
     assert {p.name for p in outs[0].iterdir()} >= {CHECKPOINT_FILE, "metrics.json", "curves.png"}
     assert not outs[1].exists()
@@ -217,7 +158,7 @@ def test_two_processes_match_one(tmp_path, one_device_run):
     assert "outputs in" in stdouts[0] and "outputs in" not in stdouts[1]
     assert _metrics(outs[0])["devices"] == 2
     # both processes read the checkpoint (a shared folder here) and continue
-    _two_processes(lambda i: ["train", "--resume", outs[0], "--epochs", "2", "--quiet"], tmp_path)
+    two_processes(lambda i: ["train", "--resume", outs[0], "--epochs", "2", "--quiet"], tmp_path)
     assert not outs[1].exists()
     metrics = _metrics(outs[0])
     assert metrics["devices"] == 2 and metrics["epochs_run"] == 2

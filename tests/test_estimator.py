@@ -30,6 +30,7 @@ SMALL = {"hidden": (16,), "epochs": 30}
 # Every check passes, so none is marked as an expected failure (scikit-learn >= 1.6 takes
 # them as `expected_failed_checks=lambda estimator: {"check_name": "reason"}`). Two checks
 # skip themselves when their optional dependency is missing (pandas; SCIPY_ARRAY_API).
+@pytest.mark.slow
 @parametrize_with_checks([MLPClassifier(**SMALL, random_state=0)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -48,6 +49,7 @@ def test_parameters_are_the_train_config_fields_with_their_defaults():
     assert MLPClassifier(hidden=50).train_config().hidden == (50,)
 
 
+@pytest.mark.slow
 def test_same_config_and_split_give_the_same_model_as_jaxnet_fit():
     """The estimator with its defaults is `jaxnet train`'s run: same split -> same model."""
     digits = jaxnet.load_dataset("digits")  # jaxnet train's data and split (seed 0)
@@ -73,6 +75,7 @@ def test_same_config_and_split_give_the_same_model_as_jaxnet_fit():
     assert result.metrics["test_accuracy"] > 0.9
 
 
+@pytest.mark.slow
 def test_random_state_makes_fit_reproducible(iris):
     x, y = iris
     first = MLPClassifier(**SMALL, random_state=7).fit(x, y).predict_proba(x)
@@ -84,6 +87,7 @@ def test_random_state_makes_fit_reproducible(iris):
     MLPClassifier(**SMALL, random_state=state).fit(x, y)  # a RandomState draws the seed
 
 
+@pytest.mark.slow
 def test_fitted_attributes_and_string_labels(iris):
     x, y = iris
     names = np.array(["setosa", "versicolor", "virginica"])[y]
@@ -99,6 +103,7 @@ def test_fitted_attributes_and_string_labels(iris):
     assert clf.score(x, names) > 0.8
 
 
+@pytest.mark.slow
 def test_tiny_inputs(iris):
     x, y = iris
     with pytest.raises(ValueError, match="n_samples=1"):
@@ -119,11 +124,13 @@ def test_bad_parameter_is_a_value_error_at_fit(iris):
         clf.fit(*iris)
 
 
+@pytest.mark.slow
 def test_divergence_warns(iris):
     with pytest.warns(ConvergenceWarning, match="diverged"):
         MLPClassifier(**SMALL, lr=1e30, random_state=0).fit(*iris)
 
 
+@pytest.mark.slow
 def test_pipeline_cross_validation_grid_search_clone_and_pickle(iris):
     x, y = iris
     pipe = make_pipeline(StandardScaler(), MLPClassifier(**SMALL, random_state=0))

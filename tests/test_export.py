@@ -14,6 +14,8 @@ from jaxnet.cli import main
 from jaxnet.config import TrainConfig
 from jaxnet.preprocess import Preprocessing
 
+pytestmark = pytest.mark.slow  # every test exports a fitted run
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

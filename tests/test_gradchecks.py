@@ -1,15 +1,16 @@
 """gradcheck: users' checks of the hand-written backward pass, and that they catch its bugs."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close
 from jax.test_util import check_grads
 
 from jaxnet import layers, model
 from jaxnet.gradchecks import (
     AUTODIFF_TOLERANCES,
+    check_layer,
     gradcheck,
     gradcheck_network,
     relative_error,
@@ -115,6 +116,45 @@ def test_wrong_last_layer_db_passed_as_value_and_grad_fails_exactly_b4():
     assert str(report).splitlines()[-1] == "FAIL: b4"
 
 
+# A gradient 0.2% off is within float32's autodiff tolerance (1e-2: the two sum the same terms
+# in other orders), so only the float64 finite differences (tolerance 1e-4) can see it.
+SLIGHTLY_OFF = 1 + 2e-3
+
+
+def test_a_gradient_slightly_off_fails_only_the_finite_difference_column():
+    def w2_slightly_off(params, state, x, y, **kw):
+        (value, new_state), grads = model.manual_value_and_grad(params, state, x, y, **kw)
+        layer2 = {**grads[1], "w": grads[1]["w"] * SLIGHTLY_OFF}
+        return (value, new_state), (grads[0], layer2, *grads[2:])
+
+    params, state, x, y = _network()
+    report = gradcheck(params, state, x, y, key=jax.random.PRNGKey(2), dropout=0.3, reg=0.1,
+                       value_and_grad=w2_slightly_off)
+    assert [row.label for row in report.failures] == ["W2"], str(report)
+    (row,) = report.failures
+    assert row.autodiff_error <= report.rtol_autodiff  # the float32 column alone would pass it
+    assert row.numeric_error > report.rtol_numeric
+    np.testing.assert_allclose(row.numeric_error, 1 - 1 / SLIGHTLY_OFF, rtol=0.05)
+    assert str(report).splitlines()[-1] == "FAIL: W2"
+
+
+def test_a_layer_gradient_slightly_off_fails_only_the_finite_difference_column():
+    def dw_slightly_off(res, dout, **kw):
+        dx, dw, db = layers.affine_backward(res, dout, **kw)
+        return dx, dw * SLIGHTLY_OFF, db
+
+    kx, kw, kb = jax.random.split(jax.random.PRNGKey(4), 3)
+    x, w, b = (jax.random.normal(kx, (6, 5)), jax.random.normal(kw, (4, 5)),
+               jax.random.normal(kb, (4,)))
+    report = check_layer(layers.affine_forward, dw_slightly_off, x, w, b)
+    assert report.autodiff_dtype == "float32"
+    assert [row.label for row in report.failures] == ["w"], str(report)
+    (row,) = report.failures
+    assert row.autodiff_error <= report.rtol_autodiff  # the float32 column alone would pass it
+    assert row.numeric_error > report.rtol_numeric
+    np.testing.assert_allclose(row.numeric_error, 1 - 1 / SLIGHTLY_OFF, rtol=0.05)
+
+
 def test_manual_gradient_equals_autodiff_in_float32():
     params, state, x, y = _network()
     kw = {"key": jax.random.PRNGKey(3), "dropout": 0.3, "reg": 0.1}
@@ -123,13 +163,14 @@ def test_manual_gradient_equals_autodiff_in_float32():
         params, state, x, y, **kw)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((value, new_state, manual)))
     np.testing.assert_allclose(value, auto_value, rtol=1e-6)
-    assert_trees_close(new_state, auto_state, rtol=1e-6)
+    chex.assert_trees_all_close(new_state, auto_state, rtol=1e-6)
     # Biases feeding batchnorm have a zero gradient, computed as float32 noise ~1e-7.
-    assert_trees_close(manual, auto, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(manual, auto, rtol=1e-5, atol=1e-6)
     report = gradcheck(params, state, x, y, **kw, rtol_autodiff=1e-2, floor_autodiff=1e-3)
     assert report.passed and report.autodiff_dtype == "float32", str(report)
 
 
+@pytest.mark.slow  # differences every entry
 @pytest.mark.x64
 @pytest.mark.parametrize("train, dropout, reg", [(True, 0.3, 0.1), (False, 0.0, 0.0)])
 def test_float64_network_check_of_every_entry_is_tight(train, dropout, reg):
@@ -175,6 +216,7 @@ def test_manual_network_gradient_passes_check_grads(monkeypatch):
         check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_default_network_check_passes():
     # The notebook's network, as `jaxnet gradcheck` checks it by default.
     report = gradcheck_network((3072, 100, 100, 100, 100, 10), batch=20, dropout=0.2, reg=1e-3)
@@ -198,7 +240,7 @@ def test_vmapped_manual_gradients_equal_per_network_gradients():
     for i in range(n_nets):
         p_i, s_i = jax.tree.map(lambda a, i=i: a[i], (params, state))
         single = model.manual_value_and_grad(p_i, s_i, x, y, key=drop_keys[i], **kw)
-        assert_trees_close(jax.tree.map(lambda a, i=i: a[i], batched), single,
+        chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], batched), single,
                            rtol=1e-5, atol=1e-6)  # atol: zero-gradient biases
     # And the per-network gradient is itself right.
     p_0, s_0 = jax.tree.map(lambda a: a[0], (params, state))

@@ -152,6 +152,7 @@ def test_manual_grad_under_vmap_over_seeds_and_hyperparameters():
     chex.assert_trees_all_close(g_man, g_auto, rtol=1e-8, atol=1e-13)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dims=st.lists(st.integers(1, 9), min_size=2, max_size=6),

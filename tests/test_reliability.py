@@ -18,12 +18,13 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import one_line_error
+from conftest import one_line_error, run_python, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -35,12 +36,6 @@ from jaxnet.errors import ConfigError
 
 TINY = ["--layers", "2", "--hidden", "8", "--quiet"]
 SMALL = {"hidden": (16,), "epochs": 4}
-
-
-def _assert_trees_equal(actual, expected):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
 
 
 def _checkpoint_arrays(run):
@@ -67,6 +62,7 @@ def digits():
 # ------------------------------------------------------------------ 1. output folders
 
 
+@pytest.mark.slow
 def test_out_holding_a_run_is_refused_and_overwrite_replaces_it_whole(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "2", "--out", str(run)]) == 0
@@ -93,6 +89,7 @@ def test_any_run_file_marks_a_folder_as_taken(tmp_path, capsys, marker):
     assert sorted(os.listdir(tmp_path)) == [marker]
 
 
+@pytest.mark.slow
 def test_sweep_output_is_protected_the_same_way(tmp_path, capsys):
     out = tmp_path / "sweep"
     out.mkdir()
@@ -122,6 +119,7 @@ def test_flags_that_seeds_cannot_honour_are_refused(tmp_path, capsys, flags):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
     assert main(["train", "--seeds", "2", "--epochs", "2", *TINY, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -132,13 +130,14 @@ def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
 # ------------------------------------------------------------------ 3. exact resume per schedule
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["constant", "step"])
 def test_resuming_with_more_epochs_equals_the_uninterrupted_run(digits, tmp_path, schedule):
     config = TrainConfig(**SMALL, lr_schedule=schedule, lr_decay=0.8)
     full = job.fit(config, digits, out_dir=tmp_path / "full")
     job.fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path / "resumed")
     resumed = job.fit(config, digits, out_dir=tmp_path / "resumed", resume=True)
-    _assert_trees_equal(resumed.final, full.final)
+    chex.assert_trees_all_equal(resumed.final, full.final)
     assert resumed.history == full.history
     _assert_same_checkpoint(tmp_path / "resumed", tmp_path / "full")
 
@@ -154,6 +153,7 @@ def _stop_after(epochs):
     return on_epoch
 
 
+@pytest.mark.slow
 def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, tmp_path, capsys):
     config = TrainConfig(**SMALL, lr_schedule="cosine")
     job.fit(config, digits, out_dir=tmp_path / "full")
@@ -171,6 +171,7 @@ def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, 
     _assert_same_checkpoint(tmp_path / "cut", tmp_path / "full")
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
     config = TrainConfig(hidden=(16,), lr=1e-2, epochs=60, patience=2)
     first = job.fit(config, digits, out_dir=tmp_path)
@@ -179,7 +180,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
     again = job.fit(config, digits, out_dir=tmp_path, resume=True)
     assert again.message == first.message
     assert again.history == first.history
-    _assert_trees_equal(again.params, first.params)
+    chex.assert_trees_all_equal(again.params, first.params)
     after = _checkpoint_arrays(tmp_path)
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
@@ -187,6 +188,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
 # ------------------------------------------------------------------ 4. data fingerprint
 
 
+@pytest.mark.slow
 def test_resuming_on_changed_data_is_refused(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(120, 5)), np.arange(120) % 3
@@ -242,6 +244,7 @@ def test_is_finite_judges_each_float_dtype_in_its_own_precision():
     assert not bool(train.is_finite(ts, {"f64": huge, "f16": jnp.full(2, jnp.inf, jnp.float16)}))
 
 
+@pytest.mark.slow
 def test_fit_stops_when_only_the_running_variance_overflows():
     """Raw inputs near 1e20 (standardisation off): the batch variance overflows float32 to
     inf while the loss and the parameters stay finite (x / sqrt(inf) = 0). The guard must
@@ -258,14 +261,14 @@ def test_fit_stops_when_only_the_running_variance_overflows():
     epoch = jax.jit(train.make_epoch(config, opt, 50, keep_finite=False))
     ts1, losses = epoch(ts0, jnp.asarray(prepared.x_train), jnp.asarray(prepared.y_train))
     assert np.all(np.isfinite(losses))
-    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(ts1.params))
+    chex.assert_tree_all_finite(ts1.params)
     assert not np.all(np.isfinite(ts1.bn_state[0]["var"]))
 
     result = job.fit(config, data)
     assert result.diverged and result.history == []
     assert "batchnorm statistics or optimizer state became non-finite" in result.message
     assert bool(train.is_finite(result.final))
-    _assert_trees_equal(result.final.bn_state, ts0.bn_state)
+    chex.assert_trees_all_equal(result.final.bn_state, ts0.bn_state)
 
 
 # ------------------------------------------------------------------ 6. interrupts, kills, disks
@@ -288,7 +291,7 @@ def _start_training(cwd, run="run"):
     return subprocess.Popen(
         [sys.executable, "-m", "jaxnet", "train", "--epochs", str(KILL_EPOCHS), *KILL_ARGS,
          "--out", run], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_sigint_as_at_a_terminal)
+        env=subprocess_env(), preexec_fn=_sigint_as_at_a_terminal)
 
 
 def _sigint_as_at_a_terminal():
@@ -306,11 +309,11 @@ def _wait_for_first_checkpoint(proc, run):
 
 
 def _resume(cwd, run="run"):
-    return subprocess.run([sys.executable, "-m", "jaxnet", "train", "--resume", run, "--quiet"],
-                          cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return run_python(["-m", "jaxnet", "train", "--resume", run, "--quiet"], cwd=cwd,
+                      timeout=600)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_the_uninterrupted_run_bitwise(tmp_path, uninterrupted):
     proc = _start_training(tmp_path)
     _wait_for_first_checkpoint(proc, tmp_path / "run")
@@ -326,6 +329,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run_bitwise(tmp_path, unin
     assert not [f for f in os.listdir(tmp_path / "run") if f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_checkpoint_prints_the_resume_command_and_exits_130(
         tmp_path, uninterrupted):
     """SIGINT reaches the process as KeyboardInterrupt. While XLA runs an epoch, Python
@@ -347,6 +351,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_prints_the_resume_command_and_exits_13
     _assert_same_checkpoint(tmp_path / "run", uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_training_says_so_and_keeps_the_last_checkpoint(
         tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
@@ -374,11 +379,11 @@ def test_a_full_disk_during_training_says_so_and_keeps_the_last_checkpoint(
 # ------------------------------------------------------------------ 7. --version
 
 
+@pytest.mark.slow
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"jaxnet {jaxnet.__version__}\n"
-    proc = subprocess.run([sys.executable, "-m", "jaxnet", "--version"], capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(["-m", "jaxnet", "--version"], timeout=300)
     assert proc.returncode == 0 and proc.stdout == f"jaxnet {jaxnet.__version__}\n"

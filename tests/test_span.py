@@ -84,6 +84,7 @@ def _same(a, b):
     assert a.rungs == b.rungs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes, axes, options", [
     # The notebook's case: plain SGD on the full batch, lr and weight_scale swept.
     ({"optimizer": "sgd", "batch_size": 40, "dropout": 0.0}, {"lr": [0.05, 0.3, 1.0],
@@ -117,6 +118,7 @@ def test_why_not_names_what_keeps_a_sweep_out_of_the_span():
     assert "Gram" in span.why_not(ok, set(), span.MAX_EXAMPLES + 1, 10 * span.MAX_EXAMPLES)
 
 
+@pytest.mark.slow
 def test_sweeps_outside_the_span_train_the_weights_and_refuse_in_span_true():
     data = _wide()
     config = dataclasses.replace(CONFIG, optimizer="adam", batch_size=40, epochs=1)
@@ -147,6 +149,7 @@ print(json.dumps(float(np.max(np.abs(sharded.loss_curves - alone.loss_curves))))
 """
 
 
+@pytest.mark.slow
 def test_a_sweep_in_the_span_shards_over_devices_with_the_same_results():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}

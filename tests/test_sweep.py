@@ -5,23 +5,17 @@ import dataclasses
 import inspect
 import json
 import math
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import prepared, run_python
 
-from jaxnet import job
 from jaxnet.config import TrainConfig
 from jaxnet.job import fit, load_data
 from jaxnet.sweep import make_settings, sweep, train_seeds
 
 pytestmark = pytest.mark.x64  # tight gradient and trajectory checks in float64
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # A small float64 net on digits: 1257 train examples, batch 128 -> 10 steps per epoch (the
 # last one filled up). The fixtures standardise the data once, so fit is told not to.
@@ -45,7 +39,7 @@ RANDOM = TrainConfig(dataset="random", hidden=(8,), epochs=2, batch_size=50, opt
 
 @pytest.fixture(scope="module")
 def digits():
-    return job.prepare(dataclasses.replace(CONFIG, standardize=True), load_data(CONFIG))[0]
+    return prepared(dataclasses.replace(CONFIG, standardize=True))
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +68,7 @@ def assert_runs_equal(actual, expected, *, rtol=1e-12):
 # ---------------------------------------------------------------- equal to training alone
 
 
+@pytest.mark.slow
 def test_sweep_result_layout(swept):
     n_steps = CONFIG.epochs * math.ceil(1257 / CONFIG.batch_size)
     assert swept.loss_curves.shape == (len(SETTINGS), n_steps)
@@ -88,6 +83,7 @@ def test_sweep_result_layout(swept):
     assert swept.best is best  # the summary row itself
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1, 3])
 def test_each_run_equals_the_setting_trained_alone(swept, digits, index):
     setting = SETTINGS[index]
@@ -119,6 +115,7 @@ def test_each_run_equals_the_setting_trained_alone(swept, digits, index):
 # ------------------------------------------------------------------------- chunks, seeds
 
 
+@pytest.mark.slow
 def test_chunked_sweep_equals_one_call(swept, digits):
     calls = []
     chunked = sweep(CONFIG, digits, SETTINGS, chunk=3, on_chunk=lambda *a: calls.append(a))
@@ -131,6 +128,7 @@ def test_chunked_sweep_equals_one_call(swept, digits):
     assert_runs_equal([chunked.best], [swept.best])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("group" not in inspect.signature(sweep).parameters,
                     reason="sweep has no group argument")
 def test_grouped_sweep_equals_one_vmap(swept, digits):
@@ -141,6 +139,7 @@ def test_grouped_sweep_equals_one_vmap(swept, digits):
     assert_runs_equal([grouped.best], [swept.best])
 
 
+@pytest.mark.slow
 def test_seeds_give_k_runs_per_setting_with_mean_and_std(swept, digits):
     picked = [SETTINGS[0], SETTINGS[2]]
     result = sweep(CONFIG, digits, picked, seeds=3)
@@ -176,6 +175,7 @@ def test_seeds_give_k_runs_per_setting_with_mean_and_std(swept, digits):
 # --------------------------------------------------------------------------- divergence
 
 
+@pytest.mark.slow
 def test_diverged_runs_are_flagged_reported_as_none_and_never_best(random_data):
     result = sweep(RANDOM, random_data, [{"lr": 1e30}, {"lr": 1e-3}, {"lr": 1e25}])
     assert result.criterion == "final_loss"  # the random data has no validation split
@@ -195,6 +195,7 @@ def test_diverged_runs_are_flagged_reported_as_none_and_never_best(random_data):
     assert all(s["diverged"] and s["train_accuracy"] is None for s in every.settings)
 
 
+@pytest.mark.slow
 def test_a_run_that_blows_up_on_its_last_step_is_diverged(random_data):
     config = dataclasses.replace(RANDOM, epochs=1)
     result = sweep(config, random_data, [{"lr": 1e30}, {"lr": 1e-3}])
@@ -234,14 +235,10 @@ _SHARDED = """
 """
 
 
+@pytest.mark.slow
 def test_sharding_settings_over_four_devices_gives_the_same_results(swept, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    config = CONFIG.to_dict()
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_SHARDED), json.dumps(config),
-         json.dumps(SETTINGS), str(tmp_path)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = run_python(["-c", textwrap.dedent(_SHARDED), json.dumps(CONFIG.to_dict()),
+                       json.dumps(SETTINGS), tmp_path], devices=4, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sharded = json.loads((tmp_path / "result.json").read_text())
     assert sharded["calls"] == [[1, 2], [2, 2]]

@@ -11,6 +11,8 @@ from jaxnet.cli.train import summary_line
 from jaxnet.config import TrainConfig
 from jaxnet.sweep import sweep, train_seeds
 
+pytestmark = pytest.mark.slow  # fits, seeds and sweeps
+
 # Adam with an L2 strength of 1e30: the first update squares a ~1e28 gradient into Adam's
 # second moment, which overflows float32, while the weights barely move (the update is
 # m / sqrt(inf) = 0). The losses and every reported number stay finite; only the optimizer

@@ -4,10 +4,11 @@ record of where each run stopped; and the sweep's chunk, group and compilation l
 import dataclasses
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import compiled_programs, prepared
 
 import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
 from jaxnet import job
@@ -32,7 +33,7 @@ RUNGS = [1, 2, 4]
 
 @pytest.fixture(scope="module")
 def digits():
-    return job.prepare(dataclasses.replace(CONFIG, standardize=True), load_data(CONFIG))[0]
+    return prepared(dataclasses.replace(CONFIG, standardize=True))
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_halving_rungs(epochs, eta, min_epochs, expected):
     assert halving_rungs(epochs, eta, min_epochs) == expected
 
 
+@pytest.mark.slow
 def test_rungs_keep_the_best_half_and_record_where_each_run_stopped(halved):
     assert [r["epochs"] for r in halved.rungs] == RUNGS
     assert [len(r["settings"]) for r in halved.rungs] == [6, 3, 1]
@@ -83,6 +85,7 @@ def test_rungs_keep_the_best_half_and_record_where_each_run_stopped(halved):
     assert halved.best["epochs_trained"] == CONFIG.epochs
 
 
+@pytest.mark.slow
 def test_a_survivor_equals_its_setting_trained_alone(halved, digits):
     index = halved.rungs[-1]["settings"][0]
     config = dataclasses.replace(CONFIG, **SETTINGS[index])
@@ -100,6 +103,7 @@ def test_a_survivor_equals_its_setting_trained_alone(halved, digits):
         assert run[f"{split}_accuracy"] == result.metrics[f"{split}_accuracy"]
 
 
+@pytest.mark.slow
 def test_a_run_cut_early_equals_its_setting_trained_alone_for_its_epochs(halved, digits):
     cut = next(i for i, r in enumerate(halved.runs) if r["rung"] == 1)
     config = dataclasses.replace(CONFIG, epochs=RUNGS[1], **SETTINGS[cut])
@@ -111,6 +115,7 @@ def test_a_run_cut_early_equals_its_setting_trained_alone_for_its_epochs(halved,
         np.testing.assert_allclose(halved.runs[cut][k], alone.runs[0][k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
 def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     """The carry after 1 + 3 epochs (params, batchnorm and optimizer state, best params)
     equals the carry after one 4-epoch segment: every epoch splits its keys from the state."""
@@ -129,11 +134,12 @@ def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     carry, first = segment(1)(ts, splits)
     carry, rest = segment(3)(jax.device_get(carry), splits)  # through the host, as the sweep does
     whole_carry, whole = segment(4)(ts, splits)
-    assert_trees_close(carry, whole_carry, rtol=1e-12)
+    chex.assert_trees_all_close(carry, whole_carry, rtol=1e-12)
     np.testing.assert_allclose(np.concatenate([first["loss_curve"], rest["loss_curve"]], axis=1),
                                whole["loss_curve"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_seeds_go_on_together_ranked_by_their_mean(digits):
     result = sweep(CONFIG, digits, SETTINGS[:4], seeds=2, halving=2, min_epochs=2)
     first = result.rungs[0]
@@ -150,6 +156,7 @@ def test_seeds_go_on_together_ranked_by_their_mean(digits):
         v for s, v in scores.items() if s not in first["kept"])
 
 
+@pytest.mark.slow
 def test_diverged_settings_go_out_first_and_never_continue():
     config = TrainConfig(dataset="random", hidden=(8,), epochs=3, batch_size=50, optimizer="sgd",
                          dropout=0.0, reg=0.0, dtype="float64")
@@ -192,6 +199,7 @@ def test_default_group_follows_the_backend():
     assert default_group() == (S.CPU_GROUP if jax.default_backend() == "cpu" else None)
 
 
+@pytest.mark.slow
 def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch):
     traces = {"init": 0, "epoch": 0}
     real_init, real_epoch = S.model.init, S.make_epoch
@@ -208,15 +216,38 @@ def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch
             return epoch(*a)
         return counted
 
+    real_segment_fn = S._segment_fn
+
+    def segment_traced_once_per_rung(*args, **kwargs):
+        # chex counts every segment built here as one function: one trace per rung.
+        return chex.assert_max_traces(real_segment_fn(*args, **kwargs), n=2)
+
     monkeypatch.setattr(S.model, "init", counted_init)
     monkeypatch.setattr(S, "make_epoch", counted_make_epoch)
+    monkeypatch.setattr(S, "_segment_fn", segment_traced_once_per_rung)
+    chex.clear_trace_counter()
     calls = []
     # 6 runs in chunks of at most 2: rung 0 is 3 chunks of 2, rung 1 (3 runs) 2 chunks of 2.
-    result = sweep(CONFIG, digits, SETTINGS, chunk=2, group=None, halving=2, min_epochs=2,
-                   on_chunk=lambda *a: calls.append(a))
+    # The chunks hold other learning rates (and regs): values, not constants of the program.
+    with compiled_programs() as compiled:
+        result = sweep(CONFIG, digits, SETTINGS, chunk=2, group=None, halving=2, min_epochs=2,
+                       on_chunk=lambda *a: calls.append(a))
     assert [len(r["settings"]) for r in result.rungs] == [6, 3]
     assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
     assert traces == {"init": 1, "epoch": 2}
+    assert (compiled.count("build"), compiled.count("segment")) == (1, 2), compiled
+
+
+# Known today (issue 28/30): each `sweep` call builds new jitted functions (`_init_fn`,
+# `_batched`) and compiles them with `.lower().compile()`, so a second sweep of the same
+# config and shapes recompiles both, whatever its values. When fixed, drop the xfail mark.
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="every sweep call compiles its programs anew")
+def test_a_second_sweep_over_other_learning_rates_reuses_the_compiled_programs(digits):
+    sweep(CONFIG, digits, [{"lr": 1e-3}, {"lr": 1e-2}], group=None)
+    with compiled_programs() as compiled:
+        sweep(CONFIG, digits, [{"lr": 3e-3}, {"lr": 3e-2}], group=None)
+    assert compiled == [], f"the second sweep compiled {compiled}"
 
 
 # ------------------------------------------------------------------------- bad input

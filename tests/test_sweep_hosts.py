@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_distributed import _jaxnet, _two_processes
+from conftest import run_jaxnet, two_processes
+
+pytestmark = pytest.mark.slow  # two jaxnet processes
 
 # Momentum, not the default Adam: Adam rescales the round-off that the pre-batchnorm biases
 # pick up (their gradient is exactly zero) into full-sized steps, and the two layouts (four
@@ -40,9 +42,9 @@ def _assert_same(actual, expected, where):
 
 def test_two_processes_sweep_like_one(tmp_path):
     reference = tmp_path / "one"
-    _jaxnet([*SWEEP, "--out", reference], 1, tmp_path)
+    run_jaxnet([*SWEEP, "--out", reference], cwd=tmp_path)
     outs = [tmp_path / f"proc{i}" for i in range(2)]
-    stdouts = _two_processes(lambda i: [*SWEEP, "--out", outs[i]], tmp_path)
+    stdouts = two_processes(lambda i: [*SWEEP, "--out", outs[i]], tmp_path)
     assert {p.name for p in outs[0].iterdir()} >= {"results.json", "results.csv", "best.json",
                                                   "sweep.png", "rungs.png"}
     assert not outs[1].exists()  # process 1 writes nothing

@@ -1,20 +1,21 @@
 """Training: fit on the notebook's data and digits, resume, divergence, early stopping."""
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import assert_trees_close, compiled_programs, prepared, train_only
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import job, optim, train
 from jaxnet.config import TrainConfig
-from jaxnet.data import Dataset
 from jaxnet.job import fit
 from jaxnet.train import (
     dims_for,
@@ -25,33 +26,17 @@ from jaxnet.train import (
     make_train_step,
 )
 
-
-def load_data(config):
-    """The dataset as training sees it: standardised with training statistics."""
-    return job.prepare(config, job.load_data(config))[0]
-
 SMALL = {"hidden": (16,), "epochs": 4, "lr_schedule": "step", "lr_decay": 0.9}  # quick runs
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_data(TrainConfig())
+    return prepared(TrainConfig())
 
 
 @pytest.fixture(scope="module")
 def digits64():
-    return load_data(TrainConfig(dtype="float64"))
-
-
-def _train_only(data: Dataset) -> Dataset:
-    """The same data without val/test splits (fewer evaluations to compile)."""
-    return Dataset(data.name, data.x_train, data.y_train, None, None, None, None, data.num_classes)
-
-
-def _assert_trees_equal(actual, expected):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+    return prepared(TrainConfig(dtype="float64"))
 
 
 def _best_epoch(history):
@@ -74,13 +59,10 @@ def _epochs_since_improvement(history):
     return len(history) - last
 
 
-def _all_finite(tree):
-    return all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree))
-
-
 # ------------------------------------------------------------------ learning at all
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, lr", [("momentum", 3e-2), ("adam", 1e-3)])
 def test_overfits_the_notebooks_50_random_examples(optimizer, lr):
     """The notebook's sanity check: the 5-layer net memorises 50 random examples."""
@@ -93,12 +75,13 @@ def test_overfits_the_notebooks_50_random_examples(optimizer, lr):
     assert result.metrics["val_accuracy"] is None and result.metrics["test_accuracy"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, lr", [
     ("sgd", 1e-1), ("momentum", 3e-2), ("nesterov", 3e-2), ("rmsprop", 3e-3), ("adam", 1e-2),
     ("adamw", 1e-2),
 ])
 def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
-    data = _train_only(digits)
+    data = train_only(digits)
     config = TrainConfig(hidden=(32,), optimizer=optimizer, lr=lr, epochs=2, dropout=0.0)
     p0, s0 = init_train_state(config, dims_for(config, data), make_optimizer(config, 1))[:2]
     loss0 = float(evaluate(p0, s0, data.x_train, data.y_train, config=config)[0])
@@ -107,6 +90,28 @@ def test_every_optimizer_lowers_the_loss_on_digits(digits, optimizer, lr):
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.6 * loss0, (loss0, losses)
     assert result.metrics["train_accuracy"] > 0.8
+
+
+def _shuffle(shuffle_key, n, batch):
+    """An epoch's example order by its definition, from `jax.random.permutation` (not from
+    jaxnet): a shuffle of all n examples, the last batch filled up from a second shuffle."""
+    first, fill = jax.random.split(shuffle_key)
+    steps = math.ceil(n / batch)
+    extra = jax.random.permutation(fill, n)[: steps * batch - n]
+    return jnp.concatenate([jax.random.permutation(first, n), extra]).reshape(steps, batch)
+
+
+@pytest.mark.parametrize("n, batch", [(12, 4), (10, 3), (1000, 64)])
+def test_an_epochs_order_is_the_shuffle_its_key_draws(n, batch):
+    key = jax.random.PRNGKey(7)
+    ts = train.TrainState(None, None, None, jnp.zeros((), jnp.int32), key, {})
+    _, _, order = train.epoch_plan(ts, n, batch)
+    _, shuffle_key, _ = jax.random.split(key, 3)
+    expected = _shuffle(shuffle_key, n, batch)
+    np.testing.assert_array_equal(order, expected)
+    # The reference is a shuffle: every example once in the first n, not in their order.
+    np.testing.assert_array_equal(np.sort(np.ravel(expected)[:n]), np.arange(n))
+    assert not np.array_equal(np.ravel(expected)[:n], np.arange(n))
 
 
 @pytest.mark.x64
@@ -123,13 +128,13 @@ def test_an_epoch_takes_the_steps_of_its_shuffled_minibatches_in_order(digits64,
     key, shuffle_key, dropout_key = jax.random.split(ts.key, 3)
     step = jax.jit(make_train_step(config, opt))
     want, expected = ts._replace(key=key), []
-    order = train.epoch_order(shuffle_key, n, batch)
+    order = _shuffle(shuffle_key, n, batch)
     keys = jax.random.split(dropout_key, len(order))
     for idx, k in zip(order, keys, strict=True):
         want, metrics = step(want, (x, y) if batch == n else (x[idx], y[idx]), k)
         expected.append(float(metrics["loss"]))
     np.testing.assert_allclose(losses, expected, rtol=1e-12)
-    assert_trees_close(got, want, rtol=1e-10, atol=1e-13)
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.x64
@@ -156,12 +161,14 @@ def test_manual_and_autodiff_gradients_give_the_same_trajectory(digits64, dropou
     np.testing.assert_allclose(loss_m, loss_a, rtol=1e-10)
     # atol: the first layer's bias has a zero gradient (batchnorm subtracts it right away), so
     # both runs hold only rounding noise (~1e-11) there.
-    assert_trees_close(ts_m.params, ts_a.params, rtol=1e-9, atol=1e-9)
+    chex.assert_trees_all_close(ts_m.params, ts_a.params, rtol=1e-9, atol=1e-9)
+    # Scaled by each leaf's largest entry: batchnorm means near 0 differ by ~2e-11 absolute.
     assert_trees_close(ts_m.bn_state, ts_a.bn_state, rtol=1e-9)
     assert_trees_close(ts_m.opt_state, ts_a.opt_state, rtol=1e-8, atol=1e-12)
     assert ts_m.params[0]["w"].dtype == jnp.float64
 
 
+@pytest.mark.slow
 def test_digits_with_the_defaults_reaches_96_percent(default_run):
     result, _ = default_run
     # One seed on 360 test digits: 0.975 on Zen 3 and Zen 5 VMs, 0.967 on a Zen 4 (the same
@@ -177,10 +184,13 @@ def test_digits_with_the_defaults_reaches_96_percent(default_run):
     assert result.final.params[0]["w"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_fit_compiles_the_epoch_once(default_run):
     result, traces = default_run
     assert len(result.history) > 10
-    assert traces == {"epoch": 1}, f"the epoch function was traced {traces['epoch']} times"
+    assert traces == {"epoch": 1, "compiled epochs": 1}, (
+        f"the epoch function was traced {traces['epoch']} times and compiled "
+        f"{traces['compiled epochs']} times")
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +202,17 @@ def default_run():
     def counting_make_epoch(*args, **kwargs):
         epoch = real(*args, **kwargs)
 
+        @functools.wraps(epoch)  # compiled as jit(epoch)
         def counted(ts, x, y):
             traces["epoch"] += 1  # Python side effect: runs once per trace
             return epoch(ts, x, y)
 
         return counted
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, compiled_programs() as compiled:
         mp.setattr(train, "make_epoch", counting_make_epoch)
         result = fit(TrainConfig())
+    traces["compiled epochs"] = compiled.count("epoch")
     return result, traces
 
 
@@ -215,19 +227,40 @@ def uninterrupted(digits, tmp_path_factory):
     return config, fit(config, digits, out_dir=out), out
 
 
+@pytest.mark.slow
 def test_resume_equals_the_uninterrupted_run(digits, uninterrupted, tmp_path):
     config, full, _ = uninterrupted
     first = fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path)
     assert len(first.history) == 2
-    resumed = fit(config, digits, out_dir=tmp_path, resume=True)
-    _assert_trees_equal(resumed.final, full.final)  # params, bn, optimizer state, step, key
-    _assert_trees_equal(resumed.params, full.params)
+    with compiled_programs() as compiled:
+        resumed = fit(config, digits, out_dir=tmp_path, resume=True)
+    # The uninterrupted run compiled this config's programs; resuming reuses them all.
+    assert compiled == [], f"resuming compiled {compiled} again"
+    chex.assert_trees_all_equal(resumed.final, full.final)  # params, bn, optimizer state, step, key
+    chex.assert_trees_all_equal(resumed.params, full.params)
     assert resumed.history == full.history
     assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
     assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]
     assert ckpt.load_metadata(tmp_path)["epoch"] == config.epochs
 
 
+# Known today (issue 28/30): `job._jitted` caches fit's programs by the whole config, so
+# another lr (injected into the optimizer state) or another epoch count (which the step and
+# constant schedules never read) builds a new optimizer and epoch function and recompiles
+# the epoch, the initial state and the evaluation. When that is fixed, these pass: drop the
+# xfail mark.
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="fit recompiles for another lr or epoch count")
+@pytest.mark.parametrize("field, value", [("epochs", 6), ("lr", 1e-2)])
+def test_another_lr_or_epoch_count_reuses_the_compiled_epoch(digits, uninterrupted, field,
+                                                             value):
+    config, _, _ = uninterrupted
+    with compiled_programs() as compiled:
+        fit(dataclasses.replace(config, **{field: value}), digits)
+    assert "epoch" not in compiled, f"fit with {field}={value} compiled {compiled}"
+
+
+@pytest.mark.slow
 def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path,
                                                             monkeypatch):
     """The next epoch's save dies halfway: fit's last checkpoint is still whole and loads."""
@@ -247,10 +280,11 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]  # no temp file left behind
     again, meta_again = ckpt.load_checkpoint(tmp_path, template)  # the hash still checks out
     assert meta_again == meta
-    _assert_trees_equal(again, tree)
-    _assert_trees_equal(again["train_state"].params, full.final.params)
+    chex.assert_trees_all_equal(again, tree)
+    chex.assert_trees_all_equal(again["train_state"].params, full.final.params)
 
 
+@pytest.mark.slow
 def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(digits, uninterrupted, tmp_path):
     config, _, out = uninterrupted
     data = (out / ckpt.CHECKPOINT_FILE).read_bytes()
@@ -262,6 +296,7 @@ def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(digits, uninterrupted
         fit(config, digits, out_dir=tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_with_another_architecture_or_settings_is_a_clear_error(digits, uninterrupted):
     config, _, out = uninterrupted
     with pytest.raises(ValueError, match=r"different config \(hidden: saved \(16,\), now \(32,\)"):
@@ -282,9 +317,10 @@ def test_resume_needs_a_checkpoint(digits, tmp_path):
 # ------------------------------------------------------------------ divergence
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     config = TrainConfig(hidden=(16,), optimizer="sgd", lr=1e30, epochs=3, lr_schedule="cosine")
-    result = fit(config, _train_only(digits), out_dir=tmp_path)
+    result = fit(config, train_only(digits), out_dir=tmp_path)
     assert result.diverged and result.metrics["diverged"]
     msg = result.message
     assert "diverged" in msg and "step 2 (epoch 1)" in msg, msg
@@ -294,12 +330,13 @@ def test_a_huge_learning_rate_stops_with_diverged(digits, tmp_path):
     assert "lower the learning rate" in msg and "lr=1e+29" in msg
     assert result.history == [] and result.metrics["epochs_run"] == 0
     # The kept parameters are those before the diverging epoch: here the initial ones.
-    assert _all_finite(result.final) and _all_finite(result.params)
+    chex.assert_tree_all_finite((result.final, result.params))
     p0 = init_train_state(config, dims_for(config, digits), make_optimizer(config, 1)).params
-    _assert_trees_equal(result.final.params, p0)
+    chex.assert_trees_all_equal(result.final.params, p0)
     assert not (tmp_path / ckpt.CHECKPOINT_FILE).exists()  # no finite epoch to save
 
 
+@pytest.mark.slow
 def test_a_blow_up_in_the_last_update_is_diverged():
     # One full-batch step: its loss (taken before the update) is finite, the update is not.
     from jaxnet.data import random_data
@@ -312,7 +349,7 @@ def test_a_blow_up_in_the_last_update_is_diverged():
     assert ("the parameters, batchnorm statistics or optimizer state became non-finite at step 1 "
             "(epoch 1)") in result.message, result.message
     assert "lr=1e+38" in result.message  # a tenth of the base rate (float32 holds it as inf)
-    assert _all_finite(result.final.params) and _all_finite(result.params)
+    chex.assert_tree_all_finite((result.final.params, result.params))
 
 
 def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
@@ -328,7 +365,7 @@ def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
     blown = ts1._replace(opt_state=optim.set_hyperparams(ts1.opt_state, learning_rate=1e30))
     ts2, losses2 = epoch(blown, x, y)  # same compiled function: lr is injected
     assert not np.all(np.isfinite(losses2))
-    _assert_trees_equal((ts2.params, ts2.bn_state, ts2.step), (ts1.params, ts1.bn_state, ts1.step))
+    chex.assert_trees_all_equal((ts2.params, ts2.bn_state, ts2.step), (ts1.params, ts1.bn_state, ts1.step))
     assert not np.array_equal(ts2.key, ts1.key)  # the next epoch still gets fresh randomness
     assert epoch._cache_size() == 1
 
@@ -336,6 +373,7 @@ def test_a_diverging_epoch_returns_the_state_from_before_it(digits):
 # ------------------------------------------------------------------ early stopping
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_params_with_their_batchnorm_statistics(digits):
     config = TrainConfig(hidden=(32,), lr=1e-2, epochs=40, patience=2)
     result = fit(config, digits)
@@ -360,7 +398,7 @@ def test_early_stopping_keeps_the_best_params_with_their_batchnorm_statistics(di
 
 def test_patience_without_a_validation_set_is_an_error(digits):
     with pytest.raises(ValueError, match=r"no validation set.*val_fraction"):
-        fit(TrainConfig(hidden=(16,), patience=3), _train_only(digits))
+        fit(TrainConfig(hidden=(16,), patience=3), train_only(digits))
 
 
 # ------------------------------------------------------------------ validation before work

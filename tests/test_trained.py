@@ -12,6 +12,8 @@ from jaxnet import job, model, trained
 from jaxnet.config import TrainConfig
 from jaxnet.data import DataError
 
+pytestmark = pytest.mark.slow  # every test but one loads a fitted run
+
 SMALL = {"hidden": (16,), "epochs": 4}
 
 
