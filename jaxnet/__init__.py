@@ -6,24 +6,24 @@ from jaxnet.data import Dataset as Dataset
 from jaxnet.data import load_dataset as load_dataset
 from jaxnet.errors import JaxnetError as JaxnetError
 from jaxnet.export import export_torch as export_torch
+from jaxnet.fitting import TrainResult as TrainResult
+from jaxnet.fitting import fit as fit
 from jaxnet.gradchecks import GradcheckReport as GradcheckReport
 from jaxnet.gradchecks import check_layer as check_layer
 from jaxnet.gradchecks import gradcheck as gradcheck
 from jaxnet.gradchecks import gradcheck_network as gradcheck_network
-from jaxnet.job import TrainResult as TrainResult
-from jaxnet.job import fit as fit
 from jaxnet.model import apply as apply
 from jaxnet.model import init as init
 from jaxnet.model import loss as loss
 from jaxnet.model import manual_value_and_grad as manual_value_and_grad
+from jaxnet.predict import TrainedModel as TrainedModel
+from jaxnet.predict import load as load
 from jaxnet.sweep import SweepResult as SweepResult
 from jaxnet.sweep import make_settings as make_settings
 from jaxnet.sweep import sweep as sweep
 from jaxnet.sweep import train_seeds as train_seeds
 from jaxnet.train import TrainState as TrainState
 from jaxnet.train import make_train_step as make_train_step
-from jaxnet.trained import TrainedModel as TrainedModel
-from jaxnet.trained import load as load
 
 __version__ = "0.2.0"
 

@@ -1,4 +1,4 @@
-"""MLPClassifier: a scikit-learn estimator that trains a jaxnet network with `jaxnet.job.fit`."""
+"""MLPClassifier: a scikit-learn estimator that trains a jaxnet network with `jaxnet.fitting.fit`."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.data.split import split_indices
 from jaxnet.data.validate import clean_labels
-from jaxnet.trained import TrainedModel
+from jaxnet.predict import TrainedModel
 
 try:
     from sklearn.utils.validation import validate_data
@@ -126,7 +126,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                            **values).validate()
 
     def fit(self, X, y):
-        """Trains a fresh network on (X, y) with `jaxnet.job.fit`.
+        """Trains a fresh network on (X, y) with `jaxnet.fitting.fit`.
 
         Args:
           X: (N, D) numeric features; N >= 2 (batchnorm needs two examples).
@@ -149,7 +149,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__}.fit got y with one class "
                              f"({classes[0]!r}); a classifier needs at least 2 classes")
-        result = job.fit(config, _dataset(X, y_idx.astype(np.int32), classes, config))
+        result = fitting.fit(config, _dataset(X, y_idx.astype(np.int32), classes, config))
         if result.diverged:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         params, bn_state = jax.device_get((result.params, result.bn_state))

@@ -11,7 +11,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
-from jaxnet import trained
+from jaxnet import predict
 from jaxnet.checkpoint import CheckpointError, json_text, write_bytes
 from jaxnet.errors import OutputExistsError
 
@@ -25,11 +25,11 @@ HEADER_KEYS = ("format", "version", "architecture", "dtype", "preprocessing", "c
                "config")
 
 
-def architecture(model: trained.TrainedModel) -> list[dict[str, Any]]:
+def architecture(model: predict.TrainedModel) -> list[dict[str, Any]]:
     """The modules of the `torch.nn.Sequential` that computes `model`'s logits, in order.
 
     Args:
-      model: a TrainedModel (`jaxnet.trained.load(run_dir)`, or `MLPClassifier.model_`).
+      model: a TrainedModel (`jaxnet.predict.load(run_dir)`, or `MLPClassifier.model_`).
 
     Returns:
       One dict per module: `{"module": "Linear", "in_features", "out_features"}`,
@@ -56,7 +56,7 @@ def architecture(model: trained.TrainedModel) -> list[dict[str, Any]]:
     return modules
 
 
-def to_torch_state_dict(model: trained.TrainedModel) -> dict[str, np.ndarray]:
+def to_torch_state_dict(model: predict.TrainedModel) -> dict[str, np.ndarray]:
     """`model`'s parameters under the `state_dict` names of `architecture(model)`'s Sequential.
 
     With L hidden layers, hidden layer i gives `{4i}.weight` (w, (out, in): jaxnet already
@@ -87,7 +87,7 @@ def to_torch_state_dict(model: trained.TrainedModel) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, order="C") for name, value in tensors.items()}
 
 
-def header(model: trained.TrainedModel) -> dict[str, str]:
+def header(model: predict.TrainedModel) -> dict[str, str]:
     """The safetensors header metadata `save` writes; every value is a (JSON) string.
 
     Keys: "format" ("jaxnet-torch"), "version", "architecture" (JSON of `architecture`),
@@ -112,7 +112,7 @@ def header(model: trained.TrainedModel) -> dict[str, str]:
     }
 
 
-def save(model: trained.TrainedModel, path: str | os.PathLike, *,
+def save(model: predict.TrainedModel, path: str | os.PathLike, *,
          overwrite: bool = False) -> pathlib.Path:
     """Writes `model` for PyTorch: `to_torch_state_dict` tensors and the `header` metadata.
 
@@ -120,7 +120,7 @@ def save(model: trained.TrainedModel, path: str | os.PathLike, *,
     a reader never sees half a file.
 
     Args:
-      model: a TrainedModel (`jaxnet.trained.load(run_dir)`, or `MLPClassifier.model_`).
+      model: a TrainedModel (`jaxnet.predict.load(run_dir)`, or `MLPClassifier.model_`).
       path: the .safetensors file to write.
       overwrite: replace `path` if it exists.
 
@@ -140,14 +140,14 @@ def export_torch(run_dir: str | os.PathLike, path: str | os.PathLike, *,
                  overwrite: bool = False) -> pathlib.Path:
     """Writes the best parameters of the `jaxnet train` run in `run_dir` for PyTorch.
 
-    `save(jaxnet.trained.load(run_dir), path, overwrite=overwrite)`; the `jaxnet export`
+    `save(jaxnet.predict.load(run_dir), path, overwrite=overwrite)`; the `jaxnet export`
     command. Load the file with `torch_module(path)`, or with plain PyTorch from its header.
 
     Raises:
       CheckpointError: `run_dir` holds no trained run; or as `save`.
     """
     _writable(path, overwrite)  # before loading: a refusal costs nothing
-    return save(trained.load(run_dir), path, overwrite=overwrite)
+    return save(predict.load(run_dir), path, overwrite=overwrite)
 
 
 def _writable(path, overwrite: bool) -> pathlib.Path:

@@ -319,7 +319,7 @@ def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=Non
                               dropout=0.0, momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
     """The loss and gradients given the first layer's product `first = x @ params[0]["w"].T`
     (N, H1) in place of x, for trainers that hold the first layer's weights in another
-    form (`jaxnet.span`). No L2 term: it depends on that form.
+    form (`jaxnet.input_span`). No L2 term: it depends on that form.
 
     Args:
       params, state, y, key, train, dropout, momentum, eps: as in `loss`; params[0]["w"]

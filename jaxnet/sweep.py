@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import distributed, model, optim, ranges, span
+from jaxnet import distributed, input_span, model, optim, ranges
 from jaxnet.config import TrainConfig, check_unused
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
@@ -110,7 +110,7 @@ class SweepResult:
     rungs: list[dict] = dataclasses.field(default_factory=list)
     epochs_spent: int = 0  # epochs trained, summed over runs (a full sweep: runs x epochs)
     epochs: int = 0  # the epochs of a run that is never cut (config.epochs)
-    in_span: bool = False  # the first layer was trained in the span of the inputs (jaxnet.span)
+    in_span: bool = False  # the first layer was trained in the span of the inputs (jaxnet.input_span)
 
 
 def default_group(backend: str | None = None) -> int | None:
@@ -183,28 +183,28 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
                 keep_state: bool, in_span: bool = False):
     """One run trained `n_epochs` more epochs, then the eval-mode metrics of its reported
     parameters: those of the best epoch so far by `train.improves` (as `fit` chooses), else
-    the last. It starts from a fresh run (a TrainState, or a `span.SpanRun` with `in_span`)
+    the last. It starts from a fresh run (a TrainState, or an `input_span.SpanRun` with `in_span`)
     or from the carry `(run, best (params, bn_state), best val accuracy, best val loss)` of
     an earlier segment, so a rung of successive halving goes on comparing with the best
     epoch of the rungs before; with `keep_state` it returns that carry too, to be continued."""
     if in_span:
-        span_epoch = span.make_epoch(config, optimizer, n_train)
+        span_epoch = input_span.make_epoch(config, optimizer, n_train)
     else:
         plain_epoch = make_epoch(config, optimizer, n_train, keep_finite=False, vmapped_runs=True)
 
     def segment(carry, splits):
-        if isinstance(carry, (TrainState, span.SpanRun)):  # a fresh run: nothing is best yet
+        if isinstance(carry, (TrainState, input_span.SpanRun)):  # a fresh run: nothing is best yet
             carry = (carry, None, None, None)
         run, best, best_acc, best_loss = carry
         x, y = splits["train"]
         if in_span:
-            p0 = x @ run.w0.T  # once per segment; see jaxnet.span
+            p0 = x @ run.w0.T  # once per segment; see jaxnet.input_span
 
             def epoch(ts):
                 return span_epoch(ts, p0, y, splits["gram"])
 
             def full(params):
-                return span.full_params(params, run.w0, x)
+                return input_span.full_params(params, run.w0, x)
         else:
             def epoch(ts):
                 return plain_epoch(ts, x, y)
@@ -253,7 +253,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
 
 def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None):
     """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`,
-    or stacked `span.SpanRun`s when `n_train` is given (the first layer in the span form).
+    or stacked `input_span.SpanRun`s when `n_train` is given (the first layer in the span form).
 
     Built once per sweep (one compilation for every chunk of one size), in its own small
     jit: building the weights inside the sweep's compiled run made its compilation several
@@ -265,13 +265,13 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None
         params, bn_state = model.init(init_key, dims, init=config.init, weight_scale=ws,
                                       dtype=jnp.dtype(config.dtype))
         if n_train is not None:
-            params, w0 = span.to_span(params, n_train)
+            params, w0 = input_span.to_span(params, n_train)
         ts = init_train_state(config, dims, optimizer, seed_key, params=params, bn_state=bn_state)
         opt_values = {OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}
         if opt_values:
             ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values))
         ts = ts._replace(hyper={k: v for k, v in values.items() if k in STEP_AXES})
-        return ts if n_train is None else span.SpanRun(ts, w0)
+        return ts if n_train is None else input_span.SpanRun(ts, w0)
 
     return jax.jit(jax.vmap(build), out_shardings=sharding)
 
@@ -474,9 +474,9 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         `halving_rungs`); each rung compiles once. None trains every run for every epoch.
       min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
-      in_span: train the first layer in the span of the inputs (`jaxnet.span`: the same
+      in_span: train the first layer in the span of the inputs (`jaxnet.input_span`: the same
         numbers up to round-off, far less work with few wide examples). None: where
-        `span.why_not` finds it exact and cheaper (SGD, momentum or Nesterov, no L2 term,
+        `input_span.why_not` finds it exact and cheaper (SGD, momentum or Nesterov, no L2 term,
         at most half as many training examples as features); True: always (ConfigError
         with the reason where it cannot be exact); False: never.
 
@@ -493,7 +493,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
     dims = dims_for(config, data)
     n_train = len(data.x_train)
-    in_span = span.choose(config, set(settings[0]), n_train, dims[0], in_span)
+    in_span = input_span.choose(config, set(settings[0]), n_train, dims[0], in_span)
     optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
@@ -526,7 +526,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
 
 def _sweep_splits(splits: dict, in_span: bool) -> dict:
     """The host splits a sweep trains on: those the data has (the sweep ranks by val
-    accuracy where "val" is there), in the span form with `in_span` (see `jaxnet.span`):
+    accuracy where "val" is there), in the span form with `in_span` (see `jaxnet.input_span`):
     the examples flat, and "gram", the training set's Gram matrix."""
     splits = {name: xy for name, xy in splits.items() if xy is not None}
     if in_span:

@@ -229,7 +229,7 @@ def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> di
       env: replicates every array over the devices of its mesh; None (or no mesh): the
         default device.
       host: maps the host (numpy) splits to what is placed instead, e.g. a sweep's span
-        form (`jaxnet.span`): flat examples plus the training set's Gram matrix.
+        form (`jaxnet.input_span`): flat examples plus the training set's Gram matrix.
 
     Returns:
       {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on the device(s),

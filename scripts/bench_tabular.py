@@ -5,7 +5,7 @@ Usage: python scripts/bench_tabular.py [--seeds 5] [--datasets iris,breast_cance
 
 For every dataset and seed, jaxnet splits the raw data (stratified, 70% train / 10% val / 20%
 test, the split seeded by the seed) exactly as `jaxnet train --dataset npz --data FILE --seed S`
-does. jaxnet then trains with its defaults (`jaxnet.job.fit(TrainConfig(dataset="npz", ...))`:
+does. jaxnet then trains with its defaults (`jaxnet.fitting.fit(TrainConfig(dataset="npz", ...))`:
 standardised inputs, early stopping on the val split, best epoch kept), and
 `MLPClassifier(random_state=S)` with scikit-learn's defaults trains on the same raw, not scaled,
 train + val examples (it holds out nothing by default). Both are scored on the same test split.
@@ -30,7 +30,7 @@ from sklearn import datasets as sk_datasets
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 
 LOADERS = {"iris": sk_datasets.load_iris, "breast_cancer": sk_datasets.load_breast_cancer,
@@ -60,9 +60,9 @@ def _override(text: str) -> tuple[str, object]:
 def one_run(name: str, path: pathlib.Path, seed: int, overrides: dict) -> dict:
     """jaxnet and MLPClassifier on split `seed` of the data in `path`."""
     config = TrainConfig(dataset="npz", data_path=str(path), seed=seed, **overrides)
-    data = job.load_data(config)
+    data = fitting.load_data(config)
     started = time.perf_counter()
-    result = job.fit(config, data)
+    result = fitting.fit(config, data)
     jaxnet_seconds = time.perf_counter() - started
 
     x_fit = np.concatenate([data.x_train, data.x_val])

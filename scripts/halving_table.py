@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.sweep import halving_rungs, make_settings, sweep
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     axes = QUICK_AXES if args.quick else AXES
     hidden = tuple(int(h) for h in args.hidden.split(","))
     config = TrainConfig(hidden=hidden, epochs=epochs, optimizer="adam", seed=0)
-    data, _ = job.prepare(config, job.load_data(config))
+    data, _ = fitting.prepare(config, fitting.load_data(config))
     settings = make_settings(axes, "grid")
 
     variants = [None] + [tuple(int(v) for v in text.split(":")) for text in args.halving]

@@ -70,7 +70,7 @@ def run_fit(args):
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from jaxnet import distributed
-    from jaxnet.job import fit, load_data
+    from jaxnet.fitting import fit, load_data
 
     config = reference_config(args.dtype, args.optimizer)
     data = load_data(config)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.data import Dataset
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -50,7 +50,7 @@ def key():
 def prepared(config) -> Dataset:
     """`config`'s dataset as training sees it: split, and standardised with the training
     statistics when `config.standardize` (the default)."""
-    return job.prepare(config, job.load_data(config))[0]
+    return fitting.prepare(config, fitting.load_data(config))[0]
 
 
 def train_only(data: Dataset) -> Dataset:

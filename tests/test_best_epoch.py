@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_trees_close
 
 import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.sweep import sweep
 from jaxnet.train import dims_for, improves, make_optimizer
@@ -38,13 +38,13 @@ METRICS = [f"{split}_{what}" for split in SPLITS for what in ("loss", "accuracy"
 @pytest.fixture(scope="module")
 def digits():
     config = dataclasses.replace(CONFIG, standardize=True)
-    return job.prepare(config, job.load_data(config))[0]
+    return fitting.prepare(config, fitting.load_data(config))[0]
 
 
 @pytest.fixture(scope="module")
 def fits(digits):
     """`fit` of each seed: the reference every other path is compared with."""
-    return [job.fit(dataclasses.replace(CONFIG, seed=s), digits) for s in SEEDS]
+    return [fitting.fit(dataclasses.replace(CONFIG, seed=s), digits) for s in SEEDS]
 
 
 def _ties(history):
@@ -110,7 +110,7 @@ def test_a_sweep_of_one_setting_and_its_seeds_pick_fits_epoch(fits, digits):
     for row, result in zip(seeded.runs, fits, strict=True):
         assert_same_epoch(row, result)
     # fit_seeds (through train_seeds) reports those same runs.
-    metrics = job.fit_seeds(CONFIG, len(SEEDS), digits)
+    metrics = fitting.fit_seeds(CONFIG, len(SEEDS), digits)
     for name in ("train_accuracy", "val_accuracy", "test_accuracy"):
         np.testing.assert_allclose(metrics[f"{name}_per_seed"], [r.metrics[name] for r in fits],
                                    rtol=1e-12, err_msg=name)

@@ -9,7 +9,7 @@ from conftest import one_line_error
 from sklearn.datasets import load_iris, load_wine
 from sklearn.metrics import confusion_matrix
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.cli import main
 from jaxnet.config import TrainConfig
 
@@ -33,7 +33,7 @@ def wine(tmp_path_factory):
     np.savez(base / "wine.npz", x=x, y=y)
     assert main(["train", "--dataset", "npz", "--data", str(base / "wine.npz"),
                  "--out", str(base / "run"), *SMALL]) == 0
-    data = job.load_data(TrainConfig(dataset="npz", data_path=str(base / "wine.npz")))
+    data = fitting.load_data(TrainConfig(dataset="npz", data_path=str(base / "wine.npz")))
     x_test, y_test = data.x_test, data.classes[data.y_test]
     np.savez(base / "test.npz", x=x_test, y=y_test)
     np.save(base / "test.npy", x_test)

@@ -10,11 +10,11 @@ import pytest
 from conftest import one_line_error
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.cli import main
 from jaxnet.cli.train import ask_architecture, summary_line
 from jaxnet.config import TrainConfig
-from jaxnet.job import TrainResult
+from jaxnet.fitting import TrainResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METRIC_KEYS = {"train_accuracy", "val_accuracy", "test_accuracy", "final_loss", "best_epoch",
@@ -205,10 +205,10 @@ def _fake_fit(monkeypatch, *, eps=116986.4, test=0.97777, diverged=False, messag
                    "diverged": diverged, "train_accuracy": 0.99, "val_accuracy": 0.98,
                    "test_accuracy": test, "examples_per_second": eps, "history": history,
                    "config": config.to_dict(), "wall_seconds": 4.2, "message": message}
-        job.write_outputs(out_dir, metrics)  # as the real fit does
+        fitting.write_outputs(out_dir, metrics)  # as the real fit does
         return TrainResult(None, None, None, history, metrics, diverged, message)
 
-    monkeypatch.setattr("jaxnet.job.fit", fake_fit)
+    monkeypatch.setattr("jaxnet.fitting.fit", fake_fit)
     return calls
 
 

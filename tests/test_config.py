@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxnet import config as cfg
-from jaxnet import data, distributed, job, ranges
+from jaxnet import data, distributed, fitting, ranges
 from jaxnet.cli import build_parser, common
 from jaxnet.config import TrainConfig
 from jaxnet.errors import ConfigError
@@ -55,11 +55,11 @@ LIBRARY_ERRORS = [
     (lambda: distributed.check_processes("host", 2, 0), "coordinator",
      "coordinator='host' is invalid: expected HOST:PORT"),
     (lambda: distributed.setup(devices=10_000), "devices", "devices=10000 asks for more"),
-    (lambda: job.check_seeds(dataclasses.replace(SMALL, patience=2), 3), "patience",
+    (lambda: fitting.check_seeds(dataclasses.replace(SMALL, patience=2), 3), "patience",
      "drop patience"),
-    (lambda: job.check_resumable(dataclasses.replace(SMALL, epochs=2), _resume_meta(3), "run"),
+    (lambda: fitting.check_resumable(dataclasses.replace(SMALL, epochs=2), _resume_meta(3), "run"),
      "epochs", "already holds 3 epochs but epochs=2; pass epochs >= 3"),
-    (lambda: job.fit(SMALL, resume=True), "resume", "resume=True needs out_dir"),
+    (lambda: fitting.fit(SMALL, resume=True), "resume", "resume=True needs out_dir"),
     (lambda: MLPClassifier(dropout=1.5).fit(np.zeros((4, 2)), [0, 1, 0, 1]), "dropout",
      "dropout=1.5 is invalid: expected a drop probability"),
 ]

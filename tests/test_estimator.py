@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import jaxnet
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.data.split import split_indices
@@ -61,7 +61,7 @@ def test_same_config_and_split_give_the_same_model_as_jaxnet_fit():
     train, val, _ = split_indices(y, 0.1, 0.0, 0, "test")
     data = Dataset("digits", x[train], y[train], x[val], y[val], digits.x_test, digits.y_test,
                    digits.classes)
-    result = job.fit(TrainConfig(), data)
+    result = fitting.fit(TrainConfig(), data)
 
     assert estimator.n_iter_ == result.metrics["epochs_run"]
     assert estimator.best_epoch_ == result.metrics["best_epoch"]

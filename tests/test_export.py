@@ -9,7 +9,7 @@ import pytest
 from safetensors import safe_open
 
 import jaxnet
-from jaxnet import export, trained
+from jaxnet import export, predict
 from jaxnet.cli import main
 from jaxnet.config import TrainConfig
 from jaxnet.preprocess import Preprocessing
@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(run_dir):
-    return trained.load(run_dir)
+    return predict.load(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_float64_model_exports_float64(tmp_path):
     mean, var = jax.random.uniform(key_s, (2, 5), jnp.float64, 0.5, 2.0)
     bn_state = ({"mean": mean, "var": var},)
     prep = Preprocessing.fit(np.arange(12.0).reshape(4, 3), np.array(["no", "yes"]))
-    model = trained.TrainedModel(params, bn_state, config, prep)
+    model = predict.TrainedModel(params, bn_state, config, prep)
     path = export.save(model, tmp_path / "f64.safetensors")
     x = np.asarray(jax.random.normal(key_x, (7, 3), jnp.float64))
     expected, _ = jaxnet.apply(params, bn_state, x, train=False)

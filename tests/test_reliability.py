@@ -28,7 +28,7 @@ from conftest import one_line_error, run_python, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
-from jaxnet import job, train
+from jaxnet import fitting, train
 from jaxnet.cli import common, main
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, random_data
@@ -56,7 +56,7 @@ def _assert_same_checkpoint(run, reference):
 
 @pytest.fixture(scope="module")
 def digits():
-    return job.load_data(TrainConfig())
+    return fitting.load_data(TrainConfig())
 
 
 # ------------------------------------------------------------------ 1. output folders
@@ -134,9 +134,9 @@ def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
 @pytest.mark.parametrize("schedule", ["constant", "step"])
 def test_resuming_with_more_epochs_equals_the_uninterrupted_run(digits, tmp_path, schedule):
     config = TrainConfig(**SMALL, lr_schedule=schedule, lr_decay=0.8)
-    full = job.fit(config, digits, out_dir=tmp_path / "full")
-    job.fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path / "resumed")
-    resumed = job.fit(config, digits, out_dir=tmp_path / "resumed", resume=True)
+    full = fitting.fit(config, digits, out_dir=tmp_path / "full")
+    fitting.fit(dataclasses.replace(config, epochs=2), digits, out_dir=tmp_path / "resumed")
+    resumed = fitting.fit(config, digits, out_dir=tmp_path / "resumed", resume=True)
     chex.assert_trees_all_equal(resumed.final, full.final)
     assert resumed.history == full.history
     _assert_same_checkpoint(tmp_path / "resumed", tmp_path / "full")
@@ -156,28 +156,28 @@ def _stop_after(epochs):
 @pytest.mark.slow
 def test_cosine_resumes_exactly_with_its_own_length_and_refuses_another(digits, tmp_path, capsys):
     config = TrainConfig(**SMALL, lr_schedule="cosine")
-    job.fit(config, digits, out_dir=tmp_path / "full")
+    fitting.fit(config, digits, out_dir=tmp_path / "full")
     with pytest.raises(_Interrupt):  # stopped after epoch 2 (its checkpoint is written)
-        job.fit(config, digits, out_dir=tmp_path / "cut", on_epoch=_stop_after(2))
+        fitting.fit(config, digits, out_dir=tmp_path / "cut", on_epoch=_stop_after(2))
     assert ckpt.load_metadata(tmp_path / "cut")["epoch"] == 2
     for epochs in (3, 8):
         with pytest.raises(ConfigError, match=r"cosine schedule laid over 4 epochs; resuming "
                            rf"with epochs={epochs} would stretch it"):
-            job.fit(dataclasses.replace(config, epochs=epochs), digits,
+            fitting.fit(dataclasses.replace(config, epochs=epochs), digits,
                     out_dir=tmp_path / "cut", resume=True)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--epochs", "8"]) == 2
     assert "resume with --epochs 4, or start a fresh run" in one_line_error(capsys)
-    job.fit(config, digits, out_dir=tmp_path / "cut", resume=True)
+    fitting.fit(config, digits, out_dir=tmp_path / "cut", resume=True)
     _assert_same_checkpoint(tmp_path / "cut", tmp_path / "full")
 
 
 @pytest.mark.slow
 def test_resuming_a_run_that_stopped_early_trains_no_further(digits, tmp_path):
     config = TrainConfig(hidden=(16,), lr=1e-2, epochs=60, patience=2)
-    first = job.fit(config, digits, out_dir=tmp_path)
+    first = fitting.fit(config, digits, out_dir=tmp_path)
     assert first.metrics["epochs_run"] < 60 and first.message.startswith("early stopping")
     before = _checkpoint_arrays(tmp_path)
-    again = job.fit(config, digits, out_dir=tmp_path, resume=True)
+    again = fitting.fit(config, digits, out_dir=tmp_path, resume=True)
     assert again.message == first.message
     assert again.history == first.history
     chex.assert_trees_all_equal(again.params, first.params)
@@ -255,7 +255,7 @@ def test_fit_stops_when_only_the_running_variance_overflows():
     config = TrainConfig(dataset="random", hidden=(16,), epochs=3, standardize=False,
                          batch_size=25, dropout=0.0)
     # What one unguarded epoch does: finite losses and params, an infinite running variance.
-    prepared, _ = job.prepare(config, data)
+    prepared, _ = fitting.prepare(config, data)
     opt = train.make_optimizer(config, 50)
     ts0 = train.init_train_state(config, train.dims_for(config, prepared), opt)
     epoch = jax.jit(train.make_epoch(config, opt, 50, keep_finite=False))
@@ -264,7 +264,7 @@ def test_fit_stops_when_only_the_running_variance_overflows():
     chex.assert_tree_all_finite(ts1.params)
     assert not np.all(np.isfinite(ts1.bn_state[0]["var"]))
 
-    result = job.fit(config, data)
+    result = fitting.fit(config, data)
     assert result.diverged and result.history == []
     assert "batchnorm statistics or optimizer state became non-finite" in result.message
     assert bool(train.is_finite(result.final))
@@ -283,7 +283,7 @@ def uninterrupted(tmp_path_factory):
     """The reference: the same run as the killed ones, in one go, in this process."""
     out = tmp_path_factory.mktemp("uninterrupted")
     config = TrainConfig(hidden=(16,), batch_size=8, epochs=KILL_EPOCHS)
-    job.fit(config, out_dir=out)
+    fitting.fit(config, out_dir=out)
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import prepared, run_python
 
 from jaxnet.config import TrainConfig
-from jaxnet.job import fit, load_data
+from jaxnet.fitting import fit, load_data
 from jaxnet.sweep import make_settings, sweep, train_seeds
 
 pytestmark = pytest.mark.x64  # tight gradient and trajectory checks in float64
@@ -216,8 +216,8 @@ _SHARDED = """
     from jaxnet.sweep import sweep
     from jaxnet.config import TrainConfig
     import dataclasses
-    from jaxnet import job
-    from jaxnet.job import load_data
+    from jaxnet import fitting
+    from jaxnet.fitting import load_data
 
     assert jax.device_count() == 4, jax.devices()
     config = TrainConfig(**json.loads(sys.argv[1]))
@@ -225,7 +225,7 @@ _SHARDED = """
     mesh = jax.make_mesh((4,), ("settings",), axis_types=(jax.sharding.AxisType.Auto,))
     # chunk=3 rounds up to 4 runs, one per device: two chunks, the last padded with 3 copies.
     calls = []
-    data = job.prepare(dataclasses.replace(config, standardize=True), load_data(config))[0]
+    data = fitting.prepare(dataclasses.replace(config, standardize=True), load_data(config))[0]
     result = sweep(config, data, settings, chunk=3, mesh=mesh,
                    on_chunk=lambda *a: calls.append(a))
     np.save(sys.argv[3] + "/curves.npy", result.loss_curves)

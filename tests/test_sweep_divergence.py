@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.cli.train import summary_line
 from jaxnet.config import TrainConfig
 from jaxnet.sweep import sweep, train_seeds
@@ -26,7 +26,7 @@ NUMBERS = ["final_loss", *(f"{split}_{what}" for split in ("train", "val", "test
 
 @pytest.fixture(scope="module")
 def raw_digits():
-    return job.load_data(LAST_UPDATE)
+    return fitting.load_data(LAST_UPDATE)
 
 
 @pytest.mark.parametrize("config", [
@@ -34,14 +34,14 @@ def raw_digits():
     dataclasses.replace(LAST_UPDATE, epochs=2, batch_size=64),  # breaks at step 1 of 40
 ], ids=["last-update", "first-update"])
 def test_fit_train_seeds_and_sweep_agree_on_a_run_that_breaks_the_rule(raw_digits, config):
-    fitted = job.fit(config, raw_digits)
+    fitted = fitting.fit(config, raw_digits)
     assert fitted.diverged and fitted.metrics["diverged"] is True
     assert "optimizer state became non-finite at step" in fitted.message, fitted.message
     assert all(fitted.metrics[k] is None for k in NUMBERS), fitted.metrics
     assert summary_line({**fitted.metrics, "wall_seconds": 1.0}, "out").startswith(
         "no accuracy | 0 epochs (best 0) | diverged | ")
 
-    data = job.prepare(config, raw_digits)[0]
+    data = fitting.prepare(config, raw_digits)[0]
     swept = sweep(config, data, [{"reg": config.reg}, {"reg": 1e-4}])
     bad, good = swept.runs
     # Only the state check can have caught it: the losses stayed finite.

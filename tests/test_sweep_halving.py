@@ -11,10 +11,10 @@ import pytest
 from conftest import compiled_programs, prepared
 
 import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
-from jaxnet import job
+from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.errors import ConfigError
-from jaxnet.job import load_data
+from jaxnet.fitting import load_data
 from jaxnet.sweep import default_group, halving_rungs, sweep
 from jaxnet.train import dims_for, make_optimizer
 
@@ -96,7 +96,7 @@ def test_a_survivor_equals_its_setting_trained_alone(halved, digits):
         if isinstance(v, float):
             np.testing.assert_allclose(run[k], v, rtol=1e-12, atol=0, err_msg=k)
     # fit agrees too: per-epoch mean losses and the best epoch's accuracies.
-    result = job.fit(config, digits)
+    result = fitting.fit(config, digits)
     np.testing.assert_allclose(halved.loss_curves[index].reshape(CONFIG.epochs, -1).mean(axis=1),
                                [h["loss"] for h in result.history], rtol=1e-12)
     for split in ("train", "val", "test"):

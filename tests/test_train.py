@@ -14,9 +14,9 @@ import pytest
 from conftest import assert_trees_close, compiled_programs, prepared, train_only
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import job, optim, train
+from jaxnet import fitting, optim, train
 from jaxnet.config import TrainConfig
-from jaxnet.job import fit
+from jaxnet.fitting import fit
 from jaxnet.train import (
     dims_for,
     evaluate,
@@ -244,7 +244,7 @@ def test_resume_equals_the_uninterrupted_run(digits, uninterrupted, tmp_path):
     assert ckpt.load_metadata(tmp_path)["epoch"] == config.epochs
 
 
-# Known today (issue 28/30): `job._jitted` caches fit's programs by the whole config, so
+# Known today (issue 28/30): `fitting._jitted` caches fit's programs by the whole config, so
 # another lr (injected into the optimizer state) or another epoch count (which the step and
 # constant schedules never read) builds a new optimizer and epoch function and recompiles
 # the epoch, the initial state and the evaluation. When that is fixed, these pass: drop the
@@ -428,7 +428,7 @@ def test_bad_config_values_fail_before_any_work(monkeypatch, field, value, expec
     def no_work(*args, **kwargs):
         raise AssertionError("fit did work before validating the config")
 
-    monkeypatch.setattr(job, "load_data", no_work)
+    monkeypatch.setattr(fitting, "load_data", no_work)
     monkeypatch.setattr(train, "make_optimizer", no_work)
     config = dataclasses.replace(TrainConfig(), **{field: value})
     with pytest.raises(ValueError, match=expected) as err:

@@ -35,9 +35,9 @@ def add_parser(subparsers):
 
 def _examples(config, split):
     """Raw inputs and original labels of `split` of the data `config` names."""
-    from jaxnet import job
+    from jaxnet import fitting
 
-    data = job.load_data(config)
+    data = fitting.load_data(config)
     names = ("train", "val", "test") if split == "all" else (split,)
     parts = [(getattr(data, f"x_{n}"), getattr(data, f"y_{n}")) for n in names]
     parts = [(x, y) for x, y in parts if x is not None]
@@ -49,9 +49,9 @@ def _examples(config, split):
 
 
 def run(args) -> int:
-    from jaxnet import trained
+    from jaxnet import predict
 
-    model = trained.load(args.run_dir)
+    model = predict.load(args.run_dir)
     config = model.config
     other = args.dataset is not None or args.data is not None
     if args.target is not None and args.data is None:

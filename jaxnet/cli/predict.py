@@ -28,7 +28,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from jaxnet import trained
+    from jaxnet import predict
     from jaxnet.checkpoint import write_bytes
     from jaxnet.data import DataError
     from jaxnet.data.features import read_features
@@ -38,7 +38,7 @@ def run(args) -> int:
         raise UsageError(f"--out {out}: expected a .csv or .npz file name")
     if out.exists() and not args.overwrite:
         raise UsageError(f"--out {out} exists; choose another name or pass --overwrite")
-    model = trained.load(args.run_dir)
+    model = predict.load(args.run_dir)
     try:
         probabilities = model.predict_proba(read_features(args.data))
     except DataError as err:

@@ -176,14 +176,14 @@ def run(args) -> int:
     # What sweep() would refuse, refused before any folder, device or data is touched.
     check_sweep(config, settings, seeds=args.seeds, halving=args.halving,
                 min_epochs=args.min_epochs)
-    from jaxnet import distributed, job
+    from jaxnet import distributed, fitting
 
     out = common.output_dir(args, "sweep")
     # Before any other JAX work: jax.distributed must start before the devices do.
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             axis=distributed.SETTINGS_AXIS)
     quiet = args.quiet or not env.is_lead
-    data, _ = job.prepare(config, job.load_data(config))
+    data, _ = fitting.prepare(config, fitting.load_data(config))
     n_runs = len(settings) * args.seeds
     if not quiet:
         rungs = ""

@@ -67,7 +67,7 @@ def ask_architecture(read=None, write=None) -> tuple[int, list[int]]:
 
 def _resumed_config(args):
     from jaxnet import checkpoint as ckpt
-    from jaxnet import job
+    from jaxnet import fitting
     from jaxnet.config import TrainConfig
 
     given = [f for f in _RESUME_CONFLICTS if getattr(args, f, None) not in (None, False)]
@@ -89,12 +89,12 @@ def _resumed_config(args):
     if args.epochs is not None:
         saved = dataclasses.replace(saved, epochs=args.epochs)
     common.setup_jax(saved.dtype)
-    job.check_resumable(saved.validate(), meta, out)  # e.g. --epochs below the epochs run
+    fitting.check_resumable(saved.validate(), meta, out)  # e.g. --epochs below the epochs run
     return saved, out, len(meta["history"])
 
 
 def run(args) -> int:
-    from jaxnet import distributed, job
+    from jaxnet import distributed, fitting
 
     done, hidden = 0, None
     if args.resume:
@@ -111,7 +111,7 @@ def run(args) -> int:
         return _run_seeds(args, config, out)
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             batch_size=config.batch_size)
-    data = job.load_data(config)
+    data = fitting.load_data(config)
     lead = env.is_lead
     if args.overwrite and lead:
         _clear_run(out)
@@ -132,7 +132,7 @@ def run(args) -> int:
                          if k in ("loss", "train_accuracy", "val_accuracy")})
 
     try:
-        result = job.fit(config, data, out_dir=out, resume=bool(args.resume), on_epoch=on_epoch,
+        result = fitting.fit(config, data, out_dir=out, resume=bool(args.resume), on_epoch=on_epoch,
                          env=env)
     except KeyboardInterrupt:
         bar.close()
@@ -157,7 +157,7 @@ def _interrupted(out) -> int:
 
 
 def _run_seeds(args, config, out) -> int:
-    from jaxnet import job
+    from jaxnet import fitting
     from jaxnet.sweep import DEFAULT_EPOCHS
 
     given = [f"--{f.replace('_', '-')}" for f in ("devices", "coordinator", "num_processes",
@@ -171,11 +171,11 @@ def _run_seeds(args, config, out) -> int:
                          f"trains every seed for the same --epochs (default {DEFAULT_EPOCHS}; "
                          "each keeps its best epoch by val accuracy); drop --max-epochs, or "
                          "train seeds one by one")
-    job.check_seeds(config, args.seeds)  # before loading the data
-    data = job.load_data(config)
+    fitting.check_seeds(config, args.seeds)  # before loading the data
+    data = fitting.load_data(config)
     if args.overwrite:
         _clear_run(out)
-    metrics = job.fit_seeds(config, args.seeds, data, out_dir=out)
+    metrics = fitting.fit_seeds(config, args.seeds, data, out_dir=out)
     epochs = metrics["config"]["epochs"]
     print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}, {epochs} epochs each: "
           f"test accuracy {_pm(metrics, 'test_accuracy')}, val accuracy "

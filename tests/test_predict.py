@@ -8,7 +8,7 @@ from sklearn.datasets import load_wine
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
-from jaxnet import job, model, trained
+from jaxnet import fitting, model, predict
 from jaxnet.config import TrainConfig
 from jaxnet.data import DataError
 
@@ -37,8 +37,8 @@ def wine_run(wine_file, tmp_path_factory):
     """(config, raw data, fit result, run folder) of a short run on wine."""
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(dataset="npz", data_path=str(wine_file), **SMALL)
-    data = job.load_data(config)
-    return config, data, job.fit(config, data, out_dir=out), out
+    data = fitting.load_data(config)
+    return config, data, fitting.fit(config, data, out_dir=out), out
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_load_returns_the_runs_best_parameters_config_and_preprocessing(wine_run
 
 def test_evaluate_on_the_test_split_gives_the_numbers_of_metrics_json(wine_run, wine_model):
     _, data, result, out = wine_run
-    saved = ckpt.json.loads((out / job.METRICS_FILE).read_text())
+    saved = ckpt.json.loads((out / fitting.METRICS_FILE).read_text())
     scores = wine_model.evaluate(data.x_test, data.classes[data.y_test])
     assert scores["examples"] == len(data.x_test) == 36
     assert scores["accuracy"] == pytest.approx(saved["test_accuracy"], abs=1e-6)
@@ -123,8 +123,8 @@ def test_standardisation_is_stored_and_reapplied_to_raw_inputs(wine_run, wine_mo
 
 def test_without_standardisation_raw_inputs_go_in_as_they_are(wine_file, tmp_path):
     config = TrainConfig(dataset="npz", data_path=str(wine_file), standardize=False, **SMALL)
-    data = job.load_data(config)
-    job.fit(config, data, out_dir=tmp_path)
+    data = fitting.load_data(config)
+    fitting.fit(config, data, out_dir=tmp_path)
     loaded = jaxnet.load(tmp_path)
     assert loaded.preprocessing.mean is None and not loaded.config.standardize
     logits, _ = model.apply(loaded.params, loaded.bn_state,
@@ -140,7 +140,7 @@ def test_string_labels_with_gaps_round_trip(tmp_path):
     x = rng.normal(size=(90, 4)) + 3.0 * (y[:, None] == names).argmax(axis=1)[:, None]
     np.savez(tmp_path / "flowers.npz", x=x, y=y)
     config = TrainConfig(dataset="npz", data_path=str(tmp_path / "flowers.npz"), **SMALL)
-    job.fit(config, out_dir=tmp_path / "run")
+    fitting.fit(config, out_dir=tmp_path / "run")
     loaded = jaxnet.load(tmp_path / "run")
     np.testing.assert_array_equal(loaded.classes, names)
     predicted = loaded.predict(x)
@@ -178,17 +178,17 @@ def test_loading_a_folder_without_a_trained_run_is_a_clear_error(tmp_path):
 def test_predicting_compiles_once_per_batch_shape(wine_run, wine_model):
     _, data, _, _ = wine_run
     wine_model.predict(data.x_test, batch_size=8)  # 36 rows: 5 calls of one 8-row shape
-    before = trained._log_probs._cache_size()
+    before = predict._log_probs._cache_size()
     wine_model.predict(data.x_test[:20], batch_size=8)
     wine_model.predict(data.x_test, batch_size=8)
-    assert trained._log_probs._cache_size() == before
+    assert predict._log_probs._cache_size() == before
 
 
 def test_a_float64_run_loads_and_predicts_in_float64_leaving_x64_as_it_was(wine_file, tmp_path):
     x, y = np.load(wine_file)["x"], np.load(wine_file)["y"]
     config = TrainConfig(dataset="npz", data_path=str(wine_file), dtype="float64", **SMALL)
     with jax.enable_x64(True):
-        result = job.fit(config, job.load_data(config), out_dir=tmp_path)
+        result = fitting.fit(config, fitting.load_data(config), out_dir=tmp_path)
         expected = np.asarray(jax.nn.log_softmax(model.apply(
             result.params, result.bn_state, result.preprocessing.transform(x, np.float64),
             train=False, eps=config.bn_eps)[0]))

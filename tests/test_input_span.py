@@ -1,4 +1,4 @@
-"""The first layer trained in the span of the inputs (jaxnet.span): the gradient of the
+"""The first layer trained in the span of the inputs (jaxnet.input_span): the gradient of the
 first product, and sweeps that give the same numbers as with the (H1, D) weights."""
 
 import dataclasses
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnet import model, span
+from jaxnet import input_span, model
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
@@ -109,13 +109,13 @@ def test_a_sweep_in_the_span_equals_the_sweep_with_the_weights(changes, axes, op
 
 def test_why_not_names_what_keeps_a_sweep_out_of_the_span():
     ok = dataclasses.replace(CONFIG, optimizer="momentum")
-    assert span.why_not(ok, {"lr", "momentum"}, 40, 120) is None
-    assert "optimizer 'adam'" in span.why_not(dataclasses.replace(ok, optimizer="adam"), set(),
+    assert input_span.why_not(ok, {"lr", "momentum"}, 40, 120) is None
+    assert "optimizer 'adam'" in input_span.why_not(dataclasses.replace(ok, optimizer="adam"), set(),
                                               40, 120)
-    assert "reg" in span.why_not(dataclasses.replace(ok, reg=1e-3), set(), 40, 120)
-    assert "reg" in span.why_not(ok, {"reg"}, 40, 120)
-    assert "half as many" in span.why_not(ok, set(), 61, 120)
-    assert "Gram" in span.why_not(ok, set(), span.MAX_EXAMPLES + 1, 10 * span.MAX_EXAMPLES)
+    assert "reg" in input_span.why_not(dataclasses.replace(ok, reg=1e-3), set(), 40, 120)
+    assert "reg" in input_span.why_not(ok, {"reg"}, 40, 120)
+    assert "half as many" in input_span.why_not(ok, set(), 61, 120)
+    assert "Gram" in input_span.why_not(ok, set(), input_span.MAX_EXAMPLES + 1, 10 * input_span.MAX_EXAMPLES)
 
 
 @pytest.mark.slow
