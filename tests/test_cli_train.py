@@ -143,6 +143,7 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--dataset", "npz", "--data", "missing.npz"], "missing.npz: not found"),
     (["train", "--dataset", "npz"], "needs --data PATH"),
     (["train", "--data", "x.npz"], "built in and takes no path"),
+    (["train", "--target", "y"], "is not csv; drop --target, or use the csv dataset"),
     (["train", "--dropout", "1.5"], "--dropout 1.5 is invalid: expected a drop probability"),
     (["train", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
     (["train", "--lr", "-1"], "--lr -1.0 is invalid: expected a finite number > 0"),

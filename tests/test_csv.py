@@ -145,7 +145,7 @@ def _bad(rows_edit):
             "label",
             ["no column 'label'", "columns found: 'f0;f1;label'", "separated by commas"],
         ),
-        (_bad(lambda r: None), None, ["no target column given", "--target", "'f0', 'f1', 'label'"]),
+        (_bad(lambda r: None), None, ["no target column given", "(target=COLUMN)", "'f0', 'f1', 'label'"]),
         ("", "label", ["the file is empty", "header row"]),
         ("\n\n", "label", ["the file is empty"]),
         ("f0,f1,label\n\n", "label", ["has a header (line 1) but no data rows"]),
