@@ -347,7 +347,7 @@ def load_checkpoint(directory: str | os.PathLike, template: Any) -> tuple[Any, d
     if problems:
         raise CheckpointError(
             f"{path} does not fit this model: {_listing(problems, '; ')}; was it saved with "
-            "different --hidden/--layers, data or optimizer? Pass the settings it was trained "
+            "a different `hidden`, data or optimizer? Pass the settings it was trained "
             "with, or start a fresh run in a new folder"
         )
     return jax.tree_util.tree_unflatten(treedef, [arrays[name] for name in names]), metadata

@@ -262,7 +262,7 @@ def test_wrong_architecture_names_leaf_and_both_shapes(tmp_path):
     assert "does not fit this model" in message
     assert "[1]['w'] has shape (100, 64) in the file but (50, 64) in the model" in message
     assert "[0]['w'] has shape (3, 100) in the file but (3, 50) in the model" in message
-    assert "--hidden/--layers" in message
+    assert "saved with a different hidden, data or optimizer" in message  # the CLI: --hidden
 
 
 def test_missing_and_unexpected_leaves_are_reported(tmp_path):
