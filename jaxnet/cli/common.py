@@ -140,6 +140,11 @@ def add_data_flags(p):
            "default on)", action=argparse.BooleanOptionalAction)
 
 
+def add_run_dir(p):
+    """The RUN_DIR argument of the commands that use a trained run (predict, evaluate, export)."""
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of a jaxnet train run")
+
+
 def add_output_flags(p, *, what="run"):
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")

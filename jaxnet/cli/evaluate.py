@@ -20,7 +20,7 @@ def add_parser(subparsers):
         "numbers of its metrics.json) or on other data given with --dataset/--data (all of "
         "it); prints accuracy, loss, per-class precision/recall/F1 and the confusion matrix, "
         "and writes evaluation.json and confusion.png.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of a jaxnet train run")
+    common.add_run_dir(p)
     p.add_argument("--dataset", choices=common.cfg.DATASETS,
                    help="data to score on (default: the run's own)")
     p.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
+from jaxnet.cli import common
 from jaxnet.errors import UsageError
 
 SUFFIX = ".safetensors"
@@ -17,7 +18,7 @@ def add_parser(subparsers):
         "modules 4i..4i+3, the output Linear module 4L. The header holds the architecture, the "
         "input standardisation (mean, scale) and the classes as JSON; "
         "jaxnet.export.torch_module(FILE) rebuilds the module.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of a jaxnet train run")
+    common.add_run_dir(p)
     p.add_argument("file", metavar="FILE.safetensors", help="the file to write")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(run=run)

@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 
+from jaxnet.cli import common
 from jaxnet.errors import UsageError
 
 OUT_FORMATS = (".csv", ".npz")
@@ -20,7 +21,7 @@ def add_parser(subparsers):
         "and an optional header), applies the run's preprocessing and writes one prediction "
         "per row: .csv (label, then one probability column per class) or .npz (labels, "
         "probabilities).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of a jaxnet train run")
+    common.add_run_dir(p)
     p.add_argument("--data", metavar="FILE", required=True, help="inputs: .npz, .npy or .csv")
     p.add_argument("--out", metavar="FILE", required=True, help="predictions: .csv or .npz")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

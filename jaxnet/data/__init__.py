@@ -120,18 +120,15 @@ def load_dataset(
     check_fractions(val_fraction, test_fraction)
     dt = float_dtype(dtype)
     _check_source(key, path, target)
+    split = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
+             "dtype": dt}
     if key == "digits":
-        return load_digits(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, dtype=dt)
+        return load_digits(**split)
     if key == "random":
         return random_data(seed=231 + seed, dtype=dt)
     p = os.fspath(path)
     if key == "cifar10":
         return load_cifar10(p, dt)
     if key == "npz":
-        return load_npz(
-            p, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, dtype=dt
-        )
-    return load_csv(
-        p, target=target, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-        dtype=dt,
-    )
+        return load_npz(p, **split)
+    return load_csv(p, target=target, **split)

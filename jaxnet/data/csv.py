@@ -375,24 +375,16 @@ def read_csv(
         raise ValueError(f"target={target!r} needs a header row naming the columns")
     table = _read(p, target, header)
     return table.x, table.y, table.names
-def load_csv(
-    path: str | os.PathLike,
-    *,
-    target: str | None,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    dtype: np.dtype,
-) -> Dataset:
+
+
+def load_csv(path: str | os.PathLike, *, target: str | None, **split) -> Dataset:
     """A CSV file (see ``read_csv``) split by jaxnet exactly like an .npz file with ``x``, ``y``.
 
     Args:
         path: The .csv file.
         target: Name of the label column; required.
-        val_fraction: Validation fraction in [0, 1).
-        test_fraction: Test fraction in [0, 1).
-        seed: Seed of the split (stratified where every class has enough rows).
-        dtype: Float dtype of the inputs.
+        **split: ``val_fraction``, ``test_fraction``, ``seed`` and ``dtype``, as
+            ``split_arrays`` takes them.
 
     Returns:
         The Dataset named ``"csv"``; ``classes`` are the distinct labels.
@@ -408,6 +400,7 @@ def load_csv(
             f"(`target=COLUMN`); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
     table = _read(p, target, header=True)
+    dtype = split["dtype"]
     big = np.abs(table.x) > np.finfo(dtype).max
     if big.any():
         row, col = np.argwhere(big)[0]
@@ -416,7 +409,4 @@ def load_csv(
             f"large for {np.dtype(dtype).name}; rescale the column or use float64"
         )
     check_classes(np.unique(table.y), source=p, y_name=f"column {target!r}")
-    return split_arrays(
-        "csv", p, table.x, table.y, val_fraction=val_fraction, test_fraction=test_fraction,
-        seed=seed, dtype=dtype,
-    )
+    return split_arrays("csv", p, table.x, table.y, **split)
