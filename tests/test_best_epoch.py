@@ -3,7 +3,6 @@ all pick the same epoch, and the same parameters, on runs whose val accuracy tie
 
 import dataclasses
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +10,10 @@ import numpy as np
 import pytest
 from conftest import assert_trees_close
 
-import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
 from jaxnet import fitting
 from jaxnet.config import TrainConfig
-from jaxnet.sweep import sweep
+from jaxnet.sweep import halving, runs, sweep
 from jaxnet.train import dims_for, improves, make_optimizer
-
-S = sys.modules["jaxnet.sweep"]
 
 pytestmark = pytest.mark.x64  # the runs are compared with each other to float64 round-off
 
@@ -137,13 +133,13 @@ def test_sweep_segments_carry_fits_best_parameters(fits, digits, segments):
     `segments` epochs (through the host between segments, as halving does) are fit's."""
     n_train = len(digits.x_train)
     optimizer = make_optimizer(CONFIG, n_train)
-    init = S._init_fn(CONFIG, dims_for(CONFIG, digits), optimizer, None)
+    init = runs._init_fn(CONFIG, dims_for(CONFIG, digits), optimizer, None)
     carry = init(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in SEEDS]), {})
     splits = jax.device_put({name: (getattr(digits, f"x_{name}"),
                                     getattr(digits, f"y_{name}").astype(np.int32))
                              for name in SPLITS})
     for epochs in segments:
-        one = S._segment_fn(CONFIG, optimizer, n_train, True, epochs, keep_state=True)
+        one = runs._segment_fn(CONFIG, optimizer, n_train, True, epochs, keep_state=True)
         carry, _ = jax.jit(jax.vmap(one, in_axes=(0, None)))(carry, splits)
         carry = jax.device_get(carry)
     _, best, best_acc, best_loss = carry
@@ -164,10 +160,10 @@ def test_settings_rank_by_val_accuracy_then_final_loss_then_their_order():
         return {"val_accuracy": acc, "final_loss": final, "diverged": diverged, "rung": 0}
 
     rows = [row(0.9, 0.1), row(0.95, 0.5), row(0.95, 0.2), row(0.95, 0.2), row(None, None, True)]
-    assert S._ranked(rows, "val_accuracy") == [2, 3, 1, 0]  # 2 and 3 tie: the earlier first
-    assert S._best(rows, "val_accuracy") is rows[2]
-    assert S._kept(rows, "val_accuracy", 2).tolist() == [2, 3]
-    assert S._kept(rows, "val_accuracy", 5).tolist() == [0, 1, 2, 3]  # never the diverged one
-    assert S._ranked(rows, "final_loss") == [0, 2, 3, 1]
-    assert S._best(rows, "final_loss") is rows[0]
-    assert S._best([rows[-1]], "val_accuracy") is None
+    assert halving._ranked(rows, "val_accuracy") == [2, 3, 1, 0]  # 2 and 3 tie: the earlier first
+    assert halving._best(rows, "val_accuracy") is rows[2]
+    assert halving._kept(rows, "val_accuracy", 2).tolist() == [2, 3]
+    assert halving._kept(rows, "val_accuracy", 5).tolist() == [0, 1, 2, 3]  # never the diverged one
+    assert halving._ranked(rows, "final_loss") == [0, 2, 3, 1]
+    assert halving._best(rows, "final_loss") is rows[0]
+    assert halving._best([rows[-1]], "val_accuracy") is None

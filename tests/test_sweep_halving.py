@@ -2,7 +2,6 @@
 record of where each run stopped; and the sweep's chunk, group and compilation layout."""
 
 import dataclasses
-import sys
 
 import chex
 import jax
@@ -10,15 +9,12 @@ import numpy as np
 import pytest
 from conftest import compiled_programs, prepared
 
-import jaxnet.sweep  # noqa: F401  (the module, which `jaxnet.sweep` the function hides)
 from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.errors import ConfigError
 from jaxnet.fitting import load_data
-from jaxnet.sweep import default_group, halving_rungs, sweep
+from jaxnet.sweep import chunks, default_group, halving, halving_rungs, runs, sweep
 from jaxnet.train import dims_for, make_optimizer
-
-S = sys.modules["jaxnet.sweep"]
 
 pytestmark = pytest.mark.x64  # survivors are compared with lone runs to float64 round-off
 
@@ -121,14 +117,14 @@ def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     equals the carry after one 4-epoch segment: every epoch splits its keys from the state."""
     n_train = len(digits.x_train)
     optimizer = make_optimizer(CONFIG, n_train)
-    init = S._init_fn(CONFIG, dims_for(CONFIG, digits), optimizer, None)
+    init = runs._init_fn(CONFIG, dims_for(CONFIG, digits), optimizer, None)
     ts = init(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in (0, 1)]),
               {"lr": np.array([0.05, 0.5]), "dropout": np.array([0.0, 0.3])})
     splits = jax.device_put({"train": (digits.x_train, digits.y_train.astype(np.int32)),
                              "val": (digits.x_val, digits.y_val.astype(np.int32))})
 
     def segment(epochs):
-        one = S._segment_fn(CONFIG, optimizer, n_train, True, epochs, keep_state=True)
+        one = runs._segment_fn(CONFIG, optimizer, n_train, True, epochs, keep_state=True)
         return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
     carry, first = segment(1)(ts, splits)
@@ -146,10 +142,10 @@ def test_seeds_go_on_together_ranked_by_their_mean(digits):
     assert [len(r["settings"]) for r in result.rungs] == [4, 2]
     assert [r["seed"] for r in result.runs] == [0, 1] * 4
     for s, score in zip(first["settings"], first["scores"], strict=True):
-        runs = result.runs[2 * s:2 * s + 2]
-        assert [r["rung"] for r in runs] == [result.settings[s]["rung"]] * 2  # seeds go on together
+        both = result.runs[2 * s:2 * s + 2]
+        assert [r["rung"] for r in both] == [result.settings[s]["rung"]] * 2  # seeds go on together
         if s not in first["kept"]:  # its numbers after rung 0 are its final ones
-            np.testing.assert_allclose(score, np.mean([r["val_accuracy"] for r in runs]),
+            np.testing.assert_allclose(score, np.mean([r["val_accuracy"] for r in both]),
                                        rtol=1e-12)
     scores = dict(zip(first["settings"], first["scores"], strict=True))
     assert min(scores[s] for s in first["kept"]) >= max(
@@ -190,19 +186,19 @@ def test_diverged_settings_go_out_first_and_never_continue():
     (5, 3, 1, None, (2, 3, None)),
 ])
 def test_chunk_layout(n_runs, chunk, n_dev, group, expected):
-    assert S._chunk_layout(n_runs, chunk, n_dev, group) == expected
+    assert chunks._chunk_layout(n_runs, chunk, n_dev, group) == expected
 
 
 def test_default_group_follows_the_backend():
-    assert default_group("cpu") == S.CPU_GROUP
+    assert default_group("cpu") == chunks.CPU_GROUP
     assert default_group("gpu") is None and default_group("tpu") is None
-    assert default_group() == (S.CPU_GROUP if jax.default_backend() == "cpu" else None)
+    assert default_group() == (chunks.CPU_GROUP if jax.default_backend() == "cpu" else None)
 
 
 @pytest.mark.slow
 def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch):
     traces = {"init": 0, "epoch": 0}
-    real_init, real_epoch = S.model.init, S.make_epoch
+    real_init, real_epoch = runs.model.init, runs.make_epoch
 
     def counted_init(*args, **kwargs):
         traces["init"] += 1
@@ -216,15 +212,15 @@ def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch
             return epoch(*a)
         return counted
 
-    real_segment_fn = S._segment_fn
+    real_segment_fn = runs._segment_fn
 
     def segment_traced_once_per_rung(*args, **kwargs):
         # chex counts every segment built here as one function: one trace per rung.
         return chex.assert_max_traces(real_segment_fn(*args, **kwargs), n=2)
 
-    monkeypatch.setattr(S.model, "init", counted_init)
-    monkeypatch.setattr(S, "make_epoch", counted_make_epoch)
-    monkeypatch.setattr(S, "_segment_fn", segment_traced_once_per_rung)
+    monkeypatch.setattr(runs.model, "init", counted_init)
+    monkeypatch.setattr(runs, "make_epoch", counted_make_epoch)
+    monkeypatch.setattr(halving, "_segment_fn", segment_traced_once_per_rung)
     chex.clear_trace_counter()
     calls = []
     # 6 runs in chunks of at most 2: rung 0 is 3 chunks of 2, rung 1 (3 runs) 2 chunks of 2.

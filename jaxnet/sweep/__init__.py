@@ -1,0 +1,133 @@
+"""Sweeps: many settings and seeds of one architecture trained at once under vmap."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnet import distributed, input_span
+from jaxnet.config import TrainConfig
+from jaxnet.data import Dataset
+from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
+from jaxnet.sweep.chunks import default_group as default_group
+from jaxnet.sweep.halving import _best, _Plan, _survivors, _train_rungs
+from jaxnet.sweep.halving import halving_rungs as halving_rungs
+from jaxnet.sweep.records import SweepResult as SweepResult
+from jaxnet.sweep.records import _Record
+from jaxnet.sweep.runs import _init_fn, _sweep_splits
+from jaxnet.sweep.settings import DEFAULT_EPOCHS as DEFAULT_EPOCHS
+from jaxnet.sweep.settings import LOG_AXES as LOG_AXES
+from jaxnet.sweep.settings import MODES as MODES
+from jaxnet.sweep.settings import OPTIMIZER_AXES as OPTIMIZER_AXES
+from jaxnet.sweep.settings import POSITIVE_AXES as POSITIVE_AXES
+from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
+from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
+from jaxnet.sweep.settings import check_sweep as check_sweep
+from jaxnet.sweep.settings import make_settings as make_settings
+from jaxnet.train import device_splits, dims_for, make_optimizer, steps_per_epoch
+
+
+def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
+          chunk: int | None = None, group: int | str | None = "auto", mesh=None,
+          halving: int | None = None, min_epochs: int | None = None,
+          on_chunk: Callable[[int, int], None] | None = None,
+          in_span: bool | None = None) -> SweepResult:
+    """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
+
+    Args:
+      config: the architecture, data and optimizer; the swept values override its fields.
+      data: the dataset; shared by every run (never copied per setting).
+      settings: dicts of swept values (see `make_settings`), all with the same keys, from
+        SWEEPABLE.
+      seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
+      chunk: the most runs per compiled call (memory); None runs them all at once. The runs
+        are split into equal chunks (the last one padded), so every chunk reuses one
+        compilation.
+      group: runs vmapped together inside the compiled call; the groups run one after
+        another (`lax.map`), so each group's weights stay in cache while it trains. None
+        vmaps the whole chunk at once; "auto" is `default_group()` (CPU_GROUP on a CPU, the
+        whole chunk elsewhere). Ignored with a mesh (the runs are sharded instead).
+      mesh: a one-axis Mesh (e.g. `distributed.setup(axis=SETTINGS_AXIS).mesh`) to shard the
+        runs over, also across processes; results are the same. With several processes,
+        every process calls `sweep` with the same arguments and gets the whole result.
+      halving: ETA for successive halving: every run trains `min_epochs`, then only the best
+        1/ETA of the settings by the criterion (never a diverged one) continue from their
+        own state, to ETA times as many epochs, and so on up to `config.epochs` (see
+        `halving_rungs`); each rung compiles once. None trains every run for every epoch.
+      min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
+      on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
+      in_span: train the first layer in the span of the inputs (`jaxnet.input_span`: the same
+        numbers up to round-off, far less work with few wide examples). None: where
+        `input_span.why_not` finds it exact and cheaper (SGD, momentum or Nesterov, no L2 term,
+        at most half as many training examples as features); True: always (ConfigError
+        with the reason where it cannot be exact); False: never.
+
+    Returns:
+      A SweepResult. A run whose loss, parameters, batchnorm statistics or optimizer state
+      ever became non-finite (`train.is_finite`), or whose reported numbers are non-finite,
+      is `diverged`: its numbers are reported as None and it is never chosen as best. Every
+      run and setting records `epochs_trained` and the `rung` (0-based) where it stopped;
+      the best setting is chosen among those that trained longest.
+    """
+    check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
+                min_epochs=min_epochs)
+    if config.epochs is None:
+        config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
+    dims = dims_for(config, data)
+    n_train = len(data.x_train)
+    in_span = input_span.choose(config, set(settings[0]), n_train, dims[0], in_span)
+    optimizer = make_optimizer(config, n_train)
+    dtype = np.dtype(config.dtype)
+    rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
+    splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
+                           host=functools.partial(_sweep_splits, in_span=in_span))
+    rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
+                                                                         min_epochs)
+    plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
+                 1 if mesh is None else mesh.size, default_group() if group == "auto" else group,
+                 mesh, tuple(rung_epochs), tuple(_survivors(len(settings), halving,
+                                                            len(rung_epochs))))
+    keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
+    seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
+    values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
+    init = _init_fn(config, dims, optimizer,
+                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
+                    n_train if in_span else None)
+
+    def fresh(ids):  # the initial carries of runs `ids`
+        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
+
+    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
+                           config.epochs)
+    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, on_chunk)
+    summary = record.setting_rows(range(len(settings)))
+    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
+                       record.curves, plan.criterion, compile_s, run_s, rung_records,
+                       int(record.epochs_trained.sum()), config.epochs, in_span)
+
+
+def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
+    """K seeds of one network in one compiled call; mean and std of the accuracies.
+
+    Reported as `sweep` reports one setting: a diverged seed's numbers are None, and the
+    means and stds are None when any seed diverged.
+    """
+    config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
+    result = sweep(config, data, [{}], seeds=seeds)
+    row = result.settings[0]
+    metrics: dict[str, Any] = {"seeds": seeds, "diverged": row["diverged"],
+                               "compile_seconds": result.compile_seconds,
+                               "run_seconds": result.run_seconds}
+    for name in ("train_accuracy", "val_accuracy", "test_accuracy", "final_loss"):
+        metrics[f"{name}_mean"] = row.get(name)
+        metrics[f"{name}_std"] = row.get(f"{name}_std")
+        metrics[f"{name}_per_seed"] = [r.get(name) for r in result.runs]
+    metrics["config"] = config.to_dict()
+    return metrics
