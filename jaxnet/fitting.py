@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import train
+from jaxnet import config as cfg
+from jaxnet import optim, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
@@ -116,9 +117,11 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     data, prep = prepare(config, data)
     env = DeviceEnv(None) if env is None else env
     n_train, dims = len(data.x_train), train.dims_for(config, data)
-    optimizer, epoch_fn, eval_fn = _jitted(dataclasses.replace(config, seed=0), n_train,
-                                           env.batch_sharding)
-    progress = train.new_progress(train.init_train_state(config, dims, optimizer))
+    optimizer, epoch_fn, eval_fn = _jitted(program_config(config), n_train, env.batch_sharding)
+    state = train.init_train_state(config, dims, optimizer)
+    state = state._replace(opt_state=optim.set_hyperparams(
+        state.opt_state, **train.injected_hyperparams(config)))
+    progress = train.new_progress(state)
     if resume:
         progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
     progress.state, progress.best = env.replicate((progress.state, progress.best))
@@ -146,13 +149,33 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
                        loop.diverged, loop.message, prep)
 
 
+# TrainConfig fields that never shape fit's compiled programs: the seed and the initial
+# weights' rule enter through the initial state; the learning rate, momentum, betas, weight
+# decay and RMSprop's decay are values in the optimizer state (`optim.INJECTED`; for other
+# optimizers they are unused); the data's source, split and scaling and the stopping rule
+# live on the host.
+_NOT_IN_PROGRAMS = ("seed", "init", "weight_scale", "lr", "momentum", "beta1", "beta2",
+                    "weight_decay", "rms_decay", "patience", "dataset", "data_path", "target",
+                    "val_fraction", "test_fraction", "standardize")
+
+
+def program_config(config: TrainConfig) -> TrainConfig:
+    """`config` with the fields its compiled programs do not depend on at their defaults,
+    so fits that differ only there (another lr, seed or epoch count) share one compiled
+    epoch and evaluation. The run's length shapes the programs only through the cosine
+    schedule, which is laid over it."""
+    fields = {f: cfg.default(f) for f in _NOT_IN_PROGRAMS}
+    if config.lr_schedule != "cosine":
+        fields.update(epochs=cfg.default("epochs"), max_epochs=cfg.default("max_epochs"))
+    return dataclasses.replace(config, **fields)
+
+
 @functools.lru_cache(maxsize=8)
 def _jitted(config: TrainConfig, n_train: int, batch_sharding):
-    """(optimizer, jitted epoch, jitted evaluation) for `config` on `n_train` examples.
-
-    Kept across calls, so fits of the same config and shapes (cross-validation folds,
-    refits, scikit-learn's estimator checks) compile once; `fit` passes seed=0 because the
-    seed only enters through the initial state.
+    """(optimizer, jitted epoch, jitted evaluation) for `config` (a `program_config`) on
+    `n_train` examples. Kept across calls, so fits of one program and shapes (another lr or
+    seed, cross-validation folds, refits, scikit-learn's estimator checks) compile once; the
+    optimizer's state gets the fit's own hyperparameters (`train.injected_hyperparams`).
     """
     optimizer = train.make_optimizer(config, n_train)
     epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, batch_sharding),

@@ -81,15 +81,22 @@ def make_optimizer(name, *, learning_rate, momentum, beta1, beta2, eps, rms_deca
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    values = {"learning_rate": learning_rate, "momentum": momentum, "b1": beta1, "b2": beta2,
-              "decay": rms_decay, "weight_decay": weight_decay}
-    injected = {k: values[k] for k in INJECTED[name]}
-    opt = optax.inject_hyperparams(_base(name, eps=eps))(**injected)
+    values = injected(name, learning_rate=learning_rate, momentum=momentum, beta1=beta1,
+                      beta2=beta2, rms_decay=rms_decay, weight_decay=weight_decay)
+    opt = optax.inject_hyperparams(_base(name, eps=eps))(**values)
     factor = schedule(schedule_name, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                       lr_decay=lr_decay)
     if factor is not None:
         opt = optax.chain(opt, optax.scale_by_schedule(factor))
     return _standard_promotion(opt)
+
+
+def injected(name, *, learning_rate, momentum, beta1, beta2, rms_decay, weight_decay) -> dict:
+    """The hyperparameters optimizer `name` holds in its state, under optax's names
+    (`INJECTED[name]`), from the values `make_optimizer` takes."""
+    values = {"learning_rate": learning_rate, "momentum": momentum, "b1": beta1, "b2": beta2,
+              "decay": rms_decay, "weight_decay": weight_decay}
+    return {k: values[k] for k in INJECTED[name]}
 
 
 def _standard_promotion(opt: optax.GradientTransformation) -> optax.GradientTransformation:

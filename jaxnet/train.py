@@ -62,15 +62,26 @@ def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
     return math.ceil(n_train / batch_size(config, n_train))
 
 
+def _optimizer_values(config: TrainConfig) -> dict:
+    return {"learning_rate": config.lr, "momentum": config.momentum, "beta1": config.beta1,
+            "beta2": config.beta2, "rms_decay": config.rms_decay,
+            "weight_decay": config.weight_decay}
+
+
 def make_optimizer(config: TrainConfig, n_train: int) -> optax.GradientTransformation:
     """The optax optimizer that `config` names, with its schedule laid over the run."""
     spe = steps_per_epoch(config, n_train)
     return optim.make_optimizer(
-        config.optimizer, learning_rate=config.lr, momentum=config.momentum,
-        beta1=config.beta1, beta2=config.beta2, eps=config.eps, rms_decay=config.rms_decay,
-        weight_decay=config.weight_decay, schedule_name=config.lr_schedule,
-        lr_decay=config.lr_decay, steps_per_epoch=spe, total_steps=spe * config.num_epochs,
+        config.optimizer, **_optimizer_values(config), eps=config.eps,
+        schedule_name=config.lr_schedule, lr_decay=config.lr_decay, steps_per_epoch=spe,
+        total_steps=spe * config.num_epochs,
     )
+
+
+def injected_hyperparams(config: TrainConfig) -> dict:
+    """The values `config`'s optimizer holds in its state (`optim.INJECTED`): a state built
+    for another config of the same program takes them with `optim.set_hyperparams`."""
+    return optim.injected(config.optimizer, **_optimizer_values(config))
 
 
 def learning_rate_at(config: TrainConfig, n_train: int, step: int) -> tuple[float, float]:
