@@ -153,8 +153,9 @@ def add_data_flags(p):
     g = p.add_argument_group("data")
     _field(g, "dataset", "digits is embedded (no download); default: the kind --data's "
            "extension names (.csv, .npz), else digits", choices=cfg.DATASETS)
-    g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
-    _field(g, "target", "the label column of a --dataset csv file")
+    g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file (its "
+                   "extension selects the dataset when --dataset is not given)")
+    _field(g, "target", "the label column of a csv file")
     _field(g, "val_fraction", "validation share when jaxnet splits", type=number)
     _field(g, "test_fraction", "test share when jaxnet splits", type=number)
     _field(g, "standardize", "scale inputs by training mean and std (saved with the run; "

@@ -22,7 +22,7 @@ def add_parser(subparsers):
         "and writes evaluation.json and confusion.png.")
     common.add_run_dir(p)
     p.add_argument("--dataset", choices=common.cfg.DATASETS,
-                   help="data to score on (default: the run's own)")
+                   help="data to score on (default: the run's own, or the kind --data's extension names)")
     p.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
     p.add_argument("--target", help="the label column of a csv file")
     p.add_argument("--split", choices=SPLITS,

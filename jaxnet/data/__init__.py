@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from jaxnet.data.cifar10 import load_cifar10
+from jaxnet.data.columns import IgnoredColumnsWarning as IgnoredColumnsWarning
 from jaxnet.data.csv import load_csv
 from jaxnet.data.dataset import DataError as DataError
 from jaxnet.data.dataset import Dataset as Dataset
@@ -23,6 +24,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "IgnoredColumnsWarning",
     "dataset_for",
     "load_dataset",
     "random_data",
