@@ -7,7 +7,7 @@ import dataclasses
 import jax
 
 from jaxnet import model, ranges
-from jaxnet.data import DATASETS
+from jaxnet.data import DATASETS, dataset_for
 from jaxnet.errors import ConfigError
 from jaxnet.optim import OPTIMIZERS, SCHEDULES
 
@@ -25,7 +25,9 @@ CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(model.I
 class TrainConfig:
     """Everything that defines a training run; the CLI flags map one to one onto it."""
 
-    dataset: str = "digits"  # digits, random, cifar10, npz or csv (see jaxnet.data)
+    # digits, random, cifar10, npz or csv (see jaxnet.data); None (not given): the kind
+    # data_path's extension names (.csv: csv, .npz: npz, `jaxnet.data.dataset_for`), else digits
+    dataset: str | None = None
     data_path: str | None = None  # folder (cifar10) or file (npz, csv); built-in sets take none
     target: str | None = None  # the label column of a csv file
     val_fraction: float = 0.1  # share held out for validation when jaxnet splits the data
@@ -60,6 +62,8 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.dataset is None:
+            object.__setattr__(self, "dataset", dataset_for(self.data_path) or "digits")
 
     @property
     def num_epochs(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -61,7 +62,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     Attributes:
       classes_: (C,) the labels seen in `fit`, sorted; `predict` returns them.
       n_features_in_: the number of input features D.
-      feature_names_in_: the column names, when X was a DataFrame with string names.
+      feature_names_in_: the column names, when X was a DataFrame with string names. As in
+        scikit-learn, `predict` then refuses a DataFrame whose columns differ or come in
+        another order (ValueError); `model_` (a `TrainedModel`) matches them by name.
       loss_curve_: the mean training loss of each epoch (with dropout and the L2 term).
       validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
       best_epoch_: the 1-based epoch whose parameters are kept.
@@ -149,7 +152,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__}.fit got y with one class "
                              f"({classes[0]!r}); a classifier needs at least 2 classes")
-        result = fitting.fit(config, _dataset(X, y_idx.astype(np.int32), classes, config))
+        names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame
+        data = _dataset(X, y_idx.astype(np.int32), classes, config)
+        if names is not None:
+            data = dataclasses.replace(data, feature_names=tuple(names))
+        result = fitting.fit(config, data)
         if result.diverged:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         params, bn_state = jax.device_get((result.params, result.bn_state))

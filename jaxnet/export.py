@@ -92,8 +92,9 @@ def header(model: predict.TrainedModel) -> dict[str, str]:
 
     Keys: "format" ("jaxnet-torch"), "version", "architecture" (JSON of `architecture`),
     "dtype" ("float32" or "float64"), "preprocessing" (JSON `{"standardize", "mean",
-    "scale"}`: the network's input is `(x - mean) / scale`, or x itself when standardize is
-    false and mean/scale are null), "classes" (JSON list: logit j is `classes[j]`) and
+    "scale", "feature_names"}`: the network's input is `(x - mean) / scale`, or x itself when
+    standardize is false and mean/scale are null; feature_names: the input columns in order,
+    or null for a model trained on unnamed arrays), "classes" (JSON list: logit j is `classes[j]`) and
     "config" (JSON of the run's TrainConfig).
     """
     prep = model.preprocessing
@@ -106,6 +107,7 @@ def header(model: predict.TrainedModel) -> dict[str, str]:
             "standardize": prep.standardize,
             "mean": None if prep.mean is None else prep.mean.tolist(),
             "scale": None if prep.scale is None else prep.scale.tolist(),
+            "feature_names": None if prep.feature_names is None else list(prep.feature_names),
         }),
         "classes": json_text(prep.classes.tolist()),
         "config": json_text(model.config.to_dict()),

@@ -43,16 +43,20 @@ class TrainResult:
     preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
 
 
-def load_data(config: TrainConfig) -> Dataset:
-    """Loads the dataset `config` names, raw (before preprocessing)."""
+def load_data(config: TrainConfig, columns=None) -> Dataset:
+    """Loads the dataset `config` names, raw (before preprocessing).
+
+    `columns`: a trained model's `feature_names`, to read a csv file's columns by name.
+    """
     return load_dataset(config.dataset, config.data_path, val_fraction=config.val_fraction,
                         test_fraction=config.test_fraction, seed=config.seed,
-                        dtype=np.dtype(config.dtype), target=config.target)
+                        dtype=np.dtype(config.dtype), target=config.target, columns=columns)
 
 
 def prepare(config: TrainConfig, data: Dataset) -> tuple[Dataset, Preprocessing]:
     """Fits the preprocessing on the training split and applies it to every split."""
-    prep = Preprocessing.fit(data.x_train, data.classes, standardize=config.standardize)
+    prep = Preprocessing.fit(data.x_train, data.classes, standardize=config.standardize,
+                             feature_names=data.feature_names)
     return prep.apply(data, dtype=np.dtype(config.dtype)), prep
 
 

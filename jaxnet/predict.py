@@ -60,6 +60,18 @@ class TrainedModel:
         return self.preprocessing.classes
 
     @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The input columns by name, in training order (like scikit-learn's
+        `feature_names_in_`); None for a model trained on unnamed arrays.
+
+        A pandas DataFrame given to `predict`, `predict_proba`, `log_proba` or `evaluate`
+        is matched to them by name: any column order works, other columns (the target, an
+        id) are left out with one `jaxnet.data.columns.IgnoredColumnsWarning`, and a
+        missing one is a DataError naming it. An array is taken in training column order.
+        """
+        return self.preprocessing.feature_names
+
+    @property
     def num_features(self) -> int:
         return int(self.params[0]["w"].shape[1])
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnet.data.columns import select_frame
 from jaxnet.data.dataset import SPLITS, DataError, Dataset, check_sorted_classes
 from jaxnet.data.validate import (
     check_finite,
@@ -45,12 +46,15 @@ class Preprocessing:
         classes: The original labels, (C,) int64 or str, sorted and distinct;
             class index i stands for ``classes[i]``.
         num_features: Number of input features D the model takes.
+        feature_names: The D input column names in training order (a CSV file's header,
+            a DataFrame's columns), or None for a model trained on unnamed arrays.
     """
 
     mean: np.ndarray | None
     scale: np.ndarray | None
     classes: np.ndarray
     num_features: int
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         classes = clean_labels(self.classes, source="preprocessing", y_name="classes")
@@ -66,9 +70,18 @@ class Preprocessing:
                         f"({self.num_features},), one value per feature"
                     )
                 object.__setattr__(self, field, value)
+        if self.feature_names is not None:
+            names = self.feature_names
+            if (isinstance(names, str) or not all(isinstance(n, str) for n in names)
+                    or len(names) != self.num_features or len(set(names)) != len(names)):
+                raise DataError(
+                    f"preprocessing: feature_names must be {self.num_features} distinct "
+                    f"strings, one per feature, or None; got {preview(np.asarray(names))}")
+            object.__setattr__(self, "feature_names", tuple(names))
 
     @classmethod
-    def fit(cls, x_train: Any, classes: Any, *, standardize: bool = True) -> Preprocessing:
+    def fit(cls, x_train: Any, classes: Any, *, standardize: bool = True,
+            feature_names: Any = None) -> Preprocessing:
         """Learns the preprocessing from the training inputs only.
 
         Standardisation is scikit-learn's ``StandardScaler``: mean and (population)
@@ -79,6 +92,7 @@ class Preprocessing:
             x_train: Training inputs, shape (N, D) or (N, d1, ...), N >= 1.
             classes: The original labels (C,), sorted and distinct (``Dataset.classes``).
             standardize: Whether to standardise; False keeps inputs as they are.
+            feature_names: The D input column names, in order, or None.
 
         Returns:
             The fitted Preprocessing.
@@ -95,13 +109,15 @@ class Preprocessing:
                 f"least one example with at least one feature"
             )
         if not standardize:
-            return cls(mean=None, scale=None, classes=np.asarray(classes), num_features=width)
+            return cls(mean=None, scale=None, classes=np.asarray(classes), num_features=width,
+                       feature_names=feature_names)
         # Imported here: scikit-learn takes about as long to import as JAX itself.
         from sklearn.preprocessing import StandardScaler
 
         scaler = StandardScaler().fit(x.astype(np.float64))
         return cls(
-            mean=scaler.mean_, scale=scaler.scale_, classes=np.asarray(classes), num_features=width
+            mean=scaler.mean_, scale=scaler.scale_, classes=np.asarray(classes),
+            num_features=width, feature_names=feature_names,
         )
 
     @property
@@ -118,7 +134,10 @@ class Preprocessing:
         """Turns raw inputs into model inputs.
 
         Args:
-            x: Raw inputs, shape (N, D) or (N, d1, ...) with D features in all.
+            x: Raw inputs, shape (N, D) or (N, d1, ...) with D features in all; or a
+                pandas DataFrame, whose columns are matched to ``feature_names`` by name
+                when both have names (other columns are left out with one
+                ``IgnoredColumnsWarning``).
             dtype: Float dtype of the result.
 
         Returns:
@@ -126,10 +145,10 @@ class Preprocessing:
             standardisation is off.
 
         Raises:
-            DataError: Wrong feature count, NaN/inf values, non-numeric dtype, or
+            DataError: A feature column missing from a DataFrame, wrong feature count, NaN/inf values, non-numeric dtype, or
                 values too large for ``dtype``.
         """
-        return self._transform(x, float_dtype(dtype), "x")
+        return self._transform(select_frame(x, self.feature_names), float_dtype(dtype), "x")
 
     def _transform(self, x: Any, dtype: np.dtype, name: str) -> np.ndarray:
         x = _as_features(x, name, self.num_features)
@@ -222,7 +241,8 @@ class Preprocessing:
             out[f"x_{split}"] = None if x is None else self._transform(
                 x, dt, f"{dataset.name}: x_{split}")
             out[f"y_{split}"] = None if y is None else mapping[y]
-        return Dataset(name=dataset.name, classes=self.classes, **out)
+        return Dataset(name=dataset.name, classes=self.classes,
+                       feature_names=dataset.feature_names, **out)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The numeric state for a checkpoint.
@@ -257,13 +277,14 @@ class Preprocessing:
 
         Returns:
             ``{"standardize": bool, "num_features": D, "classes": [...],
-            "label_kind": "int" | "str"}``.
+            "label_kind": "int" | "str", "feature_names": [...] or None}``.
         """
         return {
             "standardize": self.standardize,
             "num_features": self.num_features,
             "classes": self.classes.tolist(),
             "label_kind": "str" if self.classes.dtype.kind == "U" else "int",
+            "feature_names": None if self.feature_names is None else list(self.feature_names),
         }
 
     @classmethod
@@ -272,7 +293,8 @@ class Preprocessing:
 
         Args:
             arrays: The saved arrays (``mean``, ``scale`` when standardising).
-            meta: The saved JSON dict.
+            meta: The saved JSON dict (runs saved before ``feature_names`` was
+                recorded load with None).
 
         Returns:
             The Preprocessing, equal to the one that was saved.
@@ -286,13 +308,16 @@ class Preprocessing:
             num_features = int(meta["num_features"])
             kind = _LABEL_KINDS[meta["label_kind"]]
             classes = np.asarray(meta["classes"], dtype=kind)
+            names = meta.get("feature_names")
+            names = None if names is None else tuple(names)
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(
                 f"preprocessing metadata lacks or garbles {e}; expected the keys "
                 f"standardize, num_features, classes, label_kind; {damaged}"
             ) from e
         if not standardize:
-            return cls(mean=None, scale=None, classes=classes, num_features=num_features)
+            return cls(mean=None, scale=None, classes=classes, num_features=num_features,
+                       feature_names=names)
         missing = [k for k in ("mean", "scale") if k not in arrays]
         if missing:
             raise DataError(
@@ -304,4 +329,5 @@ class Preprocessing:
             scale=np.asarray(arrays["scale"], dtype=np.float64),
             classes=classes,
             num_features=num_features,
+            feature_names=names,
         )

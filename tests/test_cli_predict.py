@@ -222,3 +222,72 @@ def test_evaluate_refuses_bad_data_with_one_line_and_writes_nothing(
     assert main(argv) == 2
     assert expected in one_line_error(capsys)
     assert not (tmp_path / "report").exists()
+
+
+# ------------------------------------------------------------------ columns by name
+
+IRIS_COLUMNS = ["sepal length", "sepal width", "petal length", "petal width"]
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory):
+    """A run trained with `--data iris.csv --target species` (no --dataset: the extension
+    selects csv), and files holding the same rows with other columns."""
+    base = tmp_path_factory.mktemp("iris")
+    x, y = load_iris(return_X_y=True)
+    species = np.array(["setosa", "versicolor", "virginica"])[y]
+
+    def write(name, columns):
+        table = {**dict(zip(IRIS_COLUMNS, x.T, strict=True)), "species": species,
+                 "id": np.arange(len(x))}
+        with open(base / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(zip(*(table[c] for c in columns), strict=True))
+
+    write("iris.csv", [*IRIS_COLUMNS[:2], "species", *IRIS_COLUMNS[2:]])  # the target inside
+    write("reordered.csv", ["id", *IRIS_COLUMNS[::-1], "species"])
+    write("missing.csv", ["id", *IRIS_COLUMNS[:3], "species"])
+    assert main(["train", "--data", str(base / "iris.csv"), "--target", "species",
+                 "--out", str(base / "run"), *SMALL]) == 0
+    return base
+
+
+def test_a_csv_is_matched_by_name_the_training_file_included(iris, tmp_path, capsys):
+    capsys.readouterr()
+    first, second = tmp_path / "train.csv", tmp_path / "reordered.csv"
+    assert main(["predict", str(iris / "run"), "--data", str(iris / "iris.csv"), "--out",
+                 str(first)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "ignored 1 column the model does not use: 'species'" in err
+    assert len(_read_csv(first)[1]) == 150  # every row of the training file
+    assert main(["predict", str(iris / "run"), "--data", str(iris / "reordered.csv"), "--out",
+                 str(second)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "ignored 2 columns" in err and "'id', 'species'" in err
+    assert second.read_bytes() == first.read_bytes()  # the same predictions
+
+
+def test_a_missing_column_is_one_error_naming_it_and_nothing_is_written(iris, tmp_path, capsys):
+    capsys.readouterr()
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(iris / "run"), "--data", str(iris / "missing.csv"), "--out",
+                 str(out)]) == 2
+    err = one_line_error(capsys)
+    assert "no column 'petal width'" in err and "columns found: 'id', 'sepal length'" in err
+    assert not out.exists()
+    assert main(["evaluate", str(iris / "run"), "--data", str(iris / "missing.csv"),
+                 "--target", "species", "--out", str(tmp_path / "ev")]) == 2
+    assert "no column 'petal width'" in one_line_error(capsys)
+    assert not (tmp_path / "ev").exists()
+
+
+def test_evaluate_matches_columns_by_name(iris, tmp_path, capsys):
+    reports = []
+    for name in ("iris.csv", "reordered.csv"):
+        assert main(["evaluate", str(iris / "run"), "--data", str(iris / name), "--target",
+                     "species", "--out", str(tmp_path / name)]) == 0
+        reports.append(json.loads((tmp_path / name / "evaluation.json").read_text()))
+    assert reports[0] == reports[1] and reports[0]["examples"] == 150
+    err = capsys.readouterr().err
+    assert "note:" in err and "'id'" in err  # the target is the labels here, not ignored

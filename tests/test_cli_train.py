@@ -142,7 +142,11 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--layers", "0"], "expected a positive integer"),
     (["train", "--dataset", "npz", "--data", "missing.npz"], "missing.npz: not found"),
     (["train", "--dataset", "npz"], "needs --data PATH"),
-    (["train", "--data", "x.npz"], "built in and takes no path"),
+    (["train", "--dataset", "digits", "--data", "x.npz"], "built in and takes no path"),
+    (["train", "--data", "x.npz"], "x.npz: not found"),  # the extension selects npz
+    (["train", "--data", "x.csv", "--target", "y"], "x.csv: not found"),  # and csv
+    (["train", "--dataset", "digits", "--data", "x.csv", "--target", "y"], "dataset 'digits' is not csv"),
+    (["train", "--data", "x.txt"], "built in and takes no path"),
     (["train", "--target", "y"], "is not csv; drop --target, or use the csv dataset"),
     (["train", "--dropout", "1.5"], "--dropout 1.5 is invalid: expected a drop probability"),
     (["train", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxnet.data import DataError, load_dataset
+from jaxnet.config import TrainConfig
+from jaxnet.data import DataError, dataset_for, load_dataset
+from jaxnet.data.columns import IgnoredColumnsWarning
 from jaxnet.data.csv import csv_columns, read_csv
 from jaxnet.data.features import read_features
 
@@ -300,3 +302,67 @@ def test_predict_inputs_that_are_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00 not numpy, not text")
     with pytest.raises(DataError, match="cannot be read as CSV: not UTF-8 text"):
         read_features(path)
+
+
+# ------------------------------------------------------------------ columns by name
+
+
+def test_columns_are_read_by_name_in_the_order_asked(iris_csv):
+    path, x, _ = iris_csv
+    with pytest.warns(IgnoredColumnsWarning, match="'species'"):
+        got, y, names = read_csv(path, target=None, columns=["width", "sepal", "petal"])
+    assert y is None and names == ["width", "sepal", "petal"]
+    np.testing.assert_array_equal(got, x[:, [2, 0, 1]])
+
+
+def test_other_columns_are_left_out_with_one_note_naming_them(iris_csv, tmp_path):
+    path, x, y = iris_csv
+    with pytest.warns(IgnoredColumnsWarning) as caught:
+        got = read_features(path, ["sepal", "petal", "width"])  # 'species' holds text
+    np.testing.assert_array_equal(got, x)
+    assert len(caught) == 1 and "'species'" in str(caught[0].message)
+    # the target that is read as labels is not "ignored"; an id column is
+    _write(tmp_path / "id.csv", ["id", "sepal", "species", "petal", "width"],
+           [(i, a, label, b, c) for i, ((a, b, c), label) in enumerate(zip(x, y, strict=True))])
+    with pytest.warns(IgnoredColumnsWarning, match=r"1 column .*: 'id'$"):
+        data = load_dataset("csv", tmp_path / "id.csv", target="species",
+                            columns=["width", "petal", "sepal"])
+    assert data.feature_names == ("width", "petal", "sepal")
+
+
+def test_a_missing_column_is_refused_naming_it_and_the_columns_found(iris_csv):
+    path, _, _ = iris_csv
+    with pytest.raises(DataError) as err:
+        read_features(path, ["sepal", "petal", "length"])
+    message = str(err.value)
+    assert "no column 'length'" in message
+    assert "columns found: 'sepal', 'species', 'petal', 'width'" in message
+
+
+def test_a_file_without_names_keeps_the_count_check(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+    np.testing.assert_array_equal(read_features(path, ["c", "b", "a"]), [[1, 2, 3], [4, 5, 6]])
+    # a first row of numbers that holds every feature name is a header all the same
+    path.write_text("2,1\n10,20\n")
+    np.testing.assert_array_equal(read_features(path, ["1", "2"]), [[20, 10]])
+
+
+def test_training_records_the_feature_names_and_refuses_repeated_ones(iris_csv, tmp_path):
+    path, _, _ = iris_csv
+    assert load_dataset("csv", path, target="species").feature_names == ("sepal", "petal", "width")
+    assert load_dataset("digits").feature_names is None
+    _write(tmp_path / "twice.csv", ["a", "a", "label"], [(1, 2, "x"), (3, 4, "y")] * 5)
+    with pytest.raises(DataError, match="column 'a' appears 2 times in the header"):
+        load_dataset("csv", tmp_path / "twice.csv", target="label")
+
+
+def test_the_extension_selects_the_dataset_unless_one_is_given():
+    assert dataset_for("iris.csv") == "csv" and dataset_for("X.NPZ") == "npz"
+    assert dataset_for("folder") is None and dataset_for(None) is None
+    assert TrainConfig(data_path="iris.csv", target="species").dataset == "csv"
+    assert TrainConfig(data_path="x.npz").dataset == "npz"
+    assert TrainConfig().dataset == "digits"
+    assert TrainConfig(dataset="digits", data_path="x.csv").dataset == "digits"  # given: wins
+    with pytest.raises(DataError, match="dataset 'digits' is built in and takes no path"):
+        load_dataset("digits", "x.csv")

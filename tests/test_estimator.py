@@ -146,3 +146,24 @@ def test_pipeline_cross_validation_grid_search_clone_and_pickle(iris):
     assert copy.get_params() == fitted.get_params() and not hasattr(copy, "classes_")
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(restored.predict_proba(x), fitted.predict_proba(x))
+
+
+@pytest.mark.slow
+def test_a_dataframe_records_its_column_names_and_reordering_follows_scikit_learn(iris):
+    pd = pytest.importorskip("pandas")
+    x, y = iris
+    columns = ["sepal length", "sepal width", "petal length", "petal width"]
+    frame = pd.DataFrame(x, columns=columns)
+    clf = MLPClassifier(**SMALL, random_state=0).fit(frame, y)
+    np.testing.assert_array_equal(clf.feature_names_in_, columns)
+    assert clf.model_.feature_names == tuple(columns)
+    expected = clf.predict_proba(frame)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):  # scikit-learn's
+        np.testing.assert_array_equal(clf.predict_proba(x), expected)
+    reordered = frame[columns[::-1]]
+    # scikit-learn's rule for estimators: another column order is refused, never misread
+    with pytest.raises(ValueError, match="same order"):
+        clf.predict(reordered)
+    # the fitted TrainedModel matches the columns by name
+    np.testing.assert_array_equal(clf.model_.predict_proba(reordered), clf.model_.predict_proba(x))
+    assert MLPClassifier(**SMALL, random_state=0).fit(x, y).model_.feature_names is None

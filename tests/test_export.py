@@ -1,5 +1,6 @@
 """jaxnet.export and `jaxnet export`: names, header, file handling, and equal logits in PyTorch."""
 
+import dataclasses
 import json
 
 import jax
@@ -68,6 +69,11 @@ def test_header_holds_architecture_preprocessing_and_classes(model, exported):
     assert head["architecture"][-1] == {"module": "Linear", "in_features": 16, "out_features": 10}
     prep = head["preprocessing"]
     assert prep["standardize"] is True
+    assert prep["feature_names"] is None  # trained on digits' unnamed pixels
+    names = tuple(f"px{i}" for i in range(64))
+    named = dataclasses.replace(model, preprocessing=dataclasses.replace(
+        model.preprocessing, feature_names=names))
+    assert json.loads(export.header(named)["preprocessing"])["feature_names"] == list(names)
     np.testing.assert_array_equal(prep["mean"], model.preprocessing.mean)  # float64, exactly
     np.testing.assert_array_equal(prep["scale"], model.preprocessing.scale)
     assert head["classes"] == list(range(10))

@@ -4,13 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.datasets import load_wine
+from sklearn.datasets import load_iris, load_wine
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
 from jaxnet import fitting, model, predict
 from jaxnet.config import TrainConfig
 from jaxnet.data import DataError
+from jaxnet.data.columns import IgnoredColumnsWarning
 
 pytestmark = pytest.mark.slow  # every test but one loads a fitted run
 
@@ -220,3 +221,86 @@ def test_loading_builds_no_network(wine_run, monkeypatch):
     loaded = jaxnet.load(wine_run[3])
     assert built and all(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(built))
     _assert_trees_equal(loaded.params, wine_run[2].params)
+
+
+# ------------------------------------------------------------------ columns by name
+
+IRIS_COLUMNS = ["sepal length", "sepal width", "petal length", "petal width"]
+
+
+@pytest.fixture(scope="module")
+def iris_table():
+    """Iris as a DataFrame: four named features and a string target in the middle."""
+    pd = pytest.importorskip("pandas")
+    x, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(x, columns=IRIS_COLUMNS)
+    frame.insert(2, "species", np.array(["setosa", "versicolor", "virginica"])[y])
+    return frame
+
+
+@pytest.fixture(scope="module")
+def iris_csv_model(iris_table, tmp_path_factory):
+    """A run trained on iris.csv (dataset chosen by the extension), loaded."""
+    base = tmp_path_factory.mktemp("iris")
+    iris_table.to_csv(base / "iris.csv", index=False)
+    config = TrainConfig(data_path=str(base / "iris.csv"), target="species", **SMALL)
+    fitting.fit(config, out_dir=base / "run")
+    return base / "run", jaxnet.load(base / "run")
+
+
+def test_a_csv_run_records_its_feature_names(iris_csv_model, wine_model):
+    run, trained = iris_csv_model
+    assert trained.config.dataset == "csv"
+    assert trained.feature_names == tuple(IRIS_COLUMNS)
+    assert ckpt.load_metadata(run)["preprocessing"]["feature_names"] == IRIS_COLUMNS
+    assert wine_model.feature_names is None  # trained on an unnamed array
+
+
+def test_a_dataframe_is_matched_by_name(iris_table, iris_csv_model):
+    _, trained = iris_csv_model
+    expected = trained.predict_proba(iris_table[IRIS_COLUMNS].to_numpy())
+    reordered = iris_table[IRIS_COLUMNS[::-1]]
+    np.testing.assert_array_equal(trained.predict_proba(reordered), expected)
+    with pytest.warns(IgnoredColumnsWarning, match=r"1 column .*: 'species'$") as caught:
+        np.testing.assert_array_equal(trained.predict_proba(iris_table), expected)
+    assert len(caught) == 1
+    with pytest.warns(IgnoredColumnsWarning):
+        scores = trained.evaluate(iris_table, iris_table["species"])
+    assert scores["examples"] == 150
+    with pytest.raises(DataError, match="no column 'petal width'.*columns found: 'sepal length'"):
+        trained.predict(iris_table[IRIS_COLUMNS[:3]])
+    # an array keeps the count check, and is taken in training order
+    np.testing.assert_array_equal(trained.predict_proba(iris_table[IRIS_COLUMNS].to_numpy()),
+                                  expected)
+    with pytest.raises(DataError, match="has 3 features per example, but the model was trained on 4"):
+        trained.predict(iris_table[IRIS_COLUMNS[:3]].to_numpy())
+
+
+def _drop_feature_names(run, out):
+    """A copy of `run` as jaxnet wrote it before feature names were recorded."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    shutil.copytree(run, out)
+    path = out / ckpt.CHECKPOINT_FILE
+    with safe_open(path, framework="numpy") as f:
+        header = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    meta = json.loads(header["metadata"])
+    del meta["preprocessing"]["feature_names"]
+    save_file(tensors, path, metadata={**header, "metadata": json.dumps(meta)})
+
+
+def test_an_old_run_without_names_loads_and_predicts_as_before(iris_table, iris_csv_model,
+                                                              tmp_path):
+    run, trained = iris_csv_model
+    _drop_feature_names(run, tmp_path / "old")
+    assert "feature_names" not in ckpt.load_metadata(tmp_path / "old")["preprocessing"]
+    old = jaxnet.load(tmp_path / "old")
+    assert old.feature_names is None
+    x = iris_table[IRIS_COLUMNS]
+    np.testing.assert_array_equal(old.predict_proba(x), trained.predict_proba(x))
+    np.testing.assert_array_equal(old.predict_proba(x.to_numpy()), trained.predict_proba(x))

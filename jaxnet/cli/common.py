@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import sys
 import time
+import warnings
 
 from jaxnet import config as cfg
 from jaxnet.errors import JaxnetError, UsageError, render
@@ -42,6 +44,24 @@ def in_flags(message: str | JaxnetError, args=None) -> str:
         return flag(name) if has_flag else None
     text = message.template if isinstance(message, JaxnetError) else message
     return render(text, flag_of)
+
+
+@contextlib.contextmanager
+def notes_to_stderr(quiet: bool = False):
+    """Prints the library's IgnoredColumnsWarning notes raised in the block on stderr, once
+    each (unless `quiet`), instead of as Python warnings."""
+    from jaxnet.data.columns import IgnoredColumnsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IgnoredColumnsWarning)
+        yield
+    notes = [w for w in caught if issubclass(w.category, IgnoredColumnsWarning)]
+    for note in dict.fromkeys(str(w.message) for w in notes):
+        if not quiet:
+            print(f"note: {note}", file=sys.stderr)
+    for w in caught:  # any other warning goes on as it would have
+        if w not in notes:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def positive_int(text):
@@ -131,9 +151,11 @@ def add_run_flags(p, *, sweep=False):
 
 def add_data_flags(p):
     g = p.add_argument_group("data")
-    _field(g, "dataset", "digits is embedded (no download)", choices=cfg.DATASETS)
-    g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
-    _field(g, "target", "the label column of a --dataset csv file")
+    _field(g, "dataset", "digits is embedded (no download); default: the kind --data's "
+           "extension names (.csv, .npz), else digits", choices=cfg.DATASETS)
+    g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file (its "
+                   "extension selects the dataset when --dataset is not given)")
+    _field(g, "target", "the label column of a csv file")
     _field(g, "val_fraction", "validation share when jaxnet splits", type=number)
     _field(g, "test_fraction", "test share when jaxnet splits", type=number)
     _field(g, "standardize", "scale inputs by training mean and std (saved with the run; "

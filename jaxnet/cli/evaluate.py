@@ -22,7 +22,7 @@ def add_parser(subparsers):
         "and writes evaluation.json and confusion.png.")
     common.add_run_dir(p)
     p.add_argument("--dataset", choices=common.cfg.DATASETS,
-                   help="data to score on (default: the run's own)")
+                   help="data to score on (default: the run's own, or the kind --data's extension names)")
     p.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file")
     p.add_argument("--target", help="the label column of a csv file")
     p.add_argument("--split", choices=SPLITS,
@@ -33,11 +33,12 @@ def add_parser(subparsers):
     p.set_defaults(run=run)
 
 
-def _examples(config, split):
-    """Raw inputs and original labels of `split` of the data `config` names."""
+def _examples(config, split, columns=None):
+    """Raw inputs and original labels of `split` of the data `config` names (a csv file's
+    feature `columns` read by name)."""
     from jaxnet import fitting
 
-    data = fitting.load_data(config)
+    data = fitting.load_data(config, columns)
     names = ("train", "val", "test") if split == "all" else (split,)
     parts = [(getattr(data, f"x_{n}"), getattr(data, f"y_{n}")) for n in names]
     parts = [(x, y) for x, y in parts if x is not None]
@@ -59,11 +60,15 @@ def run(args) -> int:
                          "give --data FILE.csv too, or drop --target")
     split = args.split or ("all" if other else "test")
     if other:
-        config = dataclasses.replace(config, dataset=args.dataset or config.dataset,
+        from jaxnet.data import dataset_for
+
+        dataset = args.dataset or dataset_for(args.data) or config.dataset
+        config = dataclasses.replace(config, dataset=dataset,
                                      data_path=args.data, target=args.target or config.target)
         if split == "all":  # every row is scored: nothing to split off
             config = dataclasses.replace(config, val_fraction=0.0, test_fraction=0.0)
-    x, y = _examples(config, split)
+    with common.notes_to_stderr():
+        x, y = _examples(config, split, model.feature_names)
     report = evaluation_report(model, x, y)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir)
     write_report(out, report, model.classes)

@@ -18,7 +18,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "predict", help="predict labels and probabilities for new rows with a trained run",
         description="Reads rows of raw features (.npz key x, .npy, or .csv with numeric columns "
-        "and an optional header), applies the run's preprocessing and writes one prediction "
+        "and an optional header; a header's columns are matched to the run's by name, in any "
+        "order, and other columns such as the target are ignored), applies the run's preprocessing and writes one prediction "
         "per row: .csv (label, then one probability column per class) or .npz (labels, "
         "probabilities).")
     common.add_run_dir(p)
@@ -41,7 +42,8 @@ def run(args) -> int:
         raise UsageError(f"--out {out} exists; choose another name or pass --overwrite")
     model = predict.load(args.run_dir)
     try:
-        probabilities = model.predict_proba(read_features(args.data))
+        with common.notes_to_stderr():
+            probabilities = model.predict_proba(read_features(args.data, model.feature_names))
     except DataError as err:
         message = err.template  # its settings still marked, for the flags
         raise DataError(message if message.startswith(str(args.data)) else

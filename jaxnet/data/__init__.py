@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxnet.data.cifar10 import load_cifar10
+from jaxnet.data.columns import IgnoredColumnsWarning as IgnoredColumnsWarning
 from jaxnet.data.csv import load_csv
 from jaxnet.data.dataset import DataError as DataError
 from jaxnet.data.dataset import Dataset as Dataset
@@ -22,6 +24,8 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "IgnoredColumnsWarning",
+    "dataset_for",
     "load_dataset",
     "random_data",
     "validate_arrays",
@@ -29,7 +33,19 @@ __all__ = [
 
 DATASETS = ("digits", "random", "cifar10", "npz", "csv")
 
+_SUFFIX_DATASET = {".csv": "csv", ".npz": "npz"}
 _FILE_KIND = {"cifar10": "a CIFAR-10 directory", "npz": "an .npz file", "csv": "a .csv file"}
+
+
+def dataset_for(path) -> str | None:
+    """The dataset a file's extension names: ``"csv"`` for .csv, ``"npz"`` for .npz, else None.
+
+    The rule behind ``TrainConfig(data_path="iris.csv")`` (and ``jaxnet train --data
+    iris.csv``) reading the file as csv without ``dataset`` being given.
+    """
+    if path is None:
+        return None
+    return _SUFFIX_DATASET.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
 def _dataset_key(name) -> str:
@@ -64,6 +80,7 @@ def load_dataset(
     seed: int = 0,
     dtype: Any = np.float32,
     target: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Dataset:
     """Loads and validates a dataset, with raw (not standardised) features.
 
@@ -106,6 +123,9 @@ def load_dataset(
         seed: Seed of the split shuffle (digits, npz, csv) or offset of the random data.
         dtype: Float dtype of the inputs (float32 default; float64 possible).
         target: Name of the label column of a csv file; must be None otherwise.
+        columns: The feature columns of a csv file by name, in this order (a trained
+            model's ``feature_names``; see ``read_csv``); None: every column but the
+            target, in file order. Other datasets have no column names and ignore it.
 
     Returns:
         A validated Dataset: x_* (N, D) of ``dtype``, y_* (N,) int32 class indices,
@@ -131,4 +151,4 @@ def load_dataset(
         return load_cifar10(p, dt)
     if key == "npz":
         return load_npz(p, **split)
-    return load_csv(p, target=target, **split)
+    return load_csv(p, target=target, columns=columns, **split)

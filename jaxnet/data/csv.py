@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import math
 import os
@@ -12,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxnet.data.columns import match_columns, warn_ignored
 from jaxnet.data.dataset import DataError, Dataset
 from jaxnet.data.split import split_arrays
 from jaxnet.data.validate import check_classes
@@ -173,6 +175,8 @@ class _Layout(NamedTuple):
     line: int  # line number of the first row
     width: int  # cells per row
     target: int | None  # index of the target column
+    features: list[int]  # indices of the feature columns, in the order the model takes them
+    ignored: list[str]  # names of the columns that are neither features nor the target
 
 
 class _Table(NamedTuple):
@@ -185,23 +189,29 @@ class _Table(NamedTuple):
     lines: Sequence[int] | None  # line number of each row; None when pandas read the file
 
 
-def _layout(path: str, target: str | None, header: bool | None) -> _Layout:
+def _layout(path: str, target: str | None, header: bool | None,
+            columns: Sequence[str] | None = None) -> _Layout:
     line, first = _first_row(path, _rows(path))
     if header is None:
-        header = target is not None or not all(_is_number(cell) for cell in first)
+        header = (target is not None or not all(_is_number(cell) for cell in first)
+                  or (columns is not None and set(columns) <= set(first)))
     if not header:
-        return _Layout(None, line, len(first), None)
+        return _Layout(None, line, len(first), None, list(range(len(first))), [])
     t = None if target is None else _target_index(path, first, line, target)
     if len(first) == 1 and t is not None:
         raise DataError(
             f"{path}: the only column is the target {target!r} (line {line}); expected "
             f"at least one numeric feature column besides it"
         )
-    return _Layout(first, line, len(first), t)
+    if columns is None:
+        return _Layout(first, line, len(first), t, [j for j in range(len(first)) if j != t], [])
+    match = match_columns(first, columns, source=path)
+    ignored = [c for j, c in enumerate(first) if j != t and c in match.ignored]
+    return _Layout(first, line, len(first), t, match.indices, ignored)
 
 
 def _columns(layout: _Layout) -> tuple[list[int], list[str]]:
-    features = [j for j in range(layout.width) if j != layout.target]
+    features = layout.features
     names = layout.header
     return features, [_column(None if names is None else names[j], j) for j in features]
 
@@ -309,10 +319,13 @@ def _read_exact(path: str, layout: _Layout, target: str | None) -> _Table:
     return _Table(np.array(x, dtype=np.float64), y, columns, kept, lines)
 
 
-def _read(path: str, target: str | None, header: bool | None) -> _Table:
-    layout = _layout(path, target, header)
+def _read(path: str, target: str | None, header: bool | None,
+          columns: Sequence[str] | None = None) -> _Table:
+    layout = _layout(path, target, header, columns)
     table = _read_fast(path, layout)
-    return table if table is not None else _read_exact(path, layout, target)
+    table = table if table is not None else _read_exact(path, layout, target)
+    warn_ignored(path, layout.ignored)
+    return table
 
 
 def _line(path: str, table: _Table, row: int) -> int:
@@ -329,7 +342,8 @@ def _line(path: str, table: _Table, row: int) -> int:
 
 
 def read_csv(
-    path: str | os.PathLike, *, target: str | None, header: bool | None = True
+    path: str | os.PathLike, *, target: str | None, header: bool | None = True,
+    columns: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """Reads a CSV file into features and labels: jaxnet's one CSV reader.
 
@@ -357,6 +371,11 @@ def read_csv(
         header: True: the first non-blank row holds the column names. None: it does
             unless every one of its cells is a number and there is no ``target`` (then
             every row is data). False: every row is data (``target`` must be None).
+            With ``columns``, None also reads a first row holding all of them as the header.
+        columns: The feature columns to read, by name, in this order (a trained model's
+            ``feature_names``): the file may hold them in any order; its other columns,
+            but ``target``, are not read and are named in one ``IgnoredColumnsWarning``.
+            Without a header row every column is a feature, as without ``columns``.
 
     Returns:
         (x, y, feature_names): x float64 (N, D), y (N,) int64 or str (None without
@@ -368,26 +387,31 @@ def read_csv(
             is line 1) and the column: missing or unreadable file, empty file, no data
             rows, unknown or repeated target column, no feature columns, a row with the
             wrong number of cells, a missing, non-numeric or infinite feature, a
-            missing or fractional label.
+            missing or fractional label; a column of ``columns`` missing (naming it
+            and the columns found) or repeated.
     """
     p = os.fspath(path)
     if target is not None and header is False:
         raise ValueError(f"target={target!r} needs a header row naming the columns")
-    table = _read(p, target, header)
+    table = _read(p, target, header, columns)
     return table.x, table.y, table.names
 
 
-def load_csv(path: str | os.PathLike, *, target: str | None, **split) -> Dataset:
+def load_csv(path: str | os.PathLike, *, target: str | None,
+             columns: Sequence[str] | None = None, **split) -> Dataset:
     """A CSV file (see ``read_csv``) split by jaxnet exactly like an .npz file with ``x``, ``y``.
 
     Args:
         path: The .csv file.
         target: Name of the label column; required.
+        columns: The feature columns, by name and in this order (a trained model's
+            ``feature_names``); None: every column but ``target``, in file order.
         **split: ``val_fraction``, ``test_fraction``, ``seed`` and ``dtype``, as
             ``split_arrays`` takes them.
 
     Returns:
-        The Dataset named ``"csv"``; ``classes`` are the distinct labels.
+        The Dataset named ``"csv"``; ``classes`` are the distinct labels and
+        ``feature_names`` the feature columns' names.
 
     Raises:
         DataError: Everything ``read_csv`` refuses, no target given, a single class,
@@ -399,7 +423,7 @@ def load_csv(path: str | os.PathLike, *, target: str | None, **split) -> Dataset
             f"{p}: no target column given; the csv dataset needs the name of the label column "
             f"(`target=COLUMN`); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
-    table = _read(p, target, header=True)
+    table = _read(p, target, header=True, columns=columns)
     dtype = split["dtype"]
     big = np.abs(table.x) > np.finfo(dtype).max
     if big.any():
@@ -409,4 +433,10 @@ def load_csv(path: str | os.PathLike, *, target: str | None, **split) -> Dataset
             f"large for {np.dtype(dtype).name}; rescale the column or use float64"
         )
     check_classes(np.unique(table.y), source=p, y_name=f"column {target!r}")
-    return split_arrays("csv", p, table.x, table.y, **split)
+    repeated = [n for n in table.names if table.names.count(n) > 1]
+    if repeated:
+        raise DataError(
+            f"{p}: column {repeated[0]!r} appears {table.names.count(repeated[0])} times in the "
+            f"header; rename all but one (a trained model matches its input columns by name)")
+    data = split_arrays("csv", p, table.x, table.y, **split)
+    return dataclasses.replace(data, feature_names=tuple(table.names))

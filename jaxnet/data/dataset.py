@@ -71,6 +71,8 @@ class Dataset:
         classes: The original labels, shape (C,), sorted and distinct (ints or
             strings): ``classes[y]`` turns indices back into labels. An int C may
             be passed as a shorthand for ``np.arange(C)``.
+        feature_names: The D input column names in order (a CSV file's header), or None
+            when the inputs have no names (arrays, images).
     """
 
     name: str
@@ -81,6 +83,7 @@ class Dataset:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     classes: np.ndarray
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         classes = self.classes
@@ -104,6 +107,14 @@ class Dataset:
             self._check_split(split, np.asarray(x), np.asarray(y), width)
             width = np.asarray(x).shape[1]
             object.__setattr__(self, f"y_{split}", np.asarray(y, dtype=np.int32))
+        if self.feature_names is not None:
+            names = tuple(str(n) for n in self.feature_names)
+            if len(names) != np.asarray(self.x_train).shape[1] or len(set(names)) != len(names):
+                raise DataError(
+                    f"{self.name}: feature_names holds {len(names)} names "
+                    f"({len(set(names))} distinct) for {np.asarray(self.x_train).shape[1]} "
+                    f"features; expected one distinct name per column of x_train, or None")
+            object.__setattr__(self, "feature_names", names)
 
     def _check_split(self, split: str, x: np.ndarray, y: np.ndarray, width: int | None) -> None:
         where = f"{self.name}: "

@@ -13,13 +13,17 @@ FORMATS = (".npy", ".npz", ".csv")
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # an .npz file is a zip archive
 
 
-def read_features(path) -> np.ndarray:
+def read_features(path, feature_names=None) -> np.ndarray:
     """Reads the rows to predict on.
 
     Args:
       path: `.npy` (one array), `.npz` (key `x`) or `.csv` (numeric columns, read by
-        `jaxnet.data.csv.read_csv` with its rules; a first row that is not all numbers is
-        the header).
+        `jaxnet.data.csv.read_csv` with its rules; a first row that is not all numbers, or
+        that holds every one of `feature_names`, is the header).
+      feature_names: the model's input columns (`TrainedModel.feature_names`), or None. A
+        .csv file with a header row is then read by column name: its columns may come in
+        any order, the others (the target, an id) are left out with one
+        `IgnoredColumnsWarning`. A file without names is read in column order.
 
     Returns:
       A float64 array (N, ...) with one row per example (not yet checked for the feature
@@ -27,7 +31,8 @@ def read_features(path) -> np.ndarray:
 
     Raises:
       DataError: a missing or unreadable file, an unknown suffix; in a .csv file a
-        missing, non-numeric or infinite cell or a ragged row (naming line and column).
+        missing feature column (naming it), a missing, non-numeric or infinite cell or a
+        ragged row (naming line and column).
     """
     path = pathlib.Path(path)
     if path.suffix.lower() not in FORMATS:
@@ -37,7 +42,7 @@ def read_features(path) -> np.ndarray:
         raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'not found'}; "
                         f"expected a {path.suffix} file of inputs, one row per example")
     if path.suffix.lower() == ".csv":
-        return read_csv(path, target=None, header=None)[0]
+        return read_csv(path, target=None, header=None, columns=feature_names)[0]
     how = "np.save(path, x)" if path.suffix.lower() == ".npy" else "np.savez(path, x=x)"
     try:
         with open(path, "rb") as f:
