@@ -96,12 +96,9 @@ def load_dataset(
     * ``"random"`` (built in): the notebook data, 50 examples, D=3072, C=10, train
       only; drawn by ``random_data(seed=231 + seed)`` so the default seed=0 gives
       the notebook's exact arrays.
-    * ``"cifar10"``: the official python or binary files in directory ``path`` (or
-      its ``cifar-10-batches-py`` / ``-bin`` subdirectory). CS231n split: first
-      49,000 training images train, next 1,000 val, test_batch test (with fewer
-      than 50,000 training images the last max(1, n // 50) are val). Pixel values
-      0..255, D=3072 in (row, column, channel) order. ``val_fraction``,
-      ``test_fraction`` and ``seed`` are not used.
+    * ``"cifar10"``: the official python or binary files in directory ``path`` (or its
+      ``cifar-10-batches-py`` / ``-bin`` subdirectory), split as CS231n does (see
+      ``load_cifar10``); pixel values 0..255, D=3072. The fractions and seed are unused.
     * ``"npz"``: a ``.npz`` file at ``path`` holding ``x``, ``y`` (split by jaxnet)
       or ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``x_val``,
       ``y_val`` (used as given; every val/test label must occur in training).
