@@ -29,9 +29,9 @@ CURVES_FILE = "curves.png"
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `fit` returns: the best parameters (by validation accuracy) and the record."""
+    """What `fit` returns: the best parameters (the best epoch, `train.improves`) and the record."""
 
-    params: Any  # best params (by val accuracy; the last ones without a val set)
+    params: Any  # best params (best epoch by `train.improves`: val accuracy, then val loss; the last without a val set)
     bn_state: Any  # the batchnorm statistics that belong to `params`
     final: train.TrainState  # the state after the last finite epoch
     history: list[dict]  # per epoch: loss, train/val/test loss and accuracy

@@ -125,7 +125,7 @@ def load(run_dir) -> TrainedModel:
       run_dir: the run's folder (holding checkpoint.safetensors).
 
     Returns:
-      A TrainedModel with the run's best parameters (by validation accuracy).
+      A TrainedModel with the run's best parameters (its best epoch: `jaxnet.train.improves`).
 
     Raises:
       CheckpointError: the folder holds no trained run, or a corrupt or foreign file.
