@@ -30,6 +30,9 @@ class TrainConfig:
     dataset: str | None = None
     data_path: str | None = None  # folder (cifar10) or file (npz, csv); built-in sets take none
     target: str | None = None  # the label column of a csv file
+    categorical: tuple[str, ...] = ()  # csv columns to one-hot encode, whatever they hold
+    drop: tuple[str, ...] = ()  # csv columns to leave out
+    impute: bool = True  # fill missing csv cells (training median + indicator); False refuses
     val_fraction: float = 0.1  # share held out for validation when jaxnet splits the data
     test_fraction: float = 0.2  # share held out for testing when jaxnet splits the data
     standardize: bool = True  # scale inputs by training-set mean and std (saved with the run)
@@ -62,6 +65,9 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        for field in ("categorical", "drop"):
+            value = getattr(self, field)
+            object.__setattr__(self, field, (value,) if isinstance(value, str) else tuple(value))
         if self.dataset is None:
             object.__setattr__(self, "dataset", dataset_for(self.data_path) or "digits")
 
@@ -85,6 +91,12 @@ class TrainConfig:
         for field in CONSTRAINTS:
             ranges.check(field, getattr(self, field), CONSTRAINTS)
         ranges.check_fractions(self.val_fraction, self.test_fraction)
+        table = [f"`{f}={getattr(self, f)!r}`" for f in ("categorical", "drop", "impute")
+                 if getattr(self, f) != default(f)]
+        if table and self.dataset != "csv":
+            raise ConfigError(f"{', '.join(table)} name{'s' if len(table) == 1 else ''} how a "
+                              f"csv file's columns are read, but dataset={self.dataset!r} is "
+                              "not a csv file; drop it, or train on a .csv file")
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ConfigError(
                 "`dtype='float64'` needs 64-bit JAX: call jax.config.update('jax_enable_x64', "

@@ -43,20 +43,25 @@ class TrainResult:
     preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
 
 
-def load_data(config: TrainConfig, columns=None) -> Dataset:
+def load_data(config: TrainConfig, columns=None, table=None) -> Dataset:
     """Loads the dataset `config` names, raw (before preprocessing).
 
-    `columns`: a trained model's `feature_names`, to read a csv file's columns by name.
+    `columns`: a trained model's `feature_names`, to read a csv file's columns by name;
+    `table`: its `jaxnet.data.table.Table`, to make them features as in training.
     """
+    csv = {"table": table} if table is not None else (
+        {"categorical": config.categorical, "drop": config.drop, "impute": config.impute}
+        if config.dataset == "csv" else {})
     return load_dataset(config.dataset, config.data_path, val_fraction=config.val_fraction,
                         test_fraction=config.test_fraction, seed=config.seed,
-                        dtype=np.dtype(config.dtype), target=config.target, columns=columns)
+                        dtype=np.dtype(config.dtype), target=config.target, columns=columns,
+                        **csv)
 
 
 def prepare(config: TrainConfig, data: Dataset) -> tuple[Dataset, Preprocessing]:
     """Fits the preprocessing on the training split and applies it to every split."""
     prep = Preprocessing.fit(data.x_train, data.classes, standardize=config.standardize,
-                             feature_names=data.feature_names)
+                             feature_names=data.feature_names, table=data.table)
     return prep.apply(data, dtype=np.dtype(config.dtype)), prep
 
 
@@ -160,7 +165,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
 # live on the host.
 _NOT_IN_PROGRAMS = ("seed", "init", "weight_scale", "lr", "momentum", "beta1", "beta2",
                     "weight_decay", "rms_decay", "patience", "dataset", "data_path", "target",
-                    "val_fraction", "test_fraction", "standardize")
+                    "categorical", "drop", "impute", "val_fraction", "test_fraction",
+                    "standardize")
 
 
 def program_config(config: TrainConfig) -> TrainConfig:

@@ -71,6 +71,16 @@ class TrainedModel:
         """
         return self.preprocessing.feature_names
 
+    def on_features(self) -> TrainedModel:
+        """This model taking the D features its table makes (`jaxnet.data.table.Table.encode`,
+        as `read_features(path, table=...)` and `load_dataset(..., table=...)` give them)
+        instead of the table's raw columns; the model itself when it has no table."""
+        prep = self.preprocessing
+        if prep.table is None:
+            return self
+        return dataclasses.replace(
+            self, preprocessing=dataclasses.replace(prep, table=None, feature_names=None))
+
     @property
     def num_features(self) -> int:
         return int(self.params[0]["w"].shape[1])

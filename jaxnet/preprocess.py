@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxnet.data.columns import select_frame
 from jaxnet.data.dataset import SPLITS, DataError, Dataset, check_sorted_classes
+from jaxnet.data.table import Table
 from jaxnet.data.validate import (
     check_finite,
     check_numeric,
@@ -19,6 +20,22 @@ from jaxnet.data.validate import (
 )
 
 _LABEL_KINDS = {"int": np.int64, "str": str}
+
+
+def _table_frame(x: Any, names: tuple[str, ...]):
+    """``x`` as a DataFrame of the table's columns: a DataFrame's own (matched by name), or
+    an array's, taken in training column order."""
+    import pandas as pd
+
+    if hasattr(x, "iloc") and hasattr(x, "columns"):
+        return select_frame(x, names)
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise DataError(
+            f"x has shape {x.shape}; the model reads {len(names)} columns "
+            f"({', '.join(map(repr, names))}): pass a DataFrame with them (any order), or an "
+            f"array of shape (N, {len(names)}) in that order")
+    return pd.DataFrame(x, columns=list(names))
 
 
 def _as_features(x: Any, name: str, num_features: int) -> np.ndarray:
@@ -46,8 +63,12 @@ class Preprocessing:
         classes: The original labels, (C,) int64 or str, sorted and distinct;
             class index i stands for ``classes[i]``.
         num_features: Number of input features D the model takes.
-        feature_names: The D input column names in training order (a CSV file's header,
-            a DataFrame's columns), or None for a model trained on unnamed arrays.
+        feature_names: The input column names in training order (a CSV file's header,
+            a DataFrame's columns), or None for a model trained on unnamed arrays. One per
+            feature, unless ``table`` is given: then the columns the table reads.
+        table: How a table's columns (categories, dates, missing cells) become the D
+            features (``jaxnet.data.table.Table``), applied before standardisation; None
+            when the inputs are the features themselves.
     """
 
     mean: np.ndarray | None
@@ -55,6 +76,7 @@ class Preprocessing:
     classes: np.ndarray
     num_features: int
     feature_names: tuple[str, ...] | None = None
+    table: Table | None = None
 
     def __post_init__(self) -> None:
         classes = clean_labels(self.classes, source="preprocessing", y_name="classes")
@@ -70,7 +92,12 @@ class Preprocessing:
                         f"({self.num_features},), one value per feature"
                     )
                 object.__setattr__(self, field, value)
-        if self.feature_names is not None:
+        if self.table is not None:
+            if self.table.width != self.num_features:
+                raise DataError(f"preprocessing: the table makes {self.table.width} features, "
+                                f"expected num_features={self.num_features}")
+            object.__setattr__(self, "feature_names", self.table.names)
+        elif self.feature_names is not None:
             names = self.feature_names
             if (isinstance(names, str) or not all(isinstance(n, str) for n in names)
                     or len(names) != self.num_features or len(set(names)) != len(names)):
@@ -81,7 +108,7 @@ class Preprocessing:
 
     @classmethod
     def fit(cls, x_train: Any, classes: Any, *, standardize: bool = True,
-            feature_names: Any = None) -> Preprocessing:
+            feature_names: Any = None, table: Table | None = None) -> Preprocessing:
         """Learns the preprocessing from the training inputs only.
 
         Standardisation is scikit-learn's ``StandardScaler``: mean and (population)
@@ -93,6 +120,7 @@ class Preprocessing:
             classes: The original labels (C,), sorted and distinct (``Dataset.classes``).
             standardize: Whether to standardise; False keeps inputs as they are.
             feature_names: The D input column names, in order, or None.
+            table: The Table that made ``x_train`` of a table's columns, or None.
 
         Returns:
             The fitted Preprocessing.
@@ -110,14 +138,14 @@ class Preprocessing:
             )
         if not standardize:
             return cls(mean=None, scale=None, classes=np.asarray(classes), num_features=width,
-                       feature_names=feature_names)
+                       feature_names=feature_names, table=table)
         # Imported here: scikit-learn takes about as long to import as JAX itself.
         from sklearn.preprocessing import StandardScaler
 
         scaler = StandardScaler().fit(x.astype(np.float64))
         return cls(
             mean=scaler.mean_, scale=scaler.scale_, classes=np.asarray(classes),
-            num_features=width, feature_names=feature_names,
+            num_features=width, feature_names=feature_names, table=table,
         )
 
     @property
@@ -137,7 +165,9 @@ class Preprocessing:
             x: Raw inputs, shape (N, D) or (N, d1, ...) with D features in all; or a
                 pandas DataFrame, whose columns are matched to ``feature_names`` by name
                 when both have names (other columns are left out with one
-                ``IgnoredColumnsWarning``).
+                ``IgnoredColumnsWarning``). With a ``table``: a DataFrame holding its
+                columns (any order), or an (N, len(feature_names)) array of raw cells in
+                training column order.
             dtype: Float dtype of the result.
 
         Returns:
@@ -148,7 +178,10 @@ class Preprocessing:
             DataError: A feature column missing from a DataFrame, wrong feature count, NaN/inf values, non-numeric dtype, or
                 values too large for ``dtype``.
         """
-        return self._transform(select_frame(x, self.feature_names), float_dtype(dtype), "x")
+        dtype = float_dtype(dtype)
+        if self.table is not None:
+            x = self.table.encode(_table_frame(x, self.table.names), source="x")
+        return self._transform(select_frame(x, self.feature_names), dtype, "x")
 
     def _transform(self, x: Any, dtype: np.dtype, name: str) -> np.ndarray:
         x = _as_features(x, name, self.num_features)
@@ -242,7 +275,7 @@ class Preprocessing:
                 x, dt, f"{dataset.name}: x_{split}")
             out[f"y_{split}"] = None if y is None else mapping[y]
         return Dataset(name=dataset.name, classes=self.classes,
-                       feature_names=dataset.feature_names, **out)
+                       feature_names=dataset.feature_names, table=dataset.table, **out)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The numeric state for a checkpoint.
@@ -285,6 +318,7 @@ class Preprocessing:
             "classes": self.classes.tolist(),
             "label_kind": "str" if self.classes.dtype.kind == "U" else "int",
             "feature_names": None if self.feature_names is None else list(self.feature_names),
+            "table": None if self.table is None else self.table.to_json(),
         }
 
     @classmethod
@@ -310,6 +344,7 @@ class Preprocessing:
             classes = np.asarray(meta["classes"], dtype=kind)
             names = meta.get("feature_names")
             names = None if names is None else tuple(names)
+            table = None if meta.get("table") is None else Table.from_json(meta["table"])
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(
                 f"preprocessing metadata lacks or garbles {e}; expected the keys "
@@ -317,7 +352,7 @@ class Preprocessing:
             ) from e
         if not standardize:
             return cls(mean=None, scale=None, classes=classes, num_features=num_features,
-                       feature_names=names)
+                       feature_names=names, table=table)
         missing = [k for k in ("mean", "scale") if k not in arrays]
         if missing:
             raise DataError(
@@ -330,4 +365,5 @@ class Preprocessing:
             classes=classes,
             num_features=num_features,
             feature_names=names,
+            table=table,
         )

@@ -104,21 +104,22 @@ def _bad(rows_edit):
         (  # rows are lines 2..7; row index 2 is line 4
             _bad(lambda r: r.__setitem__(2, (2, "abc", "a"))),
             "label",
-            ["line 4, column 'f1'", "'abc' is not a number", "only the target column 'label'"],
+            ["line 4, column 'f1'", "'abc' is not a number", "the column holds numbers",
+             "name it in categorical"],
         ),
         (
             _bad(lambda r: r.__setitem__(3, (3, "", "b"))),
-            "label",
-            ["line 5, column 'f1'", "missing value (empty cell)", "impute"],
+            ("label", False),
+            ["line 5, column 'f1'", "missing value", "impute=False refuses"],
         ),
         (
             _bad(lambda r: r.__setitem__(0, ("NA", 1, "b"))),
-            "label",
-            ["line 2, column 'f0'", "missing value ('NA')"],
+            ("label", False),
+            ["line 2, column 'f0'", "missing value"],
         ),
         (
             _bad(lambda r: r.__setitem__(5, (5, 1, ""))),
-            "label",
+            ("label", False),
             ["line 7, column 'label'", "missing label"],
         ),
         (
@@ -165,8 +166,10 @@ def _bad(rows_edit):
 def test_csv_errors_name_line_and_column(tmp_path, text, target, expected):
     path = tmp_path / "data.csv"
     path.write_text(text, encoding="utf-8")
+    target, impute = target if isinstance(target, tuple) else (target, True)
     with pytest.raises(DataError) as err:
-        load_dataset("csv", path, target=target, val_fraction=0.0, test_fraction=0.0)
+        load_dataset("csv", path, target=target, val_fraction=0.0, test_fraction=0.0,
+                     **({} if impute else {"impute": False}))
     msg = str(err.value)
     assert "data.csv" in msg and "\n" not in msg  # one line, naming the file
     for part in expected:

@@ -48,17 +48,17 @@ def in_flags(message: str | JaxnetError, args=None) -> str:
 
 @contextlib.contextmanager
 def notes_to_stderr(quiet: bool = False):
-    """Prints the library's IgnoredColumnsWarning notes raised in the block on stderr, once
-    each (unless `quiet`), instead of as Python warnings."""
-    from jaxnet.data.columns import IgnoredColumnsWarning
+    """Prints the library's DataNote warnings (columns or rows left out, unseen values)
+    raised in the block on stderr, once each (unless `quiet`), instead of as Python warnings."""
+    from jaxnet.data.columns import DataNote
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", IgnoredColumnsWarning)
+        warnings.simplefilter("always", DataNote)
         yield
-    notes = [w for w in caught if issubclass(w.category, IgnoredColumnsWarning)]
+    notes = [w for w in caught if issubclass(w.category, DataNote)]
     for note in dict.fromkeys(str(w.message) for w in notes):
-        if not quiet:
-            print(f"note: {note}", file=sys.stderr)
+        if not quiet:  # the settings a note names are flags here
+            print(f"note: {render(note, flag)}", file=sys.stderr)
     for w in caught:  # any other warning goes on as it would have
         if w not in notes:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -81,6 +81,13 @@ def number(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def name_list(text):
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected column names like a,b,c, got {text!r}")
+    return tuple(names)
+
+
 def hidden_list(text):
     try:
         sizes = [int(part) for part in text.split(",")]
@@ -97,7 +104,7 @@ def _field(group, field, text, *, sweep=False, **kwargs):
     default = cfg.default(field)
     if sweep and field in SWEEPABLE:
         kwargs.update(type=str, metavar="VALUES")
-    shown = "" if default is None or isinstance(default, bool) else f" (default {default:g})" \
+    shown = "" if default in (None, ()) or isinstance(default, bool) else f" (default {default:g})" \
         if isinstance(default, float) else f" (default {default})"
     group.add_argument(flag(field), dest=field, help=text + shown, **kwargs)
 
@@ -156,6 +163,13 @@ def add_data_flags(p):
     g.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, .npz or .csv file (its "
                    "extension selects the dataset when --dataset is not given)")
     _field(g, "target", "the label column of a csv file")
+    _field(g, "categorical", "csv columns to one-hot encode whatever they hold (numbers too, "
+           "or an identifier-like text column that would be left out)", type=name_list,
+           metavar="COL,...")
+    _field(g, "drop", "csv columns to leave out", type=name_list, metavar="COL,...")
+    _field(g, "impute", "fill missing csv cells with the training median plus a missing "
+           "indicator (categories: a (missing) category); --no-impute refuses them (default on)",
+           action=argparse.BooleanOptionalAction)
     _field(g, "val_fraction", "validation share when jaxnet splits", type=number)
     _field(g, "test_fraction", "test share when jaxnet splits", type=number)
     _field(g, "standardize", "scale inputs by training mean and std (saved with the run; "
@@ -187,7 +201,8 @@ def add_device_flags(p, *, what="data-parallel devices"):
 CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr_schedule",
                 "lr_decay", "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay",
                 "batch_size", "epochs", "max_epochs", "patience", "grad", "dtype", "seed",
-                "dataset", "target", "val_fraction", "test_fraction", "standardize")
+                "dataset", "target", "categorical", "drop", "impute", "val_fraction",
+                "test_fraction", "standardize")
 
 
 def resolve_hidden(layers, hidden) -> tuple[int, ...]:
@@ -215,6 +230,18 @@ def config_from_args(args, *, hidden=None, **overrides) -> cfg.TrainConfig:
     cfg.check_unused(values.get("init", cfg.default("init")), values)
     setup_jax(values.get("dtype", cfg.default("dtype")))
     return cfg.TrainConfig(**values).validate()
+
+
+def load_data(config, *, quiet: bool = False):
+    """The data `config` names, its notes (columns or rows left out) on stderr and, for a
+    table, the kind of each column, once."""
+    from jaxnet import fitting
+
+    with notes_to_stderr(quiet):
+        data = fitting.load_data(config)
+    if data.table is not None and not quiet:
+        print(render(data.table.summary(), flag), file=sys.stderr)
+    return data
 
 
 def setup_jax(dtype):

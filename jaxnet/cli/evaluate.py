@@ -33,12 +33,12 @@ def add_parser(subparsers):
     p.set_defaults(run=run)
 
 
-def _examples(config, split, columns=None):
+def _examples(config, split, columns=None, table=None):
     """Raw inputs and original labels of `split` of the data `config` names (a csv file's
-    feature `columns` read by name)."""
+    feature `columns` read by name; with the model's `table`, the features it makes)."""
     from jaxnet import fitting
 
-    data = fitting.load_data(config, columns)
+    data = fitting.load_data(config, columns, table)
     names = ("train", "val", "test") if split == "all" else (split,)
     parts = [(getattr(data, f"x_{n}"), getattr(data, f"y_{n}")) for n in names]
     parts = [(x, y) for x, y in parts if x is not None]
@@ -68,8 +68,8 @@ def run(args) -> int:
         if split == "all":  # every row is scored: nothing to split off
             config = dataclasses.replace(config, val_fraction=0.0, test_fraction=0.0)
     with common.notes_to_stderr():
-        x, y = _examples(config, split, model.feature_names)
-    report = evaluation_report(model, x, y)
+        x, y = _examples(config, split, model.feature_names, model.preprocessing.table)
+    report = evaluation_report(model.on_features(), x, y)
     out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir)
     write_report(out, report, model.classes)
     what = f"{config.dataset}{f' {config.data_path}' if config.data_path else ''} {split}"

@@ -43,7 +43,8 @@ def run(args) -> int:
     model = predict.load(args.run_dir)
     try:
         with common.notes_to_stderr():
-            probabilities = model.predict_proba(read_features(args.data, model.feature_names))
+            x = read_features(args.data, model.feature_names, model.preprocessing.table)
+            probabilities = model.on_features().predict_proba(x)
     except DataError as err:
         message = err.template  # its settings still marked, for the flags
         raise DataError(message if message.startswith(str(args.data)) else

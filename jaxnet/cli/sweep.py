@@ -183,7 +183,7 @@ def run(args) -> int:
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             axis=distributed.SETTINGS_AXIS)
     quiet = args.quiet or not env.is_lead
-    data, _ = fitting.prepare(config, fitting.load_data(config))
+    data, _ = fitting.prepare(config, common.load_data(config, quiet=quiet))
     n_runs = len(settings) * args.seeds
     if not quiet:
         rungs = ""

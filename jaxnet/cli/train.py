@@ -111,7 +111,7 @@ def run(args) -> int:
         return _run_seeds(args, config, out)
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             batch_size=config.batch_size)
-    data = fitting.load_data(config)
+    data = common.load_data(config, quiet=args.quiet or not env.is_lead)
     lead = env.is_lead
     if args.overwrite and lead:
         _clear_run(out)
@@ -172,7 +172,7 @@ def _run_seeds(args, config, out) -> int:
                          "each keeps its best epoch by val accuracy); drop --max-epochs, or "
                          "train seeds one by one")
     fitting.check_seeds(config, args.seeds)  # before loading the data
-    data = fitting.load_data(config)
+    data = common.load_data(config, quiet=args.quiet)
     if args.overwrite:
         _clear_run(out)
     metrics = fitting.fit_seeds(config, args.seeds, data, out_dir=out)

@@ -81,6 +81,7 @@ def load_dataset(
     dtype: Any = np.float32,
     target: str | None = None,
     columns: Sequence[str] | None = None,
+    **table: Any,
 ) -> Dataset:
     """Loads and validates a dataset, with raw (not standardised) features.
 
@@ -105,7 +106,8 @@ def load_dataset(
       Inputs (N, d1, ...) are flattened to (N, D).
     * ``"csv"``: a ``.csv`` file at ``path`` with a header row; the column named
       ``target`` holds the labels (numbers or strings), every other column is a
-      numeric feature. Split by jaxnet like an .npz with ``x``, ``y``.
+      feature: numbers, categories, booleans or dates, missing cells filled (see
+      ``jaxnet.data.table``). Split by jaxnet like an .npz with ``x``, ``y``.
 
     jaxnet's splits are stratified when every class has enough members, else a
     plain shuffled split; either way each class keeps a training example.
@@ -123,6 +125,8 @@ def load_dataset(
         columns: The feature columns of a csv file by name, in this order (a trained
             model's ``feature_names``; see ``read_csv``); None: every column but the
             target, in file order. Other datasets have no column names and ignore it.
+        **table: For a csv file, how its columns become features (``load_csv``'s
+            ``table``, ``categorical``, ``drop``, ``impute``); refused for other datasets.
 
     Returns:
         A validated Dataset: x_* (N, D) of ``dtype``, y_* (N,) int32 class indices,
@@ -139,6 +143,9 @@ def load_dataset(
     _check_source(key, path, target)
     split = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
              "dtype": dt}
+    if table and key != "csv":
+        raise DataError(f"{', '.join(f'`{k}`' for k in table)} name how a csv file's columns "
+                        f"are read, but dataset {key!r} is not csv; drop them")
     if key == "digits":
         return load_digits(**split)
     if key == "random":
@@ -148,4 +155,4 @@ def load_dataset(
         return load_cifar10(p, dt)
     if key == "npz":
         return load_npz(p, **split)
-    return load_csv(p, target=target, columns=columns, **split)
+    return load_csv(p, target=target, columns=columns, **table, **split)

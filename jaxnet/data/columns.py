@@ -9,7 +9,12 @@ from typing import NamedTuple
 from jaxnet.data.dataset import DataError
 
 
-class IgnoredColumnsWarning(UserWarning):
+class DataNote(UserWarning):
+    """Something jaxnet did to the data that the user should hear of once (a column or rows
+    left out, a value never seen in training); the CLI prints these as `note:` lines."""
+
+
+class IgnoredColumnsWarning(DataNote):
     """Input columns the model does not use (the target, an id, ...) were left out."""
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import itertools
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxnet.data.columns import match_columns, warn_ignored
+from jaxnet.data.columns import DataNote, match_columns, warn_ignored
 from jaxnet.data.dataset import DataError, Dataset
-from jaxnet.data.split import split_arrays
+from jaxnet.data.split import split_arrays, split_indices
+from jaxnet.data.table import Table
 from jaxnet.data.validate import check_classes
 
 # Cells read as "no value" (compared after strip() and lower()).
@@ -319,6 +321,143 @@ def _read_exact(path: str, layout: _Layout, target: str | None) -> _Table:
     return _Table(np.array(x, dtype=np.float64), y, columns, kept, lines)
 
 
+_NA_CELLS = sorted({"".join(chars) for word in _MISSING
+                    for chars in itertools.product(*({c.lower(), c.upper()} for c in word))})
+
+
+def _lines(path: str, layout: _Layout) -> list[int]:
+    """The line number of every data row, and a DataError for a row of the wrong length
+    (which pandas pads with missing cells): the row loop, run only when a file has
+    missing cells or a row pandas refused."""
+    rows = _rows(path)
+    if layout.header is not None:
+        next(rows)
+    lines = []
+    for line, row in rows:
+        if len(row) != layout.width:
+            names, width = layout.header, layout.width
+            cut = len(row) if len(row) < width else None
+            where = (f"the row ends before {_column(None if names is None else names[cut], cut)}"
+                     if cut is not None else f"cell {width + 1} ({row[width].strip()!r}) has "
+                     "no column")
+            first = (f"the header (line {layout.line}) has {width} columns" if names is not None
+                     else f"line {layout.line} has {width}")
+            raise DataError(
+                f"{path}: line {line} has {len(row)} cells but {first}: {where}; expected one "
+                f"cell per column; fix the row (a missing or stray comma?)")
+        lines.append(line)
+    return lines
+
+
+class Frame(NamedTuple):
+    """A table as ``read_frame`` reads it."""
+
+    x: Any  # pandas DataFrame of the feature columns, by name; missing cells NaN/None
+    y: np.ndarray | None  # (N,) labels, int64 or str; None without a target
+    line: Callable[[int], str]  # data row -> "line 12", for messages
+
+
+def read_frame(path: str | os.PathLike, *, target: str | None,
+               columns: Sequence[str] | None = None, impute: bool = True) -> Frame:
+    """Reads a CSV file with a header row into a DataFrame of raw cells, for column kinds.
+
+    The file rules of ``read_csv`` hold (UTF-8, commas, quotes, blank lines skipped, cells
+    stripped, the same missing-cell words), but feature cells may hold text and be missing:
+    ``jaxnet.data.table.Table`` decides what each column is. Parsed by pandas' C reader;
+    the rows are counted again with Python's csv module only when a line must be named.
+
+    Args:
+        path: The .csv file.
+        target: The label column, or None.
+        columns: The feature columns to read, by name (a trained model's); None: every
+            column but ``target``. Other columns are named in one ``IgnoredColumnsWarning``.
+        impute: True leaves out rows whose label is missing, with a ``DataNote``; False
+            refuses them.
+
+    Raises:
+        DataError: What ``read_csv`` refuses about the file itself: missing, unreadable or
+            empty file, no data rows, no header row, unknown or repeated target or feature
+            column, a row with the wrong number of cells, a missing label with
+            ``impute=False``, a fractional numeric label.
+    """
+    import pandas as pd  # imported here: pandas takes ~0.5 s to import
+
+    p = os.fspath(path)
+    layout = _layout(p, target, None if columns is not None else True, columns)
+    if layout.header is None:
+        raise DataError(f"{p}: the first row holds numbers, not column names; the model reads "
+                        f"its columns by name ({', '.join(map(repr, columns))}): add a header row")
+    t = layout.target
+    names = [layout.header[j] for j in layout.features]
+    repeated = [n for n in names if names.count(n) > 1]
+    if repeated:
+        raise DataError(
+            f"{p}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the "
+            f"header; rename all but one (a trained model matches its input columns by name)")
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(
+                p, header=0, names=range(layout.width), index_col=False, skipinitialspace=True,
+                na_values=_NA_CELLS, keep_default_na=False, encoding="utf-8-sig", engine="c",
+                dtype=None if t is None else {t: str}, **exact)
+    except (ValueError, pd.errors.ParserWarning, OSError) as e:  # ParserError, UnicodeDecodeError
+        _lines(p, layout)  # names the bad line, if a row is the problem
+        raise DataError(f"{p}: cannot be read as CSV ({e}); {_EXPECTED}") from None
+    if len(raw) == 0:
+        raise DataError(f"{p}: has a header (line {layout.line}) but no data rows; {_EXPECTED}")
+    known: list[int] | None = None
+
+    def line(row: int) -> str:
+        nonlocal known
+        known = known if known is not None else _lines(p, layout)
+        return f"line {known[row]}"
+
+    if raw.isna().to_numpy().any() or layout.line != 1:
+        known = _lines(p, layout)  # a short row reads as missing cells: refuse it first
+    y = None
+    if t is not None:
+        codes, uniques = pd.factorize(raw[t])
+        stripped = [u.strip() for u in uniques]
+        gone = np.array([u.lower() in _MISSING for u in stripped] + [True])[codes]
+        if gone.any():
+            first = line(int(np.flatnonzero(gone)[0]))
+            label = _column(layout.header[t], t)
+            if not impute:
+                raise DataError(f"{p}: {first}, {label}: missing label; every row needs a "
+                                "label; fill it in or drop the row")
+            warnings.warn(f"{p}: left out {int(gone.sum())} row{'s' if gone.sum() > 1 else ''} "
+                          f"whose label ({label}) is missing (first at {first})", DataNote,
+                          stacklevel=2)
+            raw = raw[~gone]
+            codes = codes[~gone]
+        kept = [i for i, u in enumerate(stripped) if u.lower() not in _MISSING]
+        remap = np.full(len(stripped) + 1, -1)
+        remap[kept] = np.arange(len(kept))
+        codes = remap[codes]
+        labels, bad = _labels([stripped[i] for i in kept])
+        if bad is not None:
+            row = int(np.flatnonzero(codes == bad)[0])
+            raise DataError(
+                f"{p}: {line(int(raw.index[row]))}, {_column(layout.header[t], t)}: label "
+                f"{stripped[kept[bad]]!r} is not a whole number; numeric labels must be class "
+                "ids such as 3 or 3.0 (jaxnet classifies; a fractional column is a regression "
+                "target); pick the column that holds the classes")
+        y = labels[codes]
+    x = raw[layout.features]
+    x.columns = names
+    for name in names:  # strip text cells; the missing-cell words with spaces around them
+        if x[name].dtype == object:
+            codes, uniques = pd.factorize(x[name])
+            clean = np.array([u.strip() if isinstance(u, str) else u for u in uniques] + [None],
+                             dtype=object)
+            clean[[isinstance(u, str) and u.lower() in _MISSING for u in clean]] = None
+            x[name] = clean[codes]
+    warn_ignored(p, layout.ignored)
+    return Frame(x, y, line)
+
+
 def _read(path: str, target: str | None, header: bool | None,
           columns: Sequence[str] | None = None) -> _Table:
     layout = _layout(path, target, header, columns)
@@ -398,24 +537,32 @@ def read_csv(
 
 
 def load_csv(path: str | os.PathLike, *, target: str | None,
-             columns: Sequence[str] | None = None, **split) -> Dataset:
-    """A CSV file (see ``read_csv``) split by jaxnet exactly like an .npz file with ``x``, ``y``.
+             columns: Sequence[str] | None = None, table: Table | None = None,
+             categorical: Sequence[str] = (), drop: Sequence[str] = (), impute: bool = True,
+             **split) -> Dataset:
+    """A CSV file (see ``read_frame``) split by jaxnet like an .npz file with ``x``, ``y``,
+    its columns made into features by a ``jaxnet.data.table.Table`` fitted on the training
+    split (numbers, categories, booleans, dates; missing cells filled; see that module).
 
     Args:
         path: The .csv file.
         target: Name of the label column; required.
-        columns: The feature columns, by name and in this order (a trained model's
-            ``feature_names``); None: every column but ``target``, in file order.
+        columns: The feature columns, by name and in this order; None: every column but
+            ``target``, in file order (or ``table``'s).
+        table: A trained model's Table: the file's columns are encoded as it says instead of
+            fitting a new one (``columns`` is then the table's).
+        categorical, drop, impute: As ``Table.fit`` takes them; ``impute=False`` also
+            refuses a row whose label is missing (else it is left out, noted).
         **split: ``val_fraction``, ``test_fraction``, ``seed`` and ``dtype``, as
             ``split_arrays`` takes them.
 
     Returns:
-        The Dataset named ``"csv"``; ``classes`` are the distinct labels and
-        ``feature_names`` the feature columns' names.
+        The Dataset named ``"csv"``; ``classes`` are the distinct labels, ``table`` the
+        Table and ``feature_names`` the columns it reads.
 
     Raises:
-        DataError: Everything ``read_csv`` refuses, no target given, a single class,
-            a value too large for ``dtype``, or too few rows for the fractions.
+        DataError: Everything ``read_frame`` and ``Table.fit`` refuse, no target given, a
+            single class, a value too large for ``dtype``, or too few rows for the fractions.
     """
     p = os.fspath(path)
     if target is None:
@@ -423,20 +570,24 @@ def load_csv(path: str | os.PathLike, *, target: str | None,
             f"{p}: no target column given; the csv dataset needs the name of the label column "
             f"(`target=COLUMN`); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
-    table = _read(p, target, header=True, columns=columns)
+    if table is not None:
+        columns = table.names
+    frame = read_frame(p, target=target, columns=columns,
+                       impute=impute if table is None else table.impute)
+    check_classes(np.unique(frame.y), source=p, y_name=f"column {target!r}")
+    if table is None:
+        train, _, _ = split_indices(frame.y, split["val_fraction"], split["test_fraction"],
+                                    split["seed"], p)
+        table = Table.fit(frame.x.iloc[np.sort(train)], categorical=categorical, drop=drop,
+                          impute=impute, source=p, where=frame.line)
+    x = table.encode(frame.x, source=p, where=frame.line)
     dtype = split["dtype"]
-    big = np.abs(table.x) > np.finfo(dtype).max
+    big = np.abs(x) > np.finfo(dtype).max
     if big.any():
         row, col = np.argwhere(big)[0]
         raise DataError(
-            f"{p}: line {_line(p, table, row)}, {table.columns[col]}: {table.x[row, col]:g} is too "
-            f"large for {np.dtype(dtype).name}; rescale the column or use float64"
-        )
-    check_classes(np.unique(table.y), source=p, y_name=f"column {target!r}")
-    repeated = [n for n in table.names if table.names.count(n) > 1]
-    if repeated:
-        raise DataError(
-            f"{p}: column {repeated[0]!r} appears {table.names.count(repeated[0])} times in the "
-            f"header; rename all but one (a trained model matches its input columns by name)")
-    data = split_arrays("csv", p, table.x, table.y, **split)
-    return dataclasses.replace(data, feature_names=tuple(table.names))
+            f"{p}: {frame.line(int(frame.x.index[row]))}, {table.describe(col)}: "
+            f"{x[row, col]:g} is too large for {np.dtype(dtype).name}; rescale the column or "
+            "use float64")
+    data = split_arrays("csv", p, x, frame.y, **split)
+    return dataclasses.replace(data, feature_names=table.names, table=table)

@@ -71,8 +71,11 @@ class Dataset:
         classes: The original labels, shape (C,), sorted and distinct (ints or
             strings): ``classes[y]`` turns indices back into labels. An int C may
             be passed as a shorthand for ``np.arange(C)``.
-        feature_names: The D input column names in order (a CSV file's header), or None
-            when the inputs have no names (arrays, images).
+        feature_names: The input column names in order (a CSV file's header), or None
+            when the inputs have no names (arrays, images). One per feature, unless ``table``
+            is given: then the columns the table reads.
+        table: A ``jaxnet.data.table.Table`` when the features were made from a table's
+            columns (categories one-hot, dates, missing-cell indicators), else None.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Dataset:
     y_test: np.ndarray | None
     classes: np.ndarray
     feature_names: tuple[str, ...] | None = None
+    table: Any = None  # a jaxnet.data.table.Table: how a table's columns became the D features
 
     def __post_init__(self) -> None:
         classes = self.classes
@@ -107,7 +111,15 @@ class Dataset:
             self._check_split(split, np.asarray(x), np.asarray(y), width)
             width = np.asarray(x).shape[1]
             object.__setattr__(self, f"y_{split}", np.asarray(y, dtype=np.int32))
-        if self.feature_names is not None:
+        if self.table is not None:
+            width = np.asarray(self.x_train).shape[1]
+            if self.table.width != width or tuple(self.feature_names or ()) != self.table.names:
+                raise DataError(
+                    f"{self.name}: the table makes {self.table.width} features of the columns "
+                    f"{', '.join(self.table.names)}, but x_train has {width} features and "
+                    f"feature_names are {self.feature_names}; build them with table.encode")
+            object.__setattr__(self, "feature_names", self.table.names)
+        elif self.feature_names is not None:
             names = tuple(str(n) for n in self.feature_names)
             if len(names) != np.asarray(self.x_train).shape[1] or len(set(names)) != len(names):
                 raise DataError(

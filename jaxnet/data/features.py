@@ -6,14 +6,14 @@ import pathlib
 
 import numpy as np
 
-from jaxnet.data.csv import read_csv
+from jaxnet.data.csv import read_csv, read_frame
 from jaxnet.data.dataset import DataError
 
 FORMATS = (".npy", ".npz", ".csv")
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # an .npz file is a zip archive
 
 
-def read_features(path, feature_names=None) -> np.ndarray:
+def read_features(path, feature_names=None, table=None) -> np.ndarray:
     """Reads the rows to predict on.
 
     Args:
@@ -24,6 +24,9 @@ def read_features(path, feature_names=None) -> np.ndarray:
         .csv file with a header row is then read by column name: its columns may come in
         any order, the others (the target, an id) are left out with one
         `IgnoredColumnsWarning`. A file without names is read in column order.
+      table: the model's `jaxnet.data.table.Table` (`Preprocessing.table`), or None. A .csv
+        file is then read by `read_frame` and its columns made into the features the network
+        takes, as in training (the result is for `TrainedModel.on_features()`).
 
     Returns:
       A float64 array (N, ...) with one row per example (not yet checked for the feature
@@ -41,6 +44,13 @@ def read_features(path, feature_names=None) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'not found'}; "
                         f"expected a {path.suffix} file of inputs, one row per example")
+    if path.suffix.lower() == ".csv" and table is not None:
+        frame = read_frame(path, target=None, columns=table.names)
+        return table.encode(frame.x, source=str(path), where=frame.line)
+    if table is not None:
+        raise DataError(f"{path}: the model was trained on a table's columns ({len(table.names)} "
+                        "by name, with categories, dates or missing cells made into features); "
+                        "give the rows as a .csv file with a header row")
     if path.suffix.lower() == ".csv":
         return read_csv(path, target=None, header=None, columns=feature_names)[0]
     how = "np.save(path, x)" if path.suffix.lower() == ".npy" else "np.savez(path, x=x)"
