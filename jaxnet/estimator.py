@@ -29,7 +29,8 @@ except ImportError:  # scikit-learn < 1.6 has the method instead of the function
 
 # TrainConfig fields that are not estimator parameters: `fit`'s arrays are the data (so no
 # dataset, file, label column or test split), and `random_state` stands for the seed.
-NOT_PARAMETERS = ("dataset", "data_path", "target", "test_fraction", "seed")
+NOT_PARAMETERS = ("dataset", "data_path", "target", "categorical", "drop", "impute", "test_fraction",
+                  "seed")
 # Rows per compiled prediction call. Inputs are padded to a multiple of it, so one compiled
 # shape serves every call and a row's output does not depend on the rows sent with it.
 PREDICT_CHUNK = 256

@@ -92,9 +92,11 @@ def header(model: predict.TrainedModel) -> dict[str, str]:
 
     Keys: "format" ("jaxnet-torch"), "version", "architecture" (JSON of `architecture`),
     "dtype" ("float32" or "float64"), "preprocessing" (JSON `{"standardize", "mean",
-    "scale", "feature_names"}`: the network's input is `(x - mean) / scale`, or x itself when
-    standardize is false and mean/scale are null; feature_names: the input columns in order,
-    or null for a model trained on unnamed arrays), "classes" (JSON list: logit j is `classes[j]`) and
+    "scale", "feature_names", "table"}`: the network's input is `(x - mean) / scale`, or x
+    itself when standardize is false and mean/scale are null; feature_names: the input columns
+    in order, or null for a model trained on unnamed arrays; table: null, or how a table's
+    columns became x (`jaxnet.data.table.Table.to_json`: each column's kind, median fill,
+    missing indicator and one-hot categories, in feature order)), "classes" (JSON list: logit j is `classes[j]`) and
     "config" (JSON of the run's TrainConfig).
     """
     prep = model.preprocessing
@@ -108,6 +110,7 @@ def header(model: predict.TrainedModel) -> dict[str, str]:
             "mean": None if prep.mean is None else prep.mean.tolist(),
             "scale": None if prep.scale is None else prep.scale.tolist(),
             "feature_names": None if prep.feature_names is None else list(prep.feature_names),
+            "table": None if prep.table is None else prep.table.to_json(),
         }),
         "classes": json_text(prep.classes.tolist()),
         "config": json_text(model.config.to_dict()),

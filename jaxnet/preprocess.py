@@ -20,6 +20,7 @@ from jaxnet.data.validate import (
 )
 
 _LABEL_KINDS = {"int": np.int64, "str": str}
+_ROWS = 1 << 16  # rows per float64 chunk when fitting the standardisation
 
 
 def _table_frame(x: Any, names: tuple[str, ...]):
@@ -142,7 +143,9 @@ class Preprocessing:
         # Imported here: scikit-learn takes about as long to import as JAX itself.
         from sklearn.preprocessing import StandardScaler
 
-        scaler = StandardScaler().fit(x.astype(np.float64))
+        scaler = StandardScaler()
+        for start in range(0, len(x), _ROWS):  # in float64 a few rows at a time: one call
+            scaler.partial_fit(x[start:start + _ROWS].astype(np.float64))  # for small sets
         return cls(
             mean=scaler.mean_, scale=scaler.scale_, classes=np.asarray(classes),
             num_features=width, feature_names=feature_names, table=table,

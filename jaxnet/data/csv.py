@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import functools
 import itertools
 import math
 import os
@@ -15,13 +16,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxnet.data.columns import DataNote, match_columns, warn_ignored
-from jaxnet.data.dataset import DataError, Dataset
+from jaxnet.data.dataset import SPLITS, DataError, Dataset
 from jaxnet.data.split import split_arrays, split_indices
 from jaxnet.data.table import Table
-from jaxnet.data.validate import check_classes
+from jaxnet.data.validate import check_classes, make_dataset
 
 # Cells read as "no value" (compared after strip() and lower()).
 _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
+_CHUNK_ROWS = 1 << 17  # rows pandas parses at a time for a big file
 _EXPECTED = "expected a header row of column names, then one comma-separated row per example"
 
 
@@ -349,6 +351,38 @@ def _lines(path: str, layout: _Layout) -> list[int]:
     return lines
 
 
+def _read_chunks(read, hints: dict):
+    """The whole file as ``read`` reads it with the ``hints`` dtypes, a block of rows at a
+    time, each column joined at the end: pandas' own reader holds about twice the table
+    while it parses; this holds it about once."""
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
+    pieces: dict = {}
+    for chunk in read(dtype=hints, chunksize=_CHUNK_ROWS):
+        for j in chunk.columns:
+            pieces.setdefault(j, []).append(chunk[j])
+        del chunk
+    columns = {}
+    for j in list(pieces):
+        parts = pieces.pop(j)
+        if all(isinstance(part.dtype, pd.CategoricalDtype) for part in parts):
+            columns[j] = pd.Series(union_categoricals(parts))
+        elif all(part.dtype == parts[0].dtype and part.dtype.kind in "biuf" for part in parts):
+            columns[j] = pd.Series(np.concatenate([part.to_numpy() for part in parts]))
+        else:
+            columns[j] = pd.concat(parts, ignore_index=True)
+        del parts
+    return pd.DataFrame(columns, copy=False)
+
+
+def _label_text(value) -> str:
+    """A label as the file wrote it, near enough for `_labels`: whole floats as ints."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 class Frame(NamedTuple):
     """A table as ``read_frame`` reads it."""
 
@@ -358,7 +392,8 @@ class Frame(NamedTuple):
 
 
 def read_frame(path: str | os.PathLike, *, target: str | None,
-               columns: Sequence[str] | None = None, impute: bool = True) -> Frame:
+               columns: Sequence[str] | None = None, impute: bool = True,
+               dtype: Any = np.float64, categorical: Sequence[str] = ()) -> Frame:
     """Reads a CSV file with a header row into a DataFrame of raw cells, for column kinds.
 
     The file rules of ``read_csv`` hold (UTF-8, commas, quotes, blank lines skipped, cells
@@ -373,6 +408,8 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
             column but ``target``. Other columns are named in one ``IgnoredColumnsWarning``.
         impute: True leaves out rows whose label is missing, with a ``DataNote``; False
             refuses them.
+        dtype: The float dtype number columns are parsed into (the run's: float32 halves
+            the memory of a big file); the ``categorical`` columns stay as written.
 
     Raises:
         DataError: What ``read_csv`` refuses about the file itself: missing, unreadable or
@@ -395,13 +432,24 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
             f"{p}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the "
             f"header; rename all but one (a trained model matches its input columns by name)")
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    read = functools.partial(
+        pd.read_csv, p, header=0, names=range(layout.width), index_col=False,
+        skipinitialspace=True, na_values=_NA_CELLS, keep_default_na=False,
+        encoding="utf-8-sig", engine="c", **exact)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), np.errstate(over="ignore"):
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            raw = pd.read_csv(
-                p, header=0, names=range(layout.width), index_col=False, skipinitialspace=True,
-                na_values=_NA_CELLS, keep_default_na=False, encoding="utf-8-sig", engine="c",
-                dtype=None if t is None else {t: str}, **exact)
+            try:  # what the first rows show: numbers parsed into `dtype`, text as categories
+                first = read(nrows=1000)
+                hints = {j: dtype if first[j].dtype.kind in "iuf" else "category"
+                         for j in layout.features if layout.header[j] not in categorical
+                         and first[j].dtype.kind in "iufO"}
+                raw = _read_chunks(read, hints)
+                if any(np.isinf(raw[j].to_numpy()).any() for j, h in hints.items()
+                       if h != "category"):
+                    raw = read()  # too large for `dtype`, or infinite: say which
+            except ValueError:  # a later cell is not a number: let pandas look at all of them
+                raw = read()
     except (ValueError, pd.errors.ParserWarning, OSError) as e:  # ParserError, UnicodeDecodeError
         _lines(p, layout)  # names the bad line, if a row is the problem
         raise DataError(f"{p}: cannot be read as CSV ({e}); {_EXPECTED}") from None
@@ -419,7 +467,7 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
     y = None
     if t is not None:
         codes, uniques = pd.factorize(raw[t])
-        stripped = [u.strip() for u in uniques]
+        stripped = [_label_text(u) for u in uniques]
         gone = np.array([u.lower() in _MISSING for u in stripped] + [True])[codes]
         if gone.any():
             first = line(int(np.flatnonzero(gone)[0]))
@@ -445,10 +493,14 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
                 "ids such as 3 or 3.0 (jaxnet classifies; a fractional column is a regression "
                 "target); pick the column that holds the classes")
         y = labels[codes]
-    x = raw[layout.features]
+    x = raw  # the feature columns, renamed in place: a big file is not copied
+    for j in [j for j in x.columns if j not in set(layout.features)]:
+        del x[j]  # the target and ignored columns
+    if list(x.columns) != layout.features:
+        x = x[layout.features]
     x.columns = names
     for name in names:  # strip text cells; the missing-cell words with spaces around them
-        if x[name].dtype == object:
+        if not (pd.api.types.is_numeric_dtype(x[name]) or pd.api.types.is_bool_dtype(x[name])):
             codes, uniques = pd.factorize(x[name])
             clean = np.array([u.strip() if isinstance(u, str) else u for u in uniques] + [None],
                              dtype=object)
@@ -571,23 +623,22 @@ def load_csv(path: str | os.PathLike, *, target: str | None,
             f"(`target=COLUMN`); columns found: {', '.join(map(repr, csv_columns(p)))}"
         )
     if table is not None:
-        columns = table.names
+        columns, categorical = table.names, [c.name for c in table.columns
+                                             if c.kind == "category"]
+    dtype = split.pop("dtype")
     frame = read_frame(p, target=target, columns=columns,
-                       impute=impute if table is None else table.impute)
-    check_classes(np.unique(frame.y), source=p, y_name=f"column {target!r}")
+                       impute=impute if table is None else table.impute, dtype=dtype,
+                       categorical=categorical)
+    classes = np.unique(frame.y)
+    check_classes(classes, source=p, y_name=f"column {target!r}")
+    parts = dict(zip(SPLITS, split_indices(frame.y, source=p, **split), strict=True))
     if table is None:
-        train, _, _ = split_indices(frame.y, split["val_fraction"], split["test_fraction"],
-                                    split["seed"], p)
-        table = Table.fit(frame.x.iloc[np.sort(train)], categorical=categorical, drop=drop,
+        table = Table.fit(frame.x, rows=parts["train"], categorical=categorical, drop=drop,
                           impute=impute, source=p, where=frame.line)
-    x = table.encode(frame.x, source=p, where=frame.line)
-    dtype = split["dtype"]
-    big = np.abs(x) > np.finfo(dtype).max
-    if big.any():
-        row, col = np.argwhere(big)[0]
-        raise DataError(
-            f"{p}: {frame.line(int(frame.x.index[row]))}, {table.describe(col)}: "
-            f"{x[row, col]:g} is too large for {np.dtype(dtype).name}; rescale the column or "
-            "use float64")
-    data = split_arrays("csv", p, x, frame.y, **split)
+    for name, rows in parts.items():  # one split at a time: the file is in memory once
+        parts[name] = None if rows is None else (
+            table.encode(frame.x, rows=rows, dtype=dtype, source=p, where=frame.line),
+            frame.y[rows])
+    del frame
+    data = make_dataset("csv", p, parts, dtype, classes=classes)
     return dataclasses.replace(data, feature_names=table.names, table=table)

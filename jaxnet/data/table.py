@@ -85,7 +85,8 @@ def _dates(values) -> np.ndarray:
                             errors="coerce")
     out = np.full((len(values), 3), np.nan)
     ok = stamps.notna().to_numpy()
-    out[ok] = np.stack([getattr(stamps.dt, p).to_numpy()[ok] for p in _DATE_PARTS], axis=1)
+    parts = (stamps.dt.year, stamps.dt.day_of_year, stamps.dt.day_of_week)  # _DATE_PARTS
+    out[ok] = np.stack([p.to_numpy()[ok] for p in parts], axis=1)
     return out
 
 
@@ -176,7 +177,14 @@ class Column:
             _note(f"{source}: column {self.name!r} has {int(missing.sum())} missing cells; it "
                   "had none in training: filled with the training median")
         k = raw.shape[1]
-        out[:, :k] = np.where(np.isnan(raw), np.asarray(self.fill), raw)
+        filled = np.where(missing[:, None], np.asarray(self.fill), raw)
+        big = (np.abs(filled) > np.finfo(out.dtype).max).any(axis=1)
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            raise DataError(f"{source}: {_first(series, big, where)}, column {self.name!r}: "
+                            f"{filled[row].max():g} is too large for {out.dtype.name}; rescale "
+                            "the column or use float64")
+        out[:, :k] = filled
         if self.indicator:
             out[:, k] = missing
 
@@ -295,13 +303,16 @@ class Table:
         raise IndexError(feature)
 
     @classmethod
-    def fit(cls, frame, *, categorical: Sequence[str] = (), drop: Sequence[str] = (),
-            impute: bool = True, source: str = "data", where=_row) -> Table:
+    def fit(cls, frame, *, rows: Any = None, categorical: Sequence[str] = (),
+            drop: Sequence[str] = (), impute: bool = True, source: str = "data",
+            where=_row) -> Table:
         """Decides each column's kind from the training rows ``frame`` and learns its values.
 
         Args:
             frame: The training rows: a pandas DataFrame of the feature columns (numbers
                 as numbers, text as str, missing cells as NaN/None).
+            rows: The positions of the training rows in ``frame``; None: every row (read
+                column by column, so a big frame is never copied whole).
             categorical: Columns to one-hot encode whatever they hold.
             drop: Columns to leave out.
             impute: False refuses missing cells instead of filling them.
@@ -328,10 +339,10 @@ class Table:
                             "and in `drop`; keep it in one")
         columns, left_out = [], []
         for name in names:
-            series = frame[name]
             if name in drop:
                 left_out.append((name, "dropped as asked"))
                 continue
+            series = frame[name] if rows is None else frame[name].iloc[rows]
             kind, why = _detect(name, series, name in categorical, source, where)
             if kind is None:
                 left_out.append((name, why))
@@ -353,18 +364,20 @@ class Table:
                   + "; ".join(f"{n!r} ({w})" for n, w in unasked))
         return table
 
-    def encode(self, frame, *, dtype: Any = np.float64, source: str = "x",
+    def encode(self, frame, *, rows: Any = None, dtype: Any = np.float64, source: str = "x",
                where=_row) -> np.ndarray:
-        """The features (N, D) of ``frame``'s rows (a DataFrame holding ``names``).
+        """The features (N, D) of ``frame``'s rows (a DataFrame holding ``names``), or of the
+        rows at positions ``rows``, as ``dtype``.
 
         Raises:
-            DataError: A number column holding text, an infinite number, or a missing
-                cell when ``impute`` is False.
+            DataError: A number column holding text, an infinite number or one too large
+                for ``dtype``, or a missing cell when ``impute`` is False.
         """
-        out = np.empty((len(frame), self.width), dtype=dtype)
+        n = len(frame) if rows is None else len(rows)
+        out = np.empty((n, self.width), dtype=dtype)
         j = 0
         for column in self.columns:
-            series = frame[column.name]
+            series = frame[column.name] if rows is None else frame[column.name].iloc[rows]
             missing = series.isna().to_numpy()
             if not self.impute and missing.any():
                 raise DataError(f"{source}: {_first(series, missing, where)}, column "
