@@ -10,6 +10,15 @@ standardised inputs, early stopping on the val split, best epoch kept), and
 `MLPClassifier(random_state=S)` with scikit-learn's defaults trains on the same raw, not scaled,
 train + val examples (it holds out nothing by default). Both are scored on the same test split.
 Prints a markdown table of mean ± std over the seeds and writes every run to --out.
+
+`customers` is a CSV table with column kinds (scripts/make_table.py, 3,000 rows: an identifier,
+a date, categories and numbers with empty cells, an imbalanced string label). jaxnet trains on
+the file as `jaxnet train --data customers.csv --target churn --seed S` does (its own column
+kinds, imputation and one-hot encoding). scikit-learn gets what a careful user builds by hand on
+the same train + val rows: the identifier dropped, the date as the same year / day-of-year /
+weekday numbers, `SimpleImputer(median, add_indicator) + StandardScaler` on numbers,
+`SimpleImputer(constant) + OneHotEncoder(handle_unknown="ignore")` on categories, then
+`MLPClassifier(random_state=S)`.
 `--set FIELD=VALUE` changes a TrainConfig field for jaxnet, to measure another default.
 """
 
@@ -35,6 +44,73 @@ from jaxnet.config import TrainConfig
 
 LOADERS = {"iris": sk_datasets.load_iris, "breast_cancer": sk_datasets.load_breast_cancer,
            "wine": sk_datasets.load_wine, "digits": sk_datasets.load_digits}
+TABLES = ("customers",)  # CSV tables with column kinds, from scripts/make_table.py
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _make_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_table", HERE / "make_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_table
+
+
+def sklearn_pipeline(seed: int):
+    """scikit-learn's hand-built pipeline for the customers table."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numbers = ["age", "tenure_months", "monthly_spend", "support_calls", "year", "dayofyear",
+               "dayofweek"]
+    columns = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                                  StandardScaler()), numbers),
+        ("categories", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                                     OneHotEncoder(handle_unknown="ignore")),
+         ["plan", "region", "autopay"]),
+    ])
+    return make_pipeline(columns, MLPClassifier(random_state=seed))
+
+
+def table_run(name: str, path: pathlib.Path, frame, seed: int, overrides: dict) -> dict:
+    """jaxnet on the CSV file and scikit-learn's hand-built pipeline on split `seed`."""
+    import pandas as pd
+
+    from jaxnet.data.columns import DataNote
+    from jaxnet.data.csv import read_frame
+    from jaxnet.data.split import split_indices
+
+    config = TrainConfig(data_path=str(path), target="churn", seed=seed, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        y = read_frame(path, target="churn").y  # the labels jaxnet splits, as it splits them
+        train, val, test = split_indices(y, config.val_fraction, config.test_fraction, seed,
+                                         str(path))
+        data = fitting.load_data(config)
+        started = time.perf_counter()
+        result = fitting.fit(config, data)
+        jaxnet_seconds = time.perf_counter() - started
+    x = frame.drop(columns=["customer_id", "churn"])
+    dates = pd.to_datetime(x.pop("signup_date"))
+    x = x.assign(year=dates.dt.year, dayofyear=dates.dt.day_of_year,
+                 dayofweek=dates.dt.day_of_week)
+    fit_rows = np.concatenate([train, val])
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe = sklearn_pipeline(seed).fit(x.iloc[fit_rows], y[fit_rows])
+    sklearn_seconds = time.perf_counter() - started
+    return {"dataset": name, "seed": seed, "n_train": len(train), "n_val": len(val),
+            "n_test": len(test), "jaxnet_test_accuracy": result.metrics["test_accuracy"],
+            "jaxnet_epochs": result.metrics["epochs_run"],
+            "jaxnet_best_epoch": result.metrics["best_epoch"],
+            "jaxnet_seconds": jaxnet_seconds,
+            "sklearn_test_accuracy": float(pipe.score(x.iloc[test], y[test])),
+            "sklearn_iterations": int(pipe[-1].n_iter_), "sklearn_seconds": sklearn_seconds}
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -104,26 +180,33 @@ def table(rows: list[dict], names: list[str]) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
-    parser.add_argument("--datasets", default=",".join(LOADERS),
-                        help=f"comma list of {', '.join(LOADERS)} (default: all)")
+    parser.add_argument("--datasets", default=",".join((*LOADERS, *TABLES)),
+                        help=f"comma list of {', '.join((*LOADERS, *TABLES))} (default: all)")
     parser.add_argument("--set", type=_override, action="append", default=[], metavar="FIELD=VALUE",
                         help="change a jaxnet TrainConfig default (repeatable)")
     parser.add_argument("--out", default="tabular.json", help="every run as JSON (default tabular.json)")
     args = parser.parse_args(argv)
     names = args.datasets.split(",")
-    if unknown := set(names) - set(LOADERS):
-        parser.error(f"--datasets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(LOADERS)}")
+    if unknown := set(names) - set(LOADERS) - set(TABLES):
+        parser.error(f"--datasets: unknown {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join((*LOADERS, *TABLES))}")
     overrides = dict(args.set)
     print(f"jaxnet vs MLPClassifier() on {platform.machine()}, {os.cpu_count()} cores; "
           f"{args.seeds} seeds; jaxnet overrides: {overrides or 'none (defaults)'}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            x, y = LOADERS[name](return_X_y=True)
-            path = pathlib.Path(tmp) / f"{name}.npz"
-            np.savez(path, x=x, y=y)
+            if name in TABLES:
+                frame = _make_table()(3000, seed=0)
+                path = pathlib.Path(tmp) / f"{name}.csv"
+                frame.to_csv(path, index=False)
+            else:
+                x, y = LOADERS[name](return_X_y=True)
+                path = pathlib.Path(tmp) / f"{name}.npz"
+                np.savez(path, x=x, y=y)
             for seed in range(args.seeds):
-                row = one_run(name, path, seed, overrides)
+                row = (table_run(name, path, frame, seed, overrides) if name in TABLES
+                       else one_run(name, path, seed, overrides))
                 rows.append(row)
                 print(f"  {name} seed {seed}: jaxnet {100 * row['jaxnet_test_accuracy']:.2f}% "
                       f"({row['jaxnet_epochs']} epochs), MLPClassifier "

@@ -197,3 +197,8 @@ def test_train_then_predict_on_reordered_new_rows_with_unseen_values(tmp_path):
     assert not (tmp_path / "short-pred.csv").exists()
     r = run_jaxnet("evaluate", run, "--data", tmp_path / "train.csv")
     assert r.returncode == 0 and "accuracy" in r.stdout, r.stderr
+    r = run_jaxnet("predict", run, "--data", tmp_path / "train.csv", "--out",
+                   tmp_path / "train-pred.csv")  # the file it trained on, label and all
+    assert r.returncode == 0, r.stderr
+    assert "ignored 2 columns the model does not use: 'customer_id', 'churn' (the target)" \
+        in r.stderr

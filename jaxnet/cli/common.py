@@ -47,7 +47,7 @@ def in_flags(message: str | JaxnetError, args=None) -> str:
 
 
 @contextlib.contextmanager
-def notes_to_stderr(quiet: bool = False):
+def notes_to_stderr(quiet: bool = False, skip: tuple[type, ...] = ()):
     """Prints the library's DataNote warnings (columns or rows left out, unseen values)
     raised in the block on stderr, once each (unless `quiet`), instead of as Python warnings."""
     from jaxnet.data.columns import DataNote
@@ -56,7 +56,7 @@ def notes_to_stderr(quiet: bool = False):
         warnings.simplefilter("always", DataNote)
         yield
     notes = [w for w in caught if issubclass(w.category, DataNote)]
-    for note in dict.fromkeys(str(w.message) for w in notes):
+    for note in dict.fromkeys(str(w.message) for w in notes if not issubclass(w.category, skip)):
         if not quiet:  # the settings a note names are flags here
             print(f"note: {render(note, flag)}", file=sys.stderr)
     for w in caught:  # any other warning goes on as it would have
@@ -236,8 +236,9 @@ def load_data(config, *, quiet: bool = False):
     """The data `config` names, its notes (columns or rows left out) on stderr and, for a
     table, the kind of each column, once."""
     from jaxnet import fitting
+    from jaxnet.data.table import LeftOutColumnsNote
 
-    with notes_to_stderr(quiet):
+    with notes_to_stderr(quiet, skip=(LeftOutColumnsNote,)):  # the summary names them
         data = fitting.load_data(config)
     if data.table is not None and not quiet:
         print(render(data.table.summary(), flag), file=sys.stderr)

@@ -43,7 +43,8 @@ def run(args) -> int:
     model = predict.load(args.run_dir)
     try:
         with common.notes_to_stderr():
-            x = read_features(args.data, model.feature_names, model.preprocessing.table)
+            x = read_features(args.data, model.feature_names, model.preprocessing.table,
+                              model.config.target)
             probabilities = model.on_features().predict_proba(x)
     except DataError as err:
         message = err.template  # its settings still marked, for the flags

@@ -56,13 +56,14 @@ def match_columns(found: Sequence[str], names: Sequence[str], *, source: str) ->
     return Match([found.index(n) for n in names], [c for c in found if c not in wanted])
 
 
-def warn_ignored(source: str, ignored: Sequence[str]) -> None:
-    """The one note about input columns the model does not use, as an IgnoredColumnsWarning."""
+def warn_ignored(source: str, ignored: Sequence[str], target: str | None = None) -> None:
+    """The one note about input columns the model does not use, as an IgnoredColumnsWarning
+    (the model's label column, `target`, marked as such)."""
     if ignored:
+        names = [f"{c!r}{' (the target)' if c == target else ''}" for c in ignored]
         warnings.warn(
             f"{source}: ignored {len(ignored)} column{'s' if len(ignored) > 1 else ''} the "
-            f"model does not use: {', '.join(map(repr, ignored))}", IgnoredColumnsWarning,
-            stacklevel=3)
+            f"model does not use: {', '.join(names)}", IgnoredColumnsWarning, stacklevel=3)
 
 
 def select_frame(x, names: Sequence[str] | None, *, source: str = "x"):

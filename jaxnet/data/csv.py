@@ -393,7 +393,8 @@ class Frame(NamedTuple):
 
 def read_frame(path: str | os.PathLike, *, target: str | None,
                columns: Sequence[str] | None = None, impute: bool = True,
-               dtype: Any = np.float64, categorical: Sequence[str] = ()) -> Frame:
+               dtype: Any = np.float64, categorical: Sequence[str] = (),
+               label: str | None = None) -> Frame:
     """Reads a CSV file with a header row into a DataFrame of raw cells, for column kinds.
 
     The file rules of ``read_csv`` hold (UTF-8, commas, quotes, blank lines skipped, cells
@@ -410,6 +411,8 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
             refuses them.
         dtype: The float dtype number columns are parsed into (the run's: float32 halves
             the memory of a big file); the ``categorical`` columns stay as written.
+        label: The model's label column when reading rows to predict on (no ``target``):
+            named as the target in the note about ignored columns.
 
     Raises:
         DataError: What ``read_csv`` refuses about the file itself: missing, unreadable or
@@ -506,7 +509,7 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
                              dtype=object)
             clean[[isinstance(u, str) and u.lower() in _MISSING for u in clean]] = None
             x[name] = clean[codes]
-    warn_ignored(p, layout.ignored)
+    warn_ignored(p, layout.ignored, label)
     return Frame(x, y, line)
 
 

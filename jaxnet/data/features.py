@@ -13,7 +13,7 @@ FORMATS = (".npy", ".npz", ".csv")
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # an .npz file is a zip archive
 
 
-def read_features(path, feature_names=None, table=None) -> np.ndarray:
+def read_features(path, feature_names=None, table=None, target=None) -> np.ndarray:
     """Reads the rows to predict on.
 
     Args:
@@ -27,6 +27,8 @@ def read_features(path, feature_names=None, table=None) -> np.ndarray:
       table: the model's `jaxnet.data.table.Table` (`Preprocessing.table`), or None. A .csv
         file is then read by `read_frame` and its columns made into the features the network
         takes, as in training (the result is for `TrainedModel.on_features()`).
+      target: the model's label column (`TrainConfig.target`): if the file holds it, the note
+        about ignored columns names it as the target.
 
     Returns:
       A float64 array (N, ...) with one row per example (not yet checked for the feature
@@ -45,7 +47,7 @@ def read_features(path, feature_names=None, table=None) -> np.ndarray:
         raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'not found'}; "
                         f"expected a {path.suffix} file of inputs, one row per example")
     if path.suffix.lower() == ".csv" and table is not None:
-        frame = read_frame(path, target=None, columns=table.names)
+        frame = read_frame(path, target=None, columns=table.names, label=target)
         return table.encode(frame.x, source=str(path), where=frame.line)
     if table is not None:
         raise DataError(f"{path}: the model was trained on a table's columns ({len(table.names)} "

@@ -90,8 +90,13 @@ def _dates(values) -> np.ndarray:
     return out
 
 
-def _note(message: str) -> None:
-    warnings.warn(message, DataNote, stacklevel=4)
+class LeftOutColumnsNote(DataNote):
+    """Columns a Table leaves out on its own (identifier-like, empty); `Table.summary` lists
+    them too."""
+
+
+def _note(message: str, kind: type[DataNote] = DataNote) -> None:
+    warnings.warn(message, kind, stacklevel=4)
 
 
 def _row(label) -> str:
@@ -361,7 +366,7 @@ class Table:
         unasked = [(n, w) for n, w in left_out if w != "dropped as asked"]
         if unasked:
             _note(f"{source}: left out {len(unasked)} column{'s' if len(unasked) > 1 else ''}: "
-                  + "; ".join(f"{n!r} ({w})" for n, w in unasked))
+                  + "; ".join(f"{n!r} ({w})" for n, w in unasked), LeftOutColumnsNote)
         return table
 
     def encode(self, frame, *, rows: Any = None, dtype: Any = np.float64, source: str = "x",
