@@ -1,4 +1,6 @@
-"""The one CSV reader: a header row (or none), numeric feature columns and an optional target."""
+"""The one CSV reader: ``read_frame`` reads a table's raw cells for column kinds
+(``jaxnet.data.table``), ``read_csv`` numeric features only (rows to predict on for a model
+trained without a table); both name the line and column of what they refuse."""
 
 from __future__ import annotations
 
