@@ -94,6 +94,19 @@ def _resumed_config(args):
 
 
 def run(args) -> int:
+    """Trains, holding the output folder (jaxnet.runlock) from the start to the end of the
+    command, so that a second train, --resume or sweep into it is refused at once."""
+    from jaxnet import runlock
+
+    if not (args.resume or args.out):
+        args.out = str(common.new_run_dir("train"))
+    if not common.writes_outputs(args):
+        return _run(args)
+    with runlock.hold(args.resume or args.out, "jaxnet train", create=not args.resume):
+        return _run(args)
+
+
+def _run(args) -> int:
     from jaxnet import distributed, fitting
 
     done, hidden = 0, None
