@@ -308,3 +308,12 @@ def test_sweep_help_reads_well(capsys):
         assert needle in text, needle
     assert "--patience" not in text  # sweeps keep each run's best epoch; no early stopping
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+@pytest.mark.slow
+def test_one_epoch_is_said_in_the_singular(tmp_path):
+    small = ["--epochs", "1", "--layers", "2", "--hidden", "8"]
+    code, _, stderr = run(["sweep", "--lr", "1e-3,1e-2", *small, "--out", str(tmp_path / "s")])
+    assert code == 0 and ", 1 epoch of " in stderr and "1 epochs" not in stderr, stderr
+    code, stdout, stderr = run(["train", *small, "--out", str(tmp_path / "t")])
+    assert code == 0 and "; 1 epoch of " in stderr and " | 1 epoch (best 1) | " in stdout, stderr
