@@ -42,6 +42,18 @@ class TrainResult:
     message: str | None
     preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
 
+    def __repr__(self) -> str:
+        # The record in one line, not the arrays (the generated repr printed every weight).
+        dims = (int(self.params[0]["w"].shape[1]), *(int(p["w"].shape[0]) for p in self.params))
+        scores = ", ".join(f"{split}_accuracy={_score(self.metrics.get(f'{split}_accuracy'))}"
+                           for split in ("train", "val", "test"))
+        return (f"TrainResult(dims={dims}, epochs_run={len(self.history)}, "
+                f"best_epoch={self.metrics.get('best_epoch')}, diverged={self.diverged}, {scores})")
+
+
+def _score(value) -> str:
+    return "None" if value is None else f"{value:.4f}"
+
 
 def load_data(config: TrainConfig, columns=None) -> Dataset:
     """Loads the dataset `config` names, raw (before preprocessing).
