@@ -42,9 +42,11 @@ def hold(folder, command: str, *, create: bool = True):
     train`, `--resume`, `jaxnet sweep`, `fit` with `out_dir`), not other programs.
 
     Args:
-      folder: the run's or sweep's output folder (None: nothing to lock). A missing one is made (with its parents)
-        when `create`, and removed again at the end if the block left nothing in it; when not
-        `create` (resuming: the folder must already exist) a missing folder is not locked.
+      folder: the run's or sweep's output folder (None: nothing to lock). A missing one is
+        made (with its parents) when `create`, and removed again at the end if the block left
+        nothing in it; when not `create` (resuming: the folder must exist) a missing folder is
+        not locked. Nor is one that cannot be made or written (the command then fails where
+        it writes, with its own message).
       command: what holds it ("jaxnet train"), recorded with the process id and the time so
         that a process refused the folder can say who has it.
 
@@ -56,7 +58,13 @@ def hold(folder, command: str, *, create: bool = True):
         yield
         return
     made = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file in the way, no permission: the command says so when it writes
+        made = None
+    if made is None:
+        yield
+        return
     key = os.path.realpath(path)
     with _guard:
         if key in _held:
@@ -78,10 +86,15 @@ def hold(folder, command: str, *, create: bool = True):
                 _remove_empty(made)
 
 
-def _acquire(path: pathlib.Path, command: str) -> int:
+def _acquire(path: pathlib.Path, command: str) -> int | None:
+    """The open, locked lock file; None where it cannot be made (a read-only folder, where
+    no one writes either)."""
     lock = path / LOCK_FILE
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -105,7 +118,9 @@ def _acquire(path: pathlib.Path, command: str) -> int:
     return fd
 
 
-def _release(path: pathlib.Path, fd: int) -> None:
+def _release(path: pathlib.Path, fd: int | None) -> None:
+    if fd is None:
+        return
     # Removed while still locked: whoever opened it meanwhile sees it gone (see _acquire).
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path / LOCK_FILE)

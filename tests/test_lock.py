@@ -53,6 +53,9 @@ def test_hold_takes_the_folder_and_leaves_nothing_behind(tmp_path):
     assert not (tmp_path / "empty").exists()  # folders it made and left empty are removed
     with runlock.hold(tmp_path / "missing", "jaxnet train", create=False):
         assert not (tmp_path / "missing").exists()  # resuming: nothing there to protect
+    (tmp_path / "file").write_text("x")
+    with runlock.hold(tmp_path / "file", "jaxnet train"):  # nothing can be written there
+        assert (tmp_path / "file").read_text() == "x"
 
 
 def test_a_held_folder_is_refused_with_who_holds_it_and_what_to_do(tmp_path):
