@@ -258,6 +258,14 @@ def _missing(path: pathlib.Path) -> CheckpointError:
             f'are under "config" in {folder / "metrics.json"}, so rerun `jaxnet train` with '
             "them into a new --out folder"
         )
+    sweep_files = [name for name in ("results.json", "best.json") if (folder / name).exists()]
+    if sweep_files:  # what `jaxnet sweep` writes: scores of many runs, no trained network
+        return CheckpointError(
+            f"{folder} is the output folder of a jaxnet sweep ({', '.join(sweep_files)}), which "
+            "keeps the scores of its runs but no trained network; train the setting you want "
+            f"(the best one is in {folder / 'best.json'}) with `jaxnet train --out DIR`, and "
+            "pass that folder"
+        )
     return CheckpointError(
         f"no checkpoint found at {path}; pass the folder of an earlier `jaxnet train` run, "
         "or start a fresh run"

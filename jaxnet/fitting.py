@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import config as cfg
-from jaxnet import optim, train
+from jaxnet import optim, runlock, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
@@ -41,6 +41,18 @@ class TrainResult:
     # names are in backticks (`lr=0.01`), as in JaxnetError, for the CLI to show as flags.
     message: str | None
     preprocessing: Preprocessing | None = None  # how inputs and labels were mapped
+
+    def __repr__(self) -> str:
+        # The record in one line, not the arrays (the generated repr printed every weight).
+        dims = (int(self.params[0]["w"].shape[1]), *(int(p["w"].shape[0]) for p in self.params))
+        scores = ", ".join(f"{split}_accuracy={_score(self.metrics.get(f'{split}_accuracy'))}"
+                           for split in ("train", "val", "test"))
+        return (f"TrainResult(dims={dims}, epochs_run={len(self.history)}, "
+                f"best_epoch={self.metrics.get('best_epoch')}, diverged={self.diverged}, {scores})")
+
+
+def _score(value) -> str:
+    return "None" if value is None else f"{value:.4f}"
 
 
 def load_data(config: TrainConfig, columns=None, table=None) -> Dataset:
@@ -112,7 +124,15 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
       ConfigError: a bad config value, patience without a validation set, or a resume whose
         config or data differ from the checkpoint's.
       CheckpointError: `resume` with a missing, corrupt or mismatched checkpoint.
+      FolderInUseError: another process is writing into `out_dir` (`jaxnet.runlock`): it is
+        held from the start of `fit` to its end.
     """
+    lead = env is None or env.is_lead
+    with runlock.hold(out_dir if lead else None, "jaxnet.fit", create=not resume):
+        return _fit(config, data, out_dir=out_dir, resume=resume, on_epoch=on_epoch, env=env)
+
+
+def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     started = time.perf_counter()
     config.validate()
     if resume:
@@ -297,16 +317,18 @@ def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
 
     Every seed trains `config.epochs` epochs (`sweep.DEFAULT_EPOCHS` when None: seeds
     trained together share one length) and reports its best-by-validation parameters;
-    early stopping (`patience`) is per run and is refused here.
+    early stopping (`patience`) is per run and is refused here. `out_dir` is held
+    (`jaxnet.runlock`) while the seeds train: FolderInUseError if another process has it.
     """
     from jaxnet.sweep import train_seeds
 
     started = time.perf_counter()
     check_seeds(config, seeds)
-    data, _ = prepare(config, load_data(config) if data is None else data)
-    metrics = train_seeds(config, data, seeds)
-    metrics["wall_seconds"] = time.perf_counter() - started
-    if out_dir is not None:
-        pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
-        ckpt.write_json(pathlib.Path(out_dir) / METRICS_FILE, metrics)
+    with runlock.hold(out_dir, "jaxnet.fit_seeds"):
+        data, _ = prepare(config, load_data(config) if data is None else data)
+        metrics = train_seeds(config, data, seeds)
+        metrics["wall_seconds"] = time.perf_counter() - started
+        if out_dir is not None:
+            pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+            ckpt.write_json(pathlib.Path(out_dir) / METRICS_FILE, metrics)
     return metrics

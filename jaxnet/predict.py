@@ -40,6 +40,9 @@ def _log_probs(params, bn_state, x, *, eps):
 class TrainedModel:
     """A network with everything needed to use it on raw inputs.
 
+    Its repr shows the layer sizes, the counts of classes and of named input columns and the
+    config's essentials; the arrays are in `params`.
+
     A float64 model (`config.dtype == "float64"`) computes in float64 inside its methods
     whatever `jax_enable_x64` says, switching 64-bit JAX on for each call only; its `params`
     are float64 arrays (use them in your own JAX code within `jax.enable_x64(True)`).
@@ -84,6 +87,15 @@ class TrainedModel:
     @property
     def num_features(self) -> int:
         return int(self.params[0]["w"].shape[1])
+
+    def __repr__(self) -> str:
+        # The shape of the thing, not its weights (the generated repr printed every array).
+        dims = (self.num_features, *(int(layer["w"].shape[0]) for layer in self.params))
+        names = None if self.feature_names is None else len(self.feature_names)
+        c = self.config
+        return (f"TrainedModel(dims={dims}, classes={len(self.classes)}, feature_names={names}, "
+                f"dataset={c.dataset!r}, optimizer={c.optimizer!r}, lr={c.lr:g}, "
+                f"dtype={c.dtype!r})")
 
     def log_proba(self, x, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """(N, C) log-probabilities of raw inputs x (N, ...), in eval mode.

@@ -1,6 +1,7 @@
 """`jaxnet predict` and `jaxnet evaluate`: a trained run put to work on files, and bad inputs."""
 
 import csv
+import hashlib
 import json
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_predict_and_evaluate_give_the_accuracy_of_metrics_json(wine, tmp_path, 
     assert main(["evaluate", str(wine["run"]), "--dataset", "npz", "--data",
                  str(wine["base"] / "test.npz"), "--out", str(tmp_path / "file")]) == 0
     assert " all: accuracy " in capsys.readouterr().out
-    again = json.loads((tmp_path / "file" / "evaluation.json").read_text())
+    again = json.loads((tmp_path / "file" / "evaluation-on-test.json").read_text())
     assert again["examples"] == 36 and again["accuracy"] == report["accuracy"]
     assert again["confusion_matrix"] == report["confusion_matrix"]
 
@@ -91,9 +92,61 @@ def test_predict_and_evaluate_give_the_accuracy_of_metrics_json(wine, tmp_path, 
 def test_evaluate_writes_into_the_run_folder_by_default(wine, capsys):
     assert main(["evaluate", str(wine["run"]), "--split", "val"]) == 0
     out = capsys.readouterr().out
-    assert f"written: {wine['run'] / 'evaluation.json'}, {wine['run'] / 'confusion.png'}" in out
-    report = json.loads((wine["run"] / "evaluation.json").read_text())
+    assert (f"written: {wine['run'] / 'evaluation-val.json'}, "
+            f"{wine['run'] / 'confusion-val.png'}") in out
+    report = json.loads((wine["run"] / "evaluation-val.json").read_text())
     assert report["accuracy"] == pytest.approx(wine["metrics"]["val_accuracy"], abs=1e-6)
+    assert report["split"] == "val" and report["data_path"] == str(wine["base"] / "wine.npz")
+
+
+def test_evaluating_other_data_keeps_the_runs_evaluation_and_records_what_was_scored(
+        wine, tmp_path, capsys):
+    out, own_npz, test_npz = tmp_path / "ev", wine["base"] / "wine.npz", wine["base"] / "test.npz"
+    assert main(["evaluate", str(wine["run"]), "--out", str(out)]) == 0
+    own = (out / "evaluation.json").read_bytes()
+    report = json.loads(own)
+    assert (report["run"], report["dataset"], report["data_path"], report["split"]) == (
+        str(wine["run"]), "npz", str(own_npz), "test")
+    assert report["data_sha256"] == hashlib.sha256(own_npz.read_bytes()).hexdigest()
+
+    for extra, name in (([], "on-test"), (["--split", "val"], "on-test-val")):
+        assert main(["evaluate", str(wine["run"]), "--data", str(test_npz), "--out", str(out),
+                     *extra]) == 0
+        assert capsys.readouterr().out.endswith(
+            f"written: {out / f'evaluation-{name}.json'}, {out / f'confusion-{name}.png'}\n")
+        other = json.loads((out / f"evaluation-{name}.json").read_text())
+        assert (other["dataset"], other["data_path"], other["split"]) == (
+            "npz", str(test_npz), extra[-1] if extra else "all")
+        assert other["data_sha256"] == hashlib.sha256(test_npz.read_bytes()).hexdigest()
+        assert (out / f"confusion-{name}.png").read_bytes().startswith(PNG_MAGIC)
+    assert (out / "evaluation.json").read_bytes() == own  # untouched
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion-on-test-val.png", "confusion-on-test.png", "confusion.png",
+        "evaluation-on-test-val.json", "evaluation-on-test.json", "evaluation.json"]
+
+
+def test_evaluate_never_replaces_an_earlier_evaluation_unless_told(wine, tmp_path, capsys):
+    out, test_npz = tmp_path / "ev", wine["base"] / "test.npz"
+    assert main(["evaluate", str(wine["run"]), "--data", str(test_npz), "--out", str(out)]) == 0
+    names = ("evaluation-on-test.json", "confusion-on-test.png")
+    saved = {name: (out / name).read_bytes() for name in names}
+    # another file of the same name, or the same one again: refused before any work
+    (tmp_path / "b").mkdir()
+    np.savez(tmp_path / "b" / "test.npz", x=wine["x_test"][:10], y=wine["y_test"][:10])
+    for data in (test_npz, tmp_path / "b" / "test.npz"):
+        capsys.readouterr()
+        assert main(["evaluate", str(wine["run"]), "--data", str(data), "--out", str(out)]) == 2
+        assert (f"error: {out / names[0]} exists from an earlier evaluation (scoring {test_npz}, "
+                "split all); pass --overwrite to replace it, or --out DIR to write elsewhere"
+                ) in one_line_error(capsys)
+        assert {name: (out / name).read_bytes() for name in names} == saved
+    (out / names[0]).unlink()  # the plot alone protects its evaluation too
+    assert main(["evaluate", str(wine["run"]), "--data", str(test_npz), "--out", str(out)]) == 2
+    assert f"{out / names[1]} exists from an earlier evaluation;" in one_line_error(capsys)
+    assert main(["evaluate", str(wine["run"]), "--data", str(tmp_path / "b" / "test.npz"),
+                 "--out", str(out), "--overwrite"]) == 0
+    replaced = json.loads((out / names[0]).read_text())
+    assert replaced["examples"] == 10 and replaced["data_path"] == str(tmp_path / "b" / "test.npz")
 
 
 def test_string_labels_of_a_csv_come_back_as_strings(tmp_path, capsys):
@@ -172,7 +225,9 @@ def test_predict_refuses_bad_inputs_with_one_line_and_writes_nothing(
 @pytest.mark.parametrize("folder, expected", [
     ("nowhere", "nowhere: no such folder"),
     ("empty", "no checkpoint found"),
-    ("sweep", "no checkpoint found"),
+    ("sweep", "is the output folder of a jaxnet sweep (results.json, best.json), which keeps "
+              "the scores of its runs but no trained network; train the setting you want (the "
+              "best one is in {folder}/best.json) with `jaxnet train --out DIR`"),
 ])
 def test_predict_and_evaluate_refuse_a_folder_without_a_trained_run(
         wine, tmp_path, capsys, folder, expected):
@@ -180,6 +235,8 @@ def test_predict_and_evaluate_refuse_a_folder_without_a_trained_run(
         (tmp_path / folder).mkdir()
     if folder == "sweep":
         (tmp_path / folder / "results.json").write_text("{}")
+        (tmp_path / folder / "best.json").write_text("{}")
+    expected = expected.format(folder=tmp_path / folder)
     assert main(["predict", str(tmp_path / folder), "--data", str(wine["base"] / "test.npz"),
                  "--out", str(tmp_path / "p.csv")]) == 2
     assert expected in one_line_error(capsys)
@@ -287,7 +344,24 @@ def test_evaluate_matches_columns_by_name(iris, tmp_path, capsys):
     for name in ("iris.csv", "reordered.csv"):
         assert main(["evaluate", str(iris / "run"), "--data", str(iris / name), "--target",
                      "species", "--out", str(tmp_path / name)]) == 0
-        reports.append(json.loads((tmp_path / name / "evaluation.json").read_text()))
+        stem = name.removesuffix(".csv")
+        reports.append(json.loads((tmp_path / name / f"evaluation-on-{stem}.json").read_text()))
+    assert reports[0]["data_path"] == str(iris / "iris.csv")
+    assert reports[1]["data_path"] == str(iris / "reordered.csv")
+    for report in reports:  # the scores agree; the files scored differ
+        del report["data_path"], report["data_sha256"]
     assert reports[0] == reports[1] and reports[0]["examples"] == 150
     err = capsys.readouterr().err
     assert "note:" in err and "'id'" in err  # the target is the labels here, not ignored
+
+
+def test_quiet_drops_the_notes_of_predict_and_evaluate(iris, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(iris / "run"), "--data", str(iris / "reordered.csv"), "--out",
+                 str(tmp_path / "p.csv"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out == f"150 predictions (3 classes) written to {tmp_path / 'p.csv'}\n"
+    assert main(["evaluate", str(iris / "run"), "--data", str(iris / "reordered.csv"), "--target",
+                 "species", "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and " all: accuracy " in out and "written: " in out

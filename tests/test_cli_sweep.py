@@ -59,7 +59,7 @@ def test_notebook_preset_reports_100_settings(notebook):
     assert settings[0].startswith("lr: 1e-05 weight_scale: 0.01 ")
     assert settings[-1].startswith("lr: 100000 weight_scale: 0.09 ")
     assert sum(line.startswith("min loss found: ") for line in lines) == 1
-    assert sum(line.startswith("best parameters found: [(") for line in lines) == 1
+    assert sum(line.startswith("best parameters found: lr=") for line in lines) == 1
     assert "100 settings" in lines[-1]
     assert not re.search(r"\b(nan|inf)\b", stdout, re.IGNORECASE)
     assert "100 runs" in stderr and "random" in stderr  # what it is about to do
@@ -94,7 +94,8 @@ def test_notebook_preset_writes_results_and_plots(notebook):
     ok = [s for s in settings if not s["diverged"]]
     assert best["best"] == min(ok, key=lambda s: s["final_loss"])
     assert f"min loss found: {best['best']['final_loss']}" in stdout
-    assert f"best parameters found: [({best['best']['lr']}, {best['best']['weight_scale']})]" in stdout
+    assert (f"best parameters found: lr={best['best']['lr']!r}, weight_scale="
+            f"{best['best']['weight_scale']!r} (chosen by final loss)") in stdout
 
     for name in ("sweep.png", "loss_curves.png"):
         data = (out / name).read_bytes()
@@ -162,7 +163,8 @@ def test_grid_sweep_with_ranges_lists_and_seeds(tmp_path):
     lines = stdout.splitlines()
     rows = [line for line in lines if line.startswith("lr: ")]
     assert len(rows) == 6 and all(" ± " in line and "val accuracy: " in line for line in rows)
-    assert "best parameters found: [(" in stdout and "(lr, reg; chosen by val_accuracy)" in stdout
+    assert (f"best parameters found: lr={best['lr']!r}, reg={best['reg']!r} (chosen by val "
+            "accuracy)") in stdout
     assert "best val accuracy: " in stdout and " over 2 seeds" in stdout
     for name in ("sweep.png", "loss_curves.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG)
@@ -191,7 +193,7 @@ def test_halving_reports_its_rungs_and_the_compute_saved(tmp_path):
     assert results["epochs_spent"] == 8
     best = strict_json(tmp_path / "best.json")["best"]
     assert best["epochs_trained"] == 4 and best["rung"] == 2
-    assert f"best parameters found: [({best['lr']},)]" in stdout
+    assert f"best parameters found: lr={best['lr']!r} (chosen by val accuracy)" in stdout
     rows = read_csv(tmp_path / "results.csv")
     assert sorted(int(r["epochs_trained"]) for r in rows) == [1, 1, 2, 4]
     assert sorted(int(r["rung"]) for r in rows) == [0, 0, 1, 2]
@@ -267,8 +269,19 @@ def test_train_seeds_writes_mean_and_std(tmp_path):
                                "pass --halving ETA too"),
     (["--halving", "2", "--min-epochs", "5"], "--min-epochs 5 is invalid: expected an integer in "
                                                "[1, --epochs 1]"),
-    (["--devices", "2"], "--devices 2 asks for more devices than the 1 visible"),
-    (["--coordinator", "127.0.0.1:1"], "missing --num-processes, --process-id"),
+    (["--lr", "1e-3,1e-2", "--devices", "2"], "--devices 2 asks for more devices than the 1 "
+                                              "visible"),
+    (["--lr", "1e-3,1e-2", "--coordinator", "127.0.0.1:1"],
+     "missing --num-processes, --process-id"),
+    # what cannot help: one run, or fewer settings than one cut of halving needs
+    ([], "this sweep has one setting and one seed, so it would train a single run"),
+    (["--lr", "1e-3", "--reg", "0.01:0.01"], "train it with jaxnet train and the same flags"),
+    (["--random", "1", "--lr", "1e-3:1e-1"], "this sweep has one setting and one seed"),
+    (["--lr", "1e-3,1e-2", "--halving", "3"], "--halving 3 keeps the best 1/3 of the settings at "
+     "each cut, but this sweep has 2 settings, fewer than 3; sweep at least 3 settings, use "
+     "--halving 2, or drop --halving"),
+    (["--seeds", "2", "--halving", "2"], "this sweep has 1 setting, fewer than 2; sweep at least "
+                                         "2 settings, or drop --halving"),
 ])
 def test_bad_sweep_input_exits_with_one_clear_line(argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -295,3 +308,12 @@ def test_sweep_help_reads_well(capsys):
         assert needle in text, needle
     assert "--patience" not in text  # sweeps keep each run's best epoch; no early stopping
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+@pytest.mark.slow
+def test_one_epoch_is_said_in_the_singular(tmp_path):
+    small = ["--epochs", "1", "--layers", "2", "--hidden", "8"]
+    code, _, stderr = run(["sweep", "--lr", "1e-3,1e-2", *small, "--out", str(tmp_path / "s")])
+    assert code == 0 and ", 1 epoch of " in stderr and "1 epochs" not in stderr, stderr
+    code, stdout, stderr = run(["train", *small, "--out", str(tmp_path / "t")])
+    assert code == 0 and "; 1 epoch of " in stderr and " | 1 epoch (best 1) | " in stdout, stderr

@@ -58,6 +58,19 @@ def test_load_returns_the_runs_best_parameters_config_and_preprocessing(wine_run
     np.testing.assert_array_equal(wine_model.preprocessing.mean, result.preprocessing.mean)
 
 
+def test_repr_shows_the_shape_not_the_weights(wine_run, wine_model):
+    config, _, result, _ = wine_run
+    dims = (13, *config.hidden, 3)
+    assert repr(wine_model) == (
+        f"TrainedModel(dims={dims}, classes=3, feature_names=None, dataset='npz', "
+        f"optimizer='{config.optimizer}', lr={config.lr:g}, dtype='float32')")
+    metrics = result.metrics
+    assert repr(result) == (
+        f"TrainResult(dims={dims}, epochs_run={config.epochs}, best_epoch="
+        f"{metrics['best_epoch']}, diverged=False, train_accuracy={metrics['train_accuracy']:.4f}, "
+        f"val_accuracy={metrics['val_accuracy']:.4f}, test_accuracy={metrics['test_accuracy']:.4f})")
+
+
 def test_evaluate_on_the_test_split_gives_the_numbers_of_metrics_json(wine_run, wine_model):
     _, data, result, out = wine_run
     saved = ckpt.json.loads((out / fitting.METRICS_FILE).read_text())

@@ -81,6 +81,11 @@ def test_sweep_result_layout(swept):
         assert set(METRICS) <= r.keys()
     best = max(swept.settings, key=lambda s: (s["val_accuracy"], -s["final_loss"]))
     assert swept.best is best  # the summary row itself
+    values = {k: best[k] for k in ("lr", "weight_scale", "reg", "dropout", "momentum")}
+    assert repr(swept) == (  # one line, not every run and curve
+        "SweepResult(settings=5, runs=5, swept=('lr', 'weight_scale', 'reg', 'dropout', "
+        f"'momentum'), diverged=0, rungs=1, criterion='val_accuracy', best={values}, "
+        f"best_val_accuracy={best['val_accuracy']})")
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_python
+
 from jaxnet.data import DataError, load_dataset
 from jaxnet.data.columns import DataNote
 from jaxnet.data.table import MISSING, Table

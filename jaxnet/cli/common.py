@@ -252,6 +252,17 @@ def setup_jax(dtype):
         jax.config.update("jax_enable_x64", True)
 
 
+def writes_outputs(args) -> bool:
+    """Whether this process writes the command's outputs, as far as the flags tell before
+    jax.distributed starts: one process, or --process-id 0. (With a cluster's variables,
+    JAX_COORDINATOR_ADDRESS, the index is known only later.)"""
+    import os
+
+    if args.coordinator is None and os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return False
+    return args.process_id in (None, 0)
+
+
 def new_run_dir(kind="train") -> pathlib.Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = pathlib.Path("runs") / f"{kind}-{stamp}"

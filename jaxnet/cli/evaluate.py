@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import pathlib
+import re
 
 import numpy as np
 
 from jaxnet.cli import common
-from jaxnet.errors import UsageError
+from jaxnet.errors import OutputExistsError, UsageError
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -19,7 +22,12 @@ def add_parser(subparsers):
         description="Scores the run's best parameters (eval mode) on its own test split (the "
         "numbers of its metrics.json) or on other data given with --dataset/--data (all of "
         "it); prints accuracy, loss, per-class precision/recall/F1 and the confusion matrix, "
-        "and writes evaluation.json and confusion.png.")
+        "and writes them to a JSON file (with the data's path, SHA-256 and split) and a "
+        "confusion-matrix PNG, named for what was scored: evaluation.json and confusion.png "
+        "for the run's test split, evaluation-SPLIT.json for its other splits, "
+        "evaluation-on-NAME.json for other data (NAME: the file's name without extension, or "
+        "the dataset; -SPLIT added with --split). An existing file is never replaced without "
+        "--overwrite.")
     common.add_run_dir(p)
     p.add_argument("--dataset", choices=common.cfg.DATASETS,
                    help="data to score on (default: the run's own, or the kind --data's extension names)")
@@ -28,8 +36,11 @@ def add_parser(subparsers):
     p.add_argument("--split", choices=SPLITS,
                    help="which split of the data, split as in training (default: test for the "
                    "run's own data, all for other --dataset/--data)")
-    p.add_argument("--out", metavar="DIR", help="where evaluation.json and confusion.png go "
-                   "(default RUN_DIR)")
+    p.add_argument("--out", metavar="DIR", help="the folder the files go to (default RUN_DIR)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier evaluation of the same name")
+    p.add_argument("--quiet", action="store_true",
+                   help="no notes (such as the columns ignored); the report is still printed")
     p.set_defaults(run=run)
 
 
@@ -52,13 +63,17 @@ def _examples(config, split, columns=None, table=None):
 def run(args) -> int:
     from jaxnet import predict
 
-    model = predict.load(args.run_dir)
-    config = model.config
     other = args.dataset is not None or args.data is not None
     if args.target is not None and args.data is None:
         raise UsageError("--target names the label column of the csv file given with --data; "
                          "give --data FILE.csv too, or drop --target")
     split = args.split or ("all" if other else "test")
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir)
+    names = report_names(split, other=other, data_path=args.data, dataset=args.dataset)
+    if not args.overwrite:
+        _refuse_existing(out / names[0], out / names[1])
+    model = predict.load(args.run_dir)
+    config = model.config
     if other:
         from jaxnet.data import dataset_for
 
@@ -67,15 +82,68 @@ def run(args) -> int:
                                      data_path=args.data, target=args.target or config.target)
         if split == "all":  # every row is scored: nothing to split off
             config = dataclasses.replace(config, val_fraction=0.0, test_fraction=0.0)
-    with common.notes_to_stderr():
+    with common.notes_to_stderr(args.quiet):
         x, y = _examples(config, split, model.feature_names, model.preprocessing.table)
-    report = evaluation_report(model.on_features(), x, y)
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir)
-    write_report(out, report, model.classes)
+    scored = {"run": str(args.run_dir), "dataset": config.dataset,
+              "data_path": config.data_path, "data_sha256": data_sha256(config.data_path),
+              "split": split}
+    report = {**scored, **evaluation_report(model.on_features(), x, y)}
+    write_report(out, names, report, model.classes)
     what = f"{config.dataset}{f' {config.data_path}' if config.data_path else ''} {split}"
     print(format_report(report, model.classes, what))
-    print(f"written: {out / 'evaluation.json'}, {out / 'confusion.png'}")
+    print(f"written: {out / names[0]}, {out / names[1]}")
     return 0
+
+
+def report_names(split: str, *, other: bool, data_path=None, dataset=None) -> tuple[str, str]:
+    """(JSON, PNG) file names of an evaluation, named for what it scores, so that scoring
+    other data or another split never lands on the run's own evaluation.json:
+
+    the run's test split: evaluation.json, confusion.png; its split S: evaluation-S.json;
+    other data: evaluation-on-NAME.json (NAME the file's name without extension, else the
+    dataset's), evaluation-on-NAME-S.json for its split S other than all.
+    """
+    if not other:
+        suffix = "" if split == "test" else f"-{split}"
+    else:
+        name = re.sub(r"[^\w.-]+", "_", pathlib.Path(data_path).stem if data_path is not None
+                      else dataset)
+        suffix = f"-on-{name}" + ("" if split == "all" else f"-{split}")
+    return f"evaluation{suffix}.json", f"confusion{suffix}.png"
+
+
+def _refuse_existing(report: pathlib.Path, plot: pathlib.Path) -> None:
+    found = [p for p in (report, plot) if p.exists()]
+    if not found:
+        return
+    scored = ""
+    try:  # what the earlier evaluation scored, as it recorded
+        saved = json.loads(report.read_text())
+        data = saved.get("data_path") or saved.get("dataset")
+        if data is not None:
+            scored = f" (scoring {data}, split {saved.get('split')})"
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise OutputExistsError(
+        f"{found[0]} exists from an earlier evaluation{scored}; pass --overwrite to replace it, "
+        "or --out DIR to write elsewhere")
+
+
+def data_sha256(path) -> str | None:
+    """SHA-256 of the data file at `path`; of a folder (CIFAR-10's batches), of its files'
+    relative names and contents in name order; None without a path (a built-in dataset)."""
+    if path is None:
+        return None
+    path = pathlib.Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def evaluation_report(model, x, y) -> dict:
@@ -110,11 +178,12 @@ def format_report(report: dict, classes, what: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: pathlib.Path, report: dict, classes):
+def write_report(out: pathlib.Path, names: tuple[str, str], report: dict, classes):
+    """The report as JSON and its confusion matrix as a PNG, in `out` under `names`."""
     from jaxnet import plots
     from jaxnet.checkpoint import write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "evaluation.json", report)
+    write_json(out / names[0], report)
     plots.confusion(np.asarray(report["confusion_matrix"]), [str(c) for c in classes],
-                    out / "confusion.png")
+                    out / names[1])

@@ -26,6 +26,8 @@ def add_parser(subparsers):
     p.add_argument("--data", metavar="FILE", required=True, help="inputs: .npz, .npy or .csv")
     p.add_argument("--out", metavar="FILE", required=True, help="predictions: .csv or .npz")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true",
+                   help="no notes (such as the columns ignored); the summary is still printed")
     p.set_defaults(run=run)
 
 
@@ -42,7 +44,7 @@ def run(args) -> int:
         raise UsageError(f"--out {out} exists; choose another name or pass --overwrite")
     model = predict.load(args.run_dir)
     try:
-        with common.notes_to_stderr():
+        with common.notes_to_stderr(args.quiet):
             x = read_features(args.data, model.feature_names, model.preprocessing.table,
                               model.config.target)
             probabilities = model.on_features().predict_proba(x)

@@ -176,12 +176,47 @@ def run(args) -> int:
     # What sweep() would refuse, refused before any folder, device or data is touched.
     check_sweep(config, settings, seeds=args.seeds, halving=args.halving,
                 min_epochs=args.min_epochs)
-    from jaxnet import distributed, fitting
+    check_useful(settings, seeds=args.seeds, halving=args.halving)
+    from jaxnet import runlock
 
-    out = common.output_dir(args, "sweep")
+    # The folder is held (jaxnet.runlock) from here to the end: a second sweep, train or
+    # --resume into it is refused at once.
+    folder = pathlib.Path(args.out) if args.out else common.new_run_dir("sweep")
+    with runlock.hold(folder if common.writes_outputs(args) else None, "jaxnet sweep"):
+        return _run(args, config, settings, mode, folder)
+
+
+def check_useful(settings: list[dict], *, seeds: int, halving: int | None) -> None:
+    """Refuses a sweep that cannot tell settings apart: one run, or halving with fewer
+    settings than one cut needs."""
+    n = len(settings)
+    if n == 1 and seeds == 1:
+        raise UsageError("this sweep has one setting and one seed, so it would train a single "
+                         "run with nothing to compare; train it with jaxnet train and the same "
+                         "flags, or sweep a flag (a list V1,V2 or a range LO:HI), or pass --seeds K")
+    if halving is not None and n < halving:
+        lower = f", use --halving {n}" if n >= 2 else ""
+        raise UsageError(f"--halving {halving} keeps the best 1/{halving} of the settings at each "
+                         f"cut, but this sweep has {n} setting{'' if n == 1 else 's'}, fewer than "
+                         f"{halving}; sweep at least {halving} settings{lower}, or drop --halving")
+
+
+def _run(args, config, settings, mode, folder) -> int:
+    from jaxnet import distributed, runlock
+
+    out = common.output_dir(args, "sweep") if args.out else folder
     # Before any other JAX work: jax.distributed must start before the devices do.
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             axis=distributed.SETTINGS_AXIS)
+    # The lead of a cluster found by its variables (JAX_COORDINATOR_ADDRESS) is known only now;
+    # where the flags told, the folder is held already (then this does nothing).
+    with runlock.hold(out if env.is_lead else None, "jaxnet sweep"):
+        return _sweep(args, config, settings, mode, out, env)
+
+
+def _sweep(args, config, settings, mode, out, env) -> int:
+    from jaxnet import fitting
+
     quiet = args.quiet or not env.is_lead
     data, _ = fitting.prepare(config, common.load_data(config, quiet=quiet))
     n_runs = len(settings) * args.seeds
@@ -192,7 +227,7 @@ def run(args) -> int:
             rungs = f" (successive halving, eta {args.halving}: rungs at {epochs} epochs)"
         print(f"sweeping {len(settings)} settings x {args.seeds} seed(s) = {n_runs} runs of "
               f"{(data.num_features, *config.hidden, data.num_classes)} on {data.summary()}, "
-              f"{config.epochs} epochs of {config.optimizer}{rungs}, {config.dtype}, "
+              f"{_epochs(config.epochs)} of {config.optimizer}{rungs}, {config.dtype}, "
               f"{env.num_devices} device(s)", file=sys.stderr)
     bar = common.progress_bar(None, unit="chunk", quiet=quiet)
 
@@ -249,10 +284,8 @@ def print_report(result, out, *, preset=None):
                   if not s["diverged"] and s["rung"] == best["rung"]]
         print(f"min loss found: {min(losses)}")
         if swept:
-            print(f"best parameters found: {[tuple(best[k] for k in swept)]} "
-                  f"({', '.join(swept)}; chosen by {result.criterion})")
-        else:
-            print("best parameters found: the config's (nothing was swept)")
+            print(f"best parameters found: {setting_text(best, swept)} (chosen by "
+                  f"{result.criterion.replace('_', ' ')})")
         if result.criterion == "val_accuracy":
             print(f"best val accuracy: {best['val_accuracy']:.4f}"
                   + (f" ± {best['val_accuracy_std']:.4f} over {seeds} seeds" if seeds > 1 else ""))
@@ -260,6 +293,11 @@ def print_report(result, out, *, preset=None):
           f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s"
           + (" (first layer trained in the span of the inputs)" if result.in_span else "")
           + f"; outputs in {out}")
+
+
+def setting_text(setting: dict, names) -> str:
+    """"lr=0.001, reg=0.0": a setting's values as they were swept (shortest exact repr)."""
+    return ", ".join(f"{name}={float(setting[name])!r}" for name in names)
 
 
 def _epochs(n: int) -> str:

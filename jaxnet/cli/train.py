@@ -94,6 +94,19 @@ def _resumed_config(args):
 
 
 def run(args) -> int:
+    """Trains, holding the output folder (jaxnet.runlock) from the start to the end of the
+    command, so that a second train, --resume or sweep into it is refused at once."""
+    from jaxnet import runlock
+
+    if not (args.resume or args.out):
+        args.out = str(common.new_run_dir("train"))
+    if not common.writes_outputs(args):
+        return _run(args)
+    with runlock.hold(args.resume or args.out, "jaxnet train", create=not args.resume):
+        return _run(args)
+
+
+def _run(args) -> int:
     from jaxnet import distributed, fitting
 
     done, hidden = 0, None
@@ -117,8 +130,8 @@ def run(args) -> int:
         _clear_run(out)
     if lead and not args.quiet:
         what = "resuming" if args.resume else "training"
-        length = (f"{config.epochs} epochs" if config.epochs else
-                  f"until no improvement (up to {config.max_epochs} epochs)")
+        length = (_epochs(config.epochs) if config.epochs else
+                  f"until no improvement (up to {_epochs(config.max_epochs)})")
         print(f"{what} {(data.num_features, *config.hidden, data.num_classes)} on "
               f"{data.summary()}; {length} of {config.optimizer} (lr {config.lr:g}, "
               f"{config.lr_schedule}), batch {config.batch_size}, {config.dtype}, "
@@ -177,10 +190,14 @@ def _run_seeds(args, config, out) -> int:
         _clear_run(out)
     metrics = fitting.fit_seeds(config, args.seeds, data, out_dir=out)
     epochs = metrics["config"]["epochs"]
-    print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}, {epochs} epochs each: "
+    print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}, {_epochs(epochs)} each: "
           f"test accuracy {_pm(metrics, 'test_accuracy')}, val accuracy "
           f"{_pm(metrics, 'val_accuracy')}; {metrics['wall_seconds']:.1f} s; outputs in {out}")
     return 0
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def _clear_run(out):

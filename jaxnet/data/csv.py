@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnet.data.columns import DataNote, match_columns, warn_ignored
 from jaxnet.data.dataset import SPLITS, DataError, Dataset
-from jaxnet.data.split import split_arrays, split_indices
+from jaxnet.data.split import split_indices
 from jaxnet.data.table import Table
 from jaxnet.data.validate import check_classes, make_dataset
 

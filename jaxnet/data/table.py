@@ -256,7 +256,7 @@ def _detect(name: str, series, categorical: bool, source: str,
             f"are text: {', '.join(map(repr, cells[:3]))}{', ...' if len(cells) > 3 else ''}); "
             "fix the cells; if they mark missing values, leave them empty or write NA; to read "
             "the column as categories, name it in `categorical`")
-    codes, uniques = _categories(present)
+    _, uniques = _categories(present)
     low = {u.lower() for u in uniques}
     if any(low <= b for b in _BOOLEANS):
         return "boolean", ""

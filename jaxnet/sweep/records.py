@@ -27,6 +27,18 @@ class SweepResult:
     epochs: int = 0  # the epochs of a run that is never cut (config.epochs)
     in_span: bool = False  # the first layer was trained in the span of the inputs (jaxnet.input_span)
 
+    def __repr__(self) -> str:
+        # Counts and the best setting in one line, not every run and loss curve.
+        from jaxnet.sweep.settings import SWEEPABLE
+
+        swept = [k for k in SWEEPABLE if self.settings and k in self.settings[0]]
+        best = None if self.best is None else {k: self.best[k] for k in swept}
+        score = None if self.best is None else self.best.get(self.criterion)
+        return (f"SweepResult(settings={len(self.settings)}, runs={len(self.runs)}, "
+                f"swept={tuple(swept)}, diverged={sum(s['diverged'] for s in self.settings)}, "
+                f"rungs={len(self.rungs)}, criterion={self.criterion!r}, best={best}, "
+                f"best_{self.criterion}={score})")
+
 
 @dataclasses.dataclass
 class _Record:
