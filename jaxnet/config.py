@@ -91,11 +91,11 @@ class TrainConfig:
         for field in CONSTRAINTS:
             ranges.check(field, getattr(self, field), CONSTRAINTS)
         ranges.check_fractions(self.val_fraction, self.test_fraction)
-        table = [f"`{f}={getattr(self, f)!r}`" for f in ("categorical", "drop", "impute")
+        table = [f"`{f}={_shown(getattr(self, f))}`" for f in ("categorical", "drop", "impute")
                  if getattr(self, f) != default(f)]
         if table and self.dataset != "csv":
             raise ConfigError(f"{', '.join(table)} name{'s' if len(table) == 1 else ''} how a "
-                              f"csv file's columns are read, but dataset={self.dataset!r} is "
+                              f"csv file's columns are read, but `dataset={self.dataset!r}` is "
                               "not a csv file; drop it, or train on a .csv file")
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ConfigError(
@@ -123,6 +123,11 @@ def check_unused(init: str, given) -> None:
     if init == "he" and "weight_scale" in given:
         raise ConfigError("`init='he'` draws sqrt(2/fan_in) * randn and ignores `weight_scale`; "
                           "use `init='normal'` or drop `weight_scale`")
+
+
+def _shown(value) -> str:
+    """A setting's value as a message shows it: a list of names as a,b (as its flag takes it)."""
+    return ",".join(value) if isinstance(value, tuple) else repr(value)
 
 
 def default(field: str):

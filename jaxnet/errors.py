@@ -24,6 +24,8 @@ def render(text: str, flag_of: Callable[[str], str | None] = lambda name: None) 
             return name if value is None else f"{name}={value}"
         if value is None:
             return flag
+        if value in ("True", "False") and flag.startswith("--"):  # an on/off flag
+            return flag if value == "True" else f"--no-{flag[2:]}"
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         return f"{flag} {value}"

@@ -202,3 +202,24 @@ def test_train_then_predict_on_reordered_new_rows_with_unseen_values(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "ignored 2 columns the model does not use: 'customer_id', 'churn' (the target)" \
         in r.stderr
+
+
+def test_table_settings_are_refused_without_a_csv_file():
+    from jaxnet.config import TrainConfig
+    from jaxnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="categorical=a,b names how a csv file's columns are "
+                                          "read, but dataset='digits' is not a csv file"):
+        TrainConfig(categorical=("a", "b")).validate()
+    with pytest.raises(ConfigError, match="impute=False names"):
+        TrainConfig(dataset="npz", data_path="x.npz", impute=False).validate()
+    TrainConfig(data_path="t.csv", target="y", drop="id").validate()  # a csv file takes them
+
+
+def test_an_on_off_setting_is_shown_as_its_flag():
+    from jaxnet.errors import render
+
+    flags = {"impute": "--impute"}.get
+    assert render("`impute=False` refuses; drop `impute=False`", flags) == \
+        "--no-impute refuses; drop --no-impute"
+    assert render("`impute=True`", flags) == "--impute"

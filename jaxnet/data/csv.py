@@ -638,8 +638,8 @@ def load_csv(path: str | os.PathLike, *, target: str | None,
     check_classes(classes, source=p, y_name=f"column {target!r}")
     parts = dict(zip(SPLITS, split_indices(frame.y, source=p, **split), strict=True))
     if table is None:
-        table = Table.fit(frame.x, rows=parts["train"], categorical=categorical, drop=drop,
-                          impute=impute, source=p, where=frame.line)
+        table = Table.fit(frame.x, rows=np.sort(parts["train"]), categorical=categorical,
+                          drop=drop, impute=impute, source=p, where=frame.line)
     for name, rows in parts.items():  # one split at a time: the file is in memory once
         parts[name] = None if rows is None else (
             table.encode(frame.x, rows=rows, dtype=dtype, source=p, where=frame.line),
