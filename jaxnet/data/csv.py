@@ -362,18 +362,23 @@ def _read_chunks(read, hints: dict):
 
     pieces: dict = {}
     for chunk in read(dtype=hints, chunksize=_CHUNK_ROWS):
-        for j in chunk.columns:
-            pieces.setdefault(j, []).append(chunk[j])
-        del chunk
+        for j in chunk.columns:  # numbers copied out, so the chunk's 2-D block is freed
+            column = chunk[j]
+            numeric = column.dtype.kind in "biuf" and not isinstance(column.dtype,
+                                                                     pd.CategoricalDtype)
+            pieces.setdefault(j, []).append(column.to_numpy().copy() if numeric else column)
+        del chunk, column
     columns = {}
     for j in list(pieces):
         parts = pieces.pop(j)
-        if all(isinstance(part.dtype, pd.CategoricalDtype) for part in parts):
+        if all(isinstance(part, np.ndarray) for part in parts) and len(
+                {part.dtype for part in parts}) == 1:
+            columns[j] = pd.Series(np.concatenate(parts))
+        elif all(isinstance(getattr(part, "dtype", None), pd.CategoricalDtype)
+                 for part in parts):
             columns[j] = pd.Series(union_categoricals(parts))
-        elif all(part.dtype == parts[0].dtype and part.dtype.kind in "biuf" for part in parts):
-            columns[j] = pd.Series(np.concatenate([part.to_numpy() for part in parts]))
         else:
-            columns[j] = pd.concat(parts, ignore_index=True)
+            columns[j] = pd.concat([pd.Series(part) for part in parts], ignore_index=True)
         del parts
     return pd.DataFrame(columns, copy=False)
 
