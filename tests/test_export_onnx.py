@@ -1,0 +1,194 @@
+"""jaxnet.onnx_export and `jaxnet export RUN FILE.onnx`: the graph ONNX Runtime runs gives
+jaxnet's probabilities and labels from raw rows, with the table's preprocessing inside."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxnet
+from jaxnet import onnx_export, predict
+from jaxnet.cli import main
+from jaxnet.config import TrainConfig
+from jaxnet.data.columns import DataNote
+from jaxnet.data.csv import read_frame
+from jaxnet.data.split import split_indices
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _make_table():
+    spec = importlib.util.spec_from_file_location("make_table", ROOT / "scripts" / "make_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_table
+
+
+def _session(path):
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _check(path):
+    """`onnx.checker` on the file as written, and its opsets."""
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert {(o.domain, o.version) for o in proto.opset_import} == {
+        ("", onnx_export.OPSET), ("ai.onnx.ml", onnx_export.ML_OPSET)}
+    return proto
+
+
+def _assert_same_answers(model, raw, session, feeds):
+    """ONNX Runtime's outputs equal jaxnet's predict_proba (1e-5) and predict."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)  # unseen values, missing cells: noted
+        expected, labels = model.predict_proba(raw), model.predict(raw)
+    probabilities, label = session.run(["probabilities", "label"], feeds)
+    assert probabilities.dtype == np.float32 and probabilities.shape == expected.shape
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(label, labels)
+    one, _ = session.run(None, {k: v[:1] for k, v in feeds.items()})  # the batch is dynamic
+    np.testing.assert_allclose(one, expected[:1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A short digits run with two hidden layers (two batchnorms), as `jaxnet train` saves it."""
+    out = tmp_path_factory.mktemp("digits")
+    jaxnet.fit(TrainConfig(hidden=(24, 12), epochs=2), out_dir=out)
+    return out
+
+
+@pytest.mark.slow
+def test_a_digits_run_gives_jaxnets_probabilities_in_onnx_runtime(digits_run, tmp_path):
+    path = onnx_export.export_onnx(digits_run, tmp_path / "digits.onnx")
+    proto = _check(path)
+    model = predict.load(digits_run)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["jaxnet.version"] == jaxnet.__version__
+    assert TrainConfig.from_dict(json.loads(meta["jaxnet.config"])) == model.config
+    [x] = proto.graph.input
+    assert x.name == "x"
+    assert [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim] == ["N", 64]
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Gemm") == 3 and ops.count("BatchNormalization") == 2
+    data = jaxnet.load_dataset("digits")  # the run's own split: its test rows are unseen
+    _assert_same_answers(model, data.x_test, _session(path),
+                         {"x": data.x_test.astype(np.float32)})
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """A short run on a customer table: an identifier (left out), a date, categories (one of
+    them numbers), yes/no answers, empty cells and string labels."""
+    folder = tmp_path_factory.mktemp("table")
+    path = folder / "customers.csv"
+    _make_table()(400, seed=3).to_csv(path, index=False)
+    config = TrainConfig(data_path=str(path), target="churn", categorical=("support_calls",),
+                         hidden=(16,), epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        jaxnet.fit(config, out_dir=folder / "run")
+    return folder / "run", path
+
+
+def _test_rows(model, path):
+    """The raw cells of the run's test split, as the run's CSV reader read them."""
+    config = model.config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        frame = read_frame(path, target=config.target, categorical=config.categorical,
+                           dtype=np.dtype(config.dtype))
+        _, _, test = split_indices(frame.y, config.val_fraction, config.test_fraction,
+                                   config.seed, source=str(path))
+        raw = frame.x.iloc[test].reset_index(drop=True)
+        data = jaxnet.load_dataset("csv", path, target=config.target, seed=config.seed,
+                                   categorical=config.categorical)
+        # the same rows the run tested on
+        np.testing.assert_array_equal(model.preprocessing.table.encode(raw, dtype=np.float32),
+                                      data.x_test)
+    return raw
+
+
+def _feeds(session, raw):
+    """What a caller passes: numbers as float32 with NaN, text cells as strings (a missing one
+    written as the CSV may hold it), a date as its three parts (the host-side step)."""
+    spellings = ["", "NA", "nan", "None", "n/a", "NULL"]
+    feeds = {}
+    for spec in session.get_inputs():
+        column, _, part = spec.name.partition(".")
+        if part:  # signup_date.year, .dayofyear, .dayofweek
+            when = pd.to_datetime(raw[column], utc=True, format="ISO8601")
+            attribute = {"year": "year", "dayofyear": "day_of_year", "dayofweek": "day_of_week"}
+            feeds[spec.name] = getattr(when.dt, attribute[part]).to_numpy(np.float32)[:, None]
+        elif spec.type == "tensor(float)":
+            feeds[spec.name] = raw[[column]].to_numpy(np.float32)
+        else:
+            cells = [spellings[i % len(spellings)] if pd.isna(v) else str(v)
+                     for i, v in enumerate(raw[column].astype(object))]
+            feeds[spec.name] = np.array(cells, dtype=object)[:, None]
+    return feeds
+
+
+@pytest.mark.slow
+def test_a_table_run_carries_its_preprocessing_into_onnx_runtime(table_run, tmp_path):
+    run, path = table_run
+    model = predict.load(run)
+    table = model.preprocessing.table
+    kinds = {c.name: c.kind for c in table.columns}
+    assert kinds["plan"] == kinds["region"] == kinds["support_calls"] == "category"
+    assert kinds["autopay"] == "boolean" and kinds["signup_date"] == "date"
+    assert next(c for c in table.columns if c.name == "region").categories[-1] == "(missing)"
+    assert next(c for c in table.columns if c.name == "age").indicator
+
+    out = onnx_export.export_onnx(run, tmp_path / "table.onnx")
+    proto = _check(out)
+    names = [i.name for i in proto.graph.input]
+    assert "customer_id" not in names  # left out as an identifier: no input
+    assert names[:3] == ["signup_date.year", "signup_date.dayofyear", "signup_date.dayofweek"]
+    assert {"LabelEncoder", "IsNaN", "Where", "Equal"} <= {n.op_type for n in proto.graph.node}
+    session = _session(out)
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "label"]
+
+    raw = _test_rows(model, path)
+    assert raw.isna().any().any()  # missing cells in the test split itself
+    raw.loc[0:4, "plan"] = "enterprise"  # never seen in training: all zeros
+    raw.loc[5:7, "autopay"] = None  # had no missing cell in training: the median, no indicator
+    raw.loc[8, "autopay"] = "YES"  # any case
+    raw.loc[9, "signup_date"] = None
+    raw.loc[10, "support_calls"] = 99  # an unseen number-category
+    _assert_same_answers(model, raw, session, _feeds(session, raw))
+    assert session.run(["label"], _feeds(session, raw))[0].dtype == object  # "left"/"stayed"
+
+
+@pytest.mark.slow
+def test_cli_writes_onnx_atomically_and_refuses_to_overwrite(digits_run, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    out = tmp_path / "net.onnx"
+    assert main(["export", str(digits_run), str(out)]) == 0
+    assert "ONNX graph (opset 17) from 1 input (x) to probabilities and label" in (
+        capsys.readouterr().out)
+    before = out.read_bytes()
+    assert main(["export", str(digits_run), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    out.write_bytes(b"stale")
+    assert main(["export", str(digits_run), str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == before  # the same graph again, byte for byte
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+    assert main(["export", str(digits_run), str(tmp_path / "net.pt")]) == 2
+    assert ".safetensors or .onnx" in capsys.readouterr().err
+
+
+def test_cli_says_how_to_install_the_onnx_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+    out = tmp_path / "net.onnx"
+    assert main(["export", str(tmp_path), str(out)]) == 2
+    assert "pip install 'jaxnet[onnx]'" in capsys.readouterr().err
+    assert not out.exists()
