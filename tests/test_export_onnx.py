@@ -29,14 +29,21 @@ def _make_table():
     return module.make_table
 
 
-def _session(path):
-    ort = pytest.importorskip("onnxruntime")
+@pytest.fixture(scope="module")
+def ort():
+    """onnxruntime, the tests skipped without the onnx extra (`pip install 'jaxnet[onnx]'`)."""
+    pytest.importorskip("onnx")
+    return pytest.importorskip("onnxruntime")
+
+
+def _session(ort, path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def _check(path):
     """`onnx.checker` on the file as written, and its opsets."""
-    onnx = pytest.importorskip("onnx")
+    import onnx
+
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert {(o.domain, o.version) for o in proto.opset_import} == {
@@ -61,12 +68,12 @@ def _assert_same_answers(model, raw, session, feeds):
 def digits_run(tmp_path_factory):
     """A short digits run with two hidden layers (two batchnorms), as `jaxnet train` saves it."""
     out = tmp_path_factory.mktemp("digits")
-    jaxnet.fit(TrainConfig(hidden=(24, 12), epochs=2), out_dir=out)
+    jaxnet.fit(TrainConfig(hidden=(32, 16), epochs=2), out_dir=out)  # as test_export.py: one compile
     return out
 
 
 @pytest.mark.slow
-def test_a_digits_run_gives_jaxnets_probabilities_in_onnx_runtime(digits_run, tmp_path):
+def test_a_digits_run_gives_jaxnets_probabilities_in_onnx_runtime(ort, digits_run, tmp_path):
     path = onnx_export.export_onnx(digits_run, tmp_path / "digits.onnx")
     proto = _check(path)
     model = predict.load(digits_run)
@@ -79,7 +86,7 @@ def test_a_digits_run_gives_jaxnets_probabilities_in_onnx_runtime(digits_run, tm
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("Gemm") == 3 and ops.count("BatchNormalization") == 2
     data = jaxnet.load_dataset("digits")  # the run's own split: its test rows are unseen
-    _assert_same_answers(model, data.x_test, _session(path),
+    _assert_same_answers(model, data.x_test, _session(ort, path),
                          {"x": data.x_test.astype(np.float32)})
 
 
@@ -137,7 +144,7 @@ def _feeds(session, raw):
 
 
 @pytest.mark.slow
-def test_a_table_run_carries_its_preprocessing_into_onnx_runtime(table_run, tmp_path):
+def test_a_table_run_carries_its_preprocessing_into_onnx_runtime(ort, table_run, tmp_path):
     run, path = table_run
     model = predict.load(run)
     table = model.preprocessing.table
@@ -153,7 +160,7 @@ def test_a_table_run_carries_its_preprocessing_into_onnx_runtime(table_run, tmp_
     assert "customer_id" not in names  # left out as an identifier: no input
     assert names[:3] == ["signup_date.year", "signup_date.dayofyear", "signup_date.dayofweek"]
     assert {"LabelEncoder", "IsNaN", "Where", "Equal"} <= {n.op_type for n in proto.graph.node}
-    session = _session(out)
+    session = _session(ort, out)
     assert [o.name for o in session.get_outputs()] == ["probabilities", "label"]
 
     raw = _test_rows(model, path)
@@ -168,8 +175,7 @@ def test_a_table_run_carries_its_preprocessing_into_onnx_runtime(table_run, tmp_
 
 
 @pytest.mark.slow
-def test_cli_writes_onnx_atomically_and_refuses_to_overwrite(digits_run, tmp_path, capsys):
-    pytest.importorskip("onnx")
+def test_cli_writes_onnx_atomically_and_refuses_to_overwrite(ort, digits_run, tmp_path, capsys):
     out = tmp_path / "net.onnx"
     assert main(["export", str(digits_run), str(out)]) == 0
     assert "ONNX graph (opset 17) from 1 input (x) to probabilities and label" in (
