@@ -164,7 +164,7 @@ def _column_features(g: _Graph, column, inputs: list[str]) -> list[str]:
     """The ONNX tensors of `column`'s features, as `jaxnet.data.table.Column.encode` makes
     them, from the column's graph inputs."""
     from jaxnet.data.csv import _NA_CELLS  # the CSV reader's missing-cell words, every case
-    from jaxnet.data.table import _FALSE, _TRUE
+    from jaxnet.data.table import _FALSE, _TRUE, MISSING
 
     float_type = g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
     if column.kind == "number":
@@ -179,8 +179,8 @@ def _column_features(g: _Graph, column, inputs: list[str]) -> list[str]:
                      default_float=float("nan"))
         return _filled(g, g.op("Cast", value, to=float_type), column)
     slots = {c: j for j, c in enumerate(column.categories)}
-    if "(missing)" in slots:  # jaxnet.data.table.MISSING: a missing cell is its own category
-        slots.update({w: slots["(missing)"] for w in _NA_CELLS if w not in slots})
+    if MISSING in slots:  # a missing cell is a category of its own
+        slots.update({w: slots[MISSING] for w in _NA_CELLS if w not in slots})
     index = g.op("LabelEncoder", inputs[0], domain="ai.onnx.ml", keys_strings=list(slots),
                  values_int64s=list(slots.values()), default_int64=-1)
     # Equal, not OneHot: OneHot reads the unseen value's -1 as the last category.
@@ -202,7 +202,7 @@ def to_onnx(model):
     Raises:
       MissingExtraError: the onnx package is not installed.
       JaxnetError: a table column's input would share its name with another input or an
-        output (rename the column and train again), or a dtype ONNX Runtime cannot run.
+        output (rename the column and train again).
     """
     onnx = _import_onnx()
     import jax
@@ -210,9 +210,6 @@ def to_onnx(model):
     from jaxnet import __version__
 
     helper = onnx.helper
-    if model.config.dtype not in ("float32", "float64"):
-        raise JaxnetError(f"the run computes in {model.config.dtype}; ONNX export supports "
-                          "float32 and float64 runs: train with `dtype='float32'`")
     dtype = np.dtype(model.config.dtype)
     float_type = helper.np_dtype_to_tensor_dtype(dtype)
     specs = inputs(model)

@@ -2,11 +2,13 @@
 jaxnet's probabilities and labels from raw rows, with the table's preprocessing inside."""
 
 import importlib.util
+import itertools
 import json
 import pathlib
 import sys
 import warnings
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +20,8 @@ from jaxnet.config import TrainConfig
 from jaxnet.data.columns import DataNote
 from jaxnet.data.csv import read_frame
 from jaxnet.data.split import split_indices
+from jaxnet.data.table import Table
+from jaxnet.preprocess import Preprocessing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -127,15 +131,16 @@ def _feeds(session, raw):
     """What a caller passes: numbers as float32 with NaN, text cells as strings (a missing one
     written as the CSV may hold it), a date as its three parts (the host-side step)."""
     spellings = ["", "NA", "nan", "None", "n/a", "NULL"]
+    floats = {"tensor(float)": np.float32, "tensor(double)": np.float64}
     feeds = {}
     for spec in session.get_inputs():
         column, _, part = spec.name.partition(".")
         if part:  # signup_date.year, .dayofyear, .dayofweek
             when = pd.to_datetime(raw[column], utc=True, format="ISO8601")
             attribute = {"year": "year", "dayofyear": "day_of_year", "dayofweek": "day_of_week"}
-            feeds[spec.name] = getattr(when.dt, attribute[part]).to_numpy(np.float32)[:, None]
-        elif spec.type == "tensor(float)":
-            feeds[spec.name] = raw[[column]].to_numpy(np.float32)
+            feeds[spec.name] = getattr(when.dt, attribute[part]).to_numpy(floats[spec.type])[:, None]
+        elif spec.type in floats:
+            feeds[spec.name] = raw[[column]].to_numpy(floats[spec.type])
         else:
             cells = [spellings[i % len(spellings)] if pd.isna(v) else str(v)
                      for i, v in enumerate(raw[column].astype(object))]
@@ -198,3 +203,67 @@ def test_cli_says_how_to_install_the_onnx_extra(monkeypatch, tmp_path, capsys):
     assert main(["export", str(tmp_path), str(out)]) == 2
     assert "pip install 'jaxnet[onnx]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _hand_built(frame, dtype="float32", classes=("cold", "mild", "warm")):
+    """A TrainedModel on `frame`'s table with random weights and batchnorm statistics (no fit:
+    the graph does not care how the numbers were learned)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        table = Table.fit(frame)
+        x = table.encode(frame)
+    prep = Preprocessing.fit(x, np.array(classes), table=table)
+    rng, dims = np.random.default_rng(0), (table.width, 8, 8, len(classes))
+    params, state = [], []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
+        layer = {"w": rng.normal(0, (2 / fan_in) ** 0.5, (fan_out, fan_in)),
+                 "b": rng.normal(0, 0.1, fan_out)}
+        if i < len(dims) - 2:
+            layer |= {"gamma": rng.uniform(0.5, 1.5, fan_out), "beta": rng.normal(0, 0.3, fan_out)}
+            state.append({"mean": rng.normal(0, 0.5, fan_out), "var": rng.uniform(0.5, 2, fan_out)})
+        params.append(layer)
+    params, state = jax.tree.map(lambda a: a.astype(dtype), (tuple(params), tuple(state)))
+    return predict.TrainedModel(params, state, TrainConfig(hidden=dims[1:-1], dtype=dtype), prep)
+
+
+def _weather(n=80, seed=0):
+    """Every column kind, missing cells in each, an identifier left out."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "id": [f"row-{i}" for i in range(n)],
+        "when": [f"2020-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(n)],
+        "city": rng.choice(["Oslo", "Rome", "Lima"], n).astype(object),
+        "temp": rng.normal(10, 5, n),
+        "windy": rng.choice(["yes", "no", "Yes"], n).astype(object),
+        "rooms": rng.integers(1, 4, n).astype(float),
+    })
+    for column in ("when", "city", "temp", "windy", "rooms"):
+        frame.loc[rng.random(n) < 0.1, column] = None
+    return frame
+
+
+@pytest.mark.x64
+def test_a_float64_model_gives_its_probabilities_in_float64(ort, tmp_path):
+    frame = _weather()
+    model = _hand_built(frame, dtype="float64")
+    path = onnx_export.save(model, tmp_path / "weather.onnx")
+    _check(path)
+    session = _session(ort, path)
+    assert {i.type for i in session.get_inputs()} == {"tensor(double)", "tensor(string)"}
+    new = _weather(40, seed=1)
+    new.loc[0, "city"] = "Quito"  # unseen: all zeros
+    feeds = _feeds(session, new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        expected, labels = model.predict_proba(new), model.predict(new)
+    probabilities, label = session.run(None, feeds)
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(label, labels)
+
+
+def test_a_column_named_like_an_output_is_refused_by_name(ort, tmp_path):
+    model = _hand_built(_weather().rename(columns={"temp": "label"}))
+    with pytest.raises(jaxnet.JaxnetError, match="input name 'label'.*rename that column"):
+        onnx_export.save(model, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
