@@ -217,9 +217,10 @@ def to_onnx(model):
     clash = sorted({n for n in names if names.count(n) > 1 or n in OUTPUTS
                     or n.startswith("jaxnet/")})
     if clash:
-        raise JaxnetError(f"the input name {clash[0]!r} would be used twice in the ONNX graph "
-                          f"(inputs {', '.join(map(repr, names))}, outputs "
-                          f"{', '.join(OUTPUTS)}); rename that column and train again")
+        raise JaxnetError(f"the input name {clash[0]!r} clashes with another name in the ONNX "
+                          f"graph (its inputs {', '.join(map(repr, names))}, its outputs "
+                          f"{', '.join(OUTPUTS)}, its own names starting 'jaxnet/'); rename "
+                          "that column and train again")
     g = _Graph(onnx, dtype)
     prep = model.preprocessing
     if prep.table is None:

@@ -264,6 +264,6 @@ def test_a_float64_model_gives_its_probabilities_in_float64(ort, tmp_path):
 
 def test_a_column_named_like_an_output_is_refused_by_name(ort, tmp_path):
     model = _hand_built(_weather().rename(columns={"temp": "label"}))
-    with pytest.raises(jaxnet.JaxnetError, match="input name 'label'.*rename that column"):
+    with pytest.raises(jaxnet.JaxnetError, match="input name 'label' clashes.*rename that column"):
         onnx_export.save(model, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
