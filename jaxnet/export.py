@@ -1,4 +1,4 @@
-"""Weights for PyTorch: a trained network under `nn.Sequential`'s names, in one safetensors file."""
+"""Weights for PyTorch under `nn.Sequential`'s names in safetensors; `export_run` picks ONNX by extension."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from safetensors import SafetensorError, safe_open
 
 from jaxnet import predict
 from jaxnet.checkpoint import CheckpointError, json_text, write_bytes
-from jaxnet.errors import OutputExistsError
+from jaxnet.errors import OutputExistsError, UsageError
 
 FORMAT = "jaxnet-torch"
 VERSION = "1"
@@ -21,6 +21,8 @@ VERSION = "1"
 # (Dropout, there even when its p is 0, so the indices never depend on the dropout rate);
 # the output Linear is module 4L after the L hidden layers.
 MODULES_PER_HIDDEN = 4
+# The file formats `export_run` writes, by extension.
+FORMATS = {".safetensors": "PyTorch weights", ".onnx": "an ONNX graph with the preprocessing"}
 HEADER_KEYS = ("format", "version", "architecture", "dtype", "preprocessing", "classes",
                "config")
 
@@ -136,7 +138,7 @@ def save(model: predict.TrainedModel, path: str | os.PathLike, *,
       OutputExistsError (a FileExistsError): `path` exists and `overwrite` is False.
       CheckpointError: the file could not be written (no space, read-only folder).
     """
-    path = _writable(path, overwrite)
+    path = writable(path, overwrite)
     write_bytes(path, safetensors.numpy.save(to_torch_state_dict(model), metadata=header(model)))
     return path
 
@@ -151,11 +153,32 @@ def export_torch(run_dir: str | os.PathLike, path: str | os.PathLike, *,
     Raises:
       CheckpointError: `run_dir` holds no trained run; or as `save`.
     """
-    _writable(path, overwrite)  # before loading: a refusal costs nothing
+    writable(path, overwrite)  # before loading: a refusal costs nothing
     return save(predict.load(run_dir), path, overwrite=overwrite)
 
 
-def _writable(path, overwrite: bool) -> pathlib.Path:
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *,
+               overwrite: bool = False) -> pathlib.Path:
+    """The `jaxnet export` command: the run in `run_dir` written in the format `path`'s
+    extension names (`FORMATS`): .safetensors for PyTorch (`export_torch`), .onnx for ONNX
+    Runtime (`jaxnet.onnx_export.export_onnx`, which needs the onnx extra).
+
+    Raises:
+      UsageError: another extension; or what the chosen writer raises.
+    """
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"{path}: expected a file name ending in "
+                         f"{' or '.join(FORMATS)} ({'; '.join(FORMATS.values())})")
+    if suffix == ".onnx":
+        from jaxnet import onnx_export  # its onnx import happens only here
+
+        return onnx_export.export_onnx(run_dir, path, overwrite=overwrite)
+    return export_torch(run_dir, path, overwrite=overwrite)
+
+
+def writable(path, overwrite: bool) -> pathlib.Path:
+    """`path` as a Path; OutputExistsError if it exists and `overwrite` is False."""
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; choose another file name, or set `overwrite` "
