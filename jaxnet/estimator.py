@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from jaxnet import fitting
 from jaxnet.config import TrainConfig
@@ -25,6 +25,8 @@ try:
     from sklearn.utils.validation import validate_data
 except ImportError:  # scikit-learn < 1.6 has the method instead of the function
     def validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
+        if kwargs.pop("skip_check_array", False):
+            kwargs["cast_to_ndarray"] = False
         return estimator._validate_data(X, y, **kwargs)
 
 # TrainConfig fields that are not estimator parameters: `fit`'s arrays are the data (so no
@@ -66,6 +68,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
       feature_names_in_: the column names, when X was a DataFrame with string names. As in
         scikit-learn, `predict` then refuses a DataFrame whose columns differ or come in
         another order (ValueError); `model_` (a `TrainedModel`) matches them by name.
+        A DataFrame holding text, categories, booleans, dates or missing cells is read as
+        a table, as `jaxnet train` reads a CSV file (`jaxnet.data.table`: each column's kind
+        decided on the training rows, categories one-hot, missing cells filled with the
+        training median plus an indicator); `model_.preprocessing.table` keeps it. A column
+        of pandas' `category` dtype is a category whatever it holds.
       loss_curve_: the mean training loss of each epoch (with dropout and the L2 term).
       validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
       best_epoch_: the 1-based epoch whose parameters are kept.
@@ -144,7 +151,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
           ValueError: a bad parameter (ConfigError), bad or too few data.
         """
         config = self.train_config()
-        X, y = validate_data(self, X, y, dtype=np.dtype(config.dtype))
+        table = _is_table(X)
+        if table:  # the frame as it is: its columns get kinds (jaxnet.data.table)
+            validate_data(self, X, skip_check_array=True)
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.dtype(config.dtype))
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(X) < 2:
@@ -154,8 +167,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__}.fit got y with one class "
                              f"({classes[0]!r}); a classifier needs at least 2 classes")
         names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame
-        data = _dataset(X, y_idx.astype(np.int32), classes, config)
-        if names is not None:
+        data = (_table_dataset if table else _dataset)(X, y_idx.astype(np.int32), classes,
+                                                        config)
+        if names is not None and not table:  # a table's Dataset has its columns' names
             data = dataclasses.replace(data, feature_names=tuple(names))
         result = fitting.fit(config, data)
         if result.diverged:
@@ -181,9 +195,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
           (N, C) float64 probabilities; column j is `classes_[j]`; rows sum to 1.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self.model_.config.dtype))
+        dtype = np.dtype(self.model_.config.dtype)
+        table = self.model_.preprocessing.table
+        if table is not None:  # checks the names and their order, then makes the features
+            validate_data(self, X, reset=False, skip_check_array=True)
+            X = table.encode(X, dtype=dtype, source=f"{type(self).__name__}.predict")
+        else:
+            X = validate_data(self, X, reset=False, dtype=dtype)
         padded = np.pad(X, ((0, -len(X) % PREDICT_CHUNK), (0, 0)))
-        log_probs = self.model_.log_proba(padded, batch_size=PREDICT_CHUNK)[:len(X)]
+        log_probs = self.model_.on_features().log_proba(padded, batch_size=PREDICT_CHUNK)[:len(X)]
         probs = np.exp(log_probs.astype(np.float64))
         return probs / probs.sum(axis=1, keepdims=True)
 
@@ -191,6 +211,43 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """(N,) predicted labels, values of `classes_`."""
         indices = np.argmax(self.predict_proba(X), axis=1)
         return self.classes_[indices]
+
+
+def _is_table(X) -> bool:
+    """Whether X is a pandas DataFrame to read as a table: it holds a column that is not
+    numbers (text, categories, booleans, dates) or a missing cell. A numeric DataFrame
+    without missing cells is an array with column names, as before."""
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")):
+        return False
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    numbers = all(is_numeric_dtype(t) and not is_bool_dtype(t) for t in X.dtypes)
+    if numbers and not X.isna().to_numpy().any():
+        return False
+    if not all(isinstance(c, str) for c in X.columns):
+        raise ValueError("X is a DataFrame with text or missing cells, read as a table by "
+                         "column name, but not every column name is a string; name the "
+                         "columns (X.columns = [...])")
+    return True
+
+
+def _table_dataset(X, y_idx: np.ndarray, classes: np.ndarray, config: TrainConfig) -> Dataset:
+    """The DataFrame X as `_dataset` splits it, its columns made into features by a Table
+    fitted on the training rows only."""
+    from jaxnet.data.table import Table
+
+    source = "MLPClassifier.fit"
+    train, val, _ = split_indices(y_idx, config.val_fraction, 0.0, config.seed, source=source)
+    table = Table.fit(X, rows=np.sort(train), source=source)
+    dtype = np.dtype(config.dtype)
+
+    def rows(idx):
+        return None if idx is None else table.encode(X, rows=idx, dtype=dtype, source=source)
+
+    return Dataset(name=source, x_train=rows(train), y_train=y_idx[train], x_val=rows(val),
+                   y_val=None if val is None else y_idx[val], x_test=None, y_test=None,
+                   classes=clean_labels(classes, y_name="classes"), feature_names=table.names,
+                   table=table)
 
 
 def _dataset(X: np.ndarray, y_idx: np.ndarray, classes: np.ndarray,

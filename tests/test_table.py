@@ -223,3 +223,30 @@ def test_an_on_off_setting_is_shown_as_its_flag():
     assert render("`impute=False` refuses; drop `impute=False`", flags) == \
         "--no-impute refuses; drop --no-impute"
     assert render("`impute=True`", flags) == "--impute"
+
+
+@pytest.mark.slow
+def test_the_estimator_reads_a_dataframe_with_kinds_as_a_table():
+    from sklearn.base import clone
+
+    from jaxnet.estimator import MLPClassifier
+
+    frame = _make_table()(400, seed=5)
+    x, y = frame.drop(columns="churn"), frame["churn"]
+    est = MLPClassifier(hidden=16, epochs=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataNote)
+        est.fit(x, y)
+        kinds = {c.name: c.kind for c in est.model_.preprocessing.table.columns}
+        assert kinds["plan"] == "category" and kinds["signup_date"] == "date"
+        assert "customer_id" not in kinds  # left out, identifier-like
+        assert list(est.feature_names_in_) == list(x.columns)
+        proba = est.predict_proba(x.iloc[:20])
+        # the loaded model (by name, any order) and the estimator agree
+        np.testing.assert_allclose(est.model_.predict_proba(x.iloc[:20, ::-1]), proba,
+                                   atol=1e-6)
+        with pytest.raises(ValueError, match="feature names"):  # scikit-learn's order rule
+            est.predict(x.iloc[:5, ::-1])
+        assert set(est.predict(x.iloc[:20])) <= {"left", "stayed"}
+        again = clone(est).fit(x, y)  # the same seed: the same model
+    np.testing.assert_allclose(again.predict_proba(x.iloc[:20]), proba, atol=1e-6)

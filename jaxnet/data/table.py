@@ -76,6 +76,12 @@ def _categories(series) -> tuple[np.ndarray, np.ndarray]:
     return codes, _text(np.asarray(uniques, dtype=object))
 
 
+def _is_categorical_dtype(series) -> bool:
+    import pandas as pd
+
+    return isinstance(series.dtype, pd.CategoricalDtype)
+
+
 def _dates(values) -> np.ndarray:
     """(N, 3) float64 year, day of year, day of week of ISO strings; NaN rows for cells that
     are missing or not a date."""
@@ -238,7 +244,7 @@ def _detect(name: str, series, categorical: bool, source: str,
     present = series.dropna()
     if len(present) == 0:
         return None, "no value in the training rows"
-    if categorical:
+    if categorical or _is_categorical_dtype(series):
         return "category", "named as categorical"
     if series.dtype.kind == "b":
         return "boolean", ""
