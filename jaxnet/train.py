@@ -17,6 +17,7 @@ import optax
 from jaxnet import model, optim, rng
 from jaxnet.config import TrainConfig
 from jaxnet.distributed import DeviceEnv, to_host
+from jaxnet.errors import ConfigError
 
 LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
 
@@ -45,7 +46,9 @@ class TrainState(NamedTuple):
     opt_state: Any  # optax state, with the injected hyperparameters
     step: jax.Array  # int32 count of steps taken
     key: jax.Array  # PRNG key the next epoch's shuffle and dropout keys are split from
-    hyper: dict  # swept per-run values of "reg" / "dropout" (empty: use the config's)
+    # Per-run values the step reads: swept "reg" / "dropout" (absent: the config's), and
+    # "class_weight", the (C,) loss weights of `config.class_weight` (absent: unweighted)
+    hyper: dict
 
 
 def dims_for(config: TrainConfig, data) -> tuple[int, ...]:
@@ -60,6 +63,56 @@ def batch_size(config: TrainConfig, n_train: int) -> int:
 def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
     """Steps that show every training example once: the last batch is filled up."""
     return math.ceil(n_train / batch_size(config, n_train))
+
+
+def class_weights(config: TrainConfig, y_train, num_classes: int) -> np.ndarray | None:
+    """The per-class loss weights `config.class_weight` asks for: the weights it lists, or
+    "balanced" ones from the training labels.
+
+    "balanced" is scikit-learn's rule (`sklearn.utils.class_weight.compute_class_weight`):
+    w[c] = n_train / (C * count of class c in `y_train`), computed from the training split
+    only. A class that `y_train` lacks gets weight 1; no training example uses it, and the
+    loss's weighted mean makes the scale of the weights irrelevant.
+
+    Args:
+      config: the run's settings.
+      y_train: (N,) integer training labels in [0, num_classes).
+      num_classes: C, the network's outputs.
+
+    Returns:
+      (C,) weights in the config's dtype, or None when `config.class_weight` is None.
+
+    Raises:
+      ConfigError: `config.class_weight` lists another number of weights than C.
+    """
+    if config.class_weight is None:
+        return None
+    if config.class_weight != "balanced":
+        if len(config.class_weight) != num_classes:
+            raise ConfigError(
+                f"`class_weight` lists {len(config.class_weight)} weights but the data has "
+                f"{num_classes} classes; give one weight per class, in the order of the sorted "
+                "class labels, or use `class_weight='balanced'`")
+        return np.asarray(config.class_weight, config.dtype)
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y_train = np.asarray(y_train)
+    present = np.unique(y_train)
+    weights = np.ones(num_classes, np.float64)
+    weights[present] = compute_class_weight(config.class_weight, classes=present, y=y_train)
+    return weights.astype(config.dtype)
+
+
+def with_class_weight(ts: TrainState, class_weight) -> TrainState:
+    """`ts` whose steps weight the loss by `class_weight` ((C,) array; None: unweighted).
+
+    The weights travel in the state (`hyper`), so they are an argument of the compiled
+    epoch, never a constant compiled into it: a compiled epoch shared by fits on other data
+    (`fitting._jitted`) uses each fit's own weights."""
+    hyper = {k: v for k, v in ts.hyper.items() if k != "class_weight"}
+    if class_weight is not None:
+        hyper["class_weight"] = jnp.asarray(class_weight, ts.params[-1]["w"].dtype)
+    return ts._replace(hyper=hyper)
 
 
 def _optimizer_values(config: TrainConfig) -> dict:
@@ -120,7 +173,8 @@ def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = Fals
 
     `key` draws the dropout masks. Jit it with `jax.jit(step, donate_argnums=0)`. Set
     `vmapped_runs` where the step runs under `jax.vmap` over train states that share x
-    (`jaxnet.model.loss`).
+    (`jaxnet.model.loss`). The loss is class-weighted by `ts.hyper["class_weight"]` where
+    the state holds one (`with_class_weight`).
     """
     grad_fn = (model.manual_value_and_grad if config.grad == "manual"
                else jax.value_and_grad(model.loss, has_aux=True))
@@ -132,6 +186,7 @@ def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = Fals
         (loss, bn_state), grads = grad_fn(
             ts.params, ts.bn_state, x, y, key=key, train=True, dropout=dropout, reg=reg,
             momentum=config.bn_momentum, eps=config.bn_eps, vmapped_runs=vmapped_runs,
+            class_weight=ts.hyper.get("class_weight"),
         )
         return apply_gradients(ts, optimizer, grads, bn_state), {"loss": loss}
 
@@ -258,7 +313,10 @@ def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> di
 
 
 def evaluate(params, bn_state, x, y, *, config: TrainConfig):
-    """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y)."""
+    """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y).
+
+    Unweighted even when the run trains with `class_weight`: reported losses and
+    accuracies (and the best-epoch rule, `improves`) score the data as it is."""
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
     wide = widen(logits)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(wide, y))

@@ -113,6 +113,9 @@ def add_network_flags(p, *, sweep=False):
     _field(g, "weight_scale", "std of the normal init", type=number, sweep=sweep)
     _field(g, "dropout", "drop probability after each hidden ReLU", type=number, sweep=sweep)
     _field(g, "reg", "L2 strength", type=number, sweep=sweep)
+    _field(g, "class_weight", "balanced: weight the training loss by inverse class frequency, "
+           "n / (C * count) in the training split (reported scores stay unweighted)",
+           choices=cfg.CLASS_WEIGHTS)
 
 
 def add_optimizer_flags(p, *, sweep=False):
@@ -184,7 +187,7 @@ def add_device_flags(p, *, what="data-parallel devices"):
 
 
 # TrainConfig fields set by a flag of the same name.
-CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr_schedule",
+CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "class_weight", "optimizer", "lr", "lr_schedule",
                 "lr_decay", "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay",
                 "batch_size", "epochs", "max_epochs", "patience", "grad", "dtype", "seed",
                 "dataset", "target", "val_fraction", "test_fraction", "standardize")
