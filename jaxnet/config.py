@@ -54,8 +54,8 @@ class TrainConfig:
     reg: float = 1e-4  # L2 strength: loss += 0.5 * reg * sum(w**2)
     # None, "balanced" or one weight per class: the training loss is then the weighted mean
     # sum w[y] nll / sum w[y] (PyTorch's CrossEntropyLoss(weight=w)); "balanced" is scikit-
-    # learn's w[c] = n_train / (C * count of c in the training split); reported losses and
-    # accuracies stay unweighted
+    # learn's w[c] = n_train / (C * count of c in the training split); the losses and
+    # accuracies reported while training (and choosing the best epoch) are weighted alike
     class_weight: str | tuple[float, ...] | None = None
     optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop, adam or adamw
     lr: float = 1e-3  # base learning rate

@@ -59,8 +59,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         1), as in scikit-learn's other classifiers: the training loss is then the weighted
         mean `sum w[y_i] * nll_i / sum w[y_i]` (PyTorch's `CrossEntropyLoss(weight=w)`);
         "balanced" weighs class c by n / (C * count_c) over the training part of (X, y)
-        (after the validation split). `validation_scores_` and the best epoch's choice stay
-        unweighted.
+        (after the validation split). `validation_scores_` and the choice of the best epoch
+        are then class-weighted too (with "balanced": the balanced accuracy).
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
         `TrainConfig.seed`, so fitting twice gives the same model.

@@ -99,8 +99,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
 
     With `config.class_weight="balanced"` the training loss weights each class by
     n_train / (C * its count in the training split) (`train.class_weights`; recorded as
-    "class_weights" in the metrics and the checkpoint's metadata); reported losses and
-    accuracies stay unweighted.
+    "class_weights" in the metrics and the checkpoint's metadata), and so do the losses and
+    accuracies it reports and chooses the best epoch by (`train.evaluate`).
 
     Returns:
       A TrainResult. A non-finite loss or state stops training; `diverged` is then True,
@@ -266,7 +266,8 @@ def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_tr
                                "diverged": loop.diverged}
     unscored = {f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")}
     metrics.update(unscored)
-    metrics.update(train.split_scores(eval_fn, p.best["params"], p.best["bn_state"], splits))
+    metrics.update(train.split_scores(eval_fn, p.best["params"], p.best["bn_state"], splits,
+                                      p.state.hyper.get("class_weight")))
     if loop.diverged:  # reported as `sweep` and `train --seeds` report a diverged run
         metrics["final_loss"] = None
         metrics.update(unscored)

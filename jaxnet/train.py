@@ -312,30 +312,42 @@ def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> di
     return env.replicate(splits)
 
 
-def evaluate(params, bn_state, x, y, *, config: TrainConfig):
+def evaluate(params, bn_state, x, y, *, config: TrainConfig, class_weight=None):
     """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y).
 
-    Unweighted even when the run trains with `class_weight`: reported losses and
-    accuracies (and the best-epoch rule, `improves`) score the data as it is."""
+    With `class_weight` ((C,) weights w, those the run trains with), both are weighted
+    means over the examples, `sum w[y_i] * score_i / sum w[y_i]`, so the best epoch
+    (`improves`), early stopping and sweeps' rankings follow the weighted objective; with
+    "balanced" weights the accuracy is the balanced accuracy (mean recall over classes) on
+    a split whose classes are distributed like the training split's (as scikit-learn's
+    gradient boosting scores its validation set with the class weights).
+    """
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
     wide = widen(logits)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(wide, y))
+    nll = optax.softmax_cross_entropy_with_integer_labels(wide, y)
     correct = jnp.argmax(logits, axis=1).astype(y.dtype) == y
-    return loss, jnp.mean(correct.astype(jnp.float32))
+    if class_weight is None:
+        return jnp.mean(nll), jnp.mean(correct.astype(jnp.float32))
+    weights = jnp.asarray(class_weight, wide.dtype)[y]
+    total = jnp.sum(weights)
+    return (jnp.sum(weights * nll) / total,
+            (jnp.sum(weights * correct.astype(weights.dtype)) / total).astype(jnp.float32))
 
 
-def evaluate_splits(params, bn_state, splits: dict, *, config: TrainConfig) -> dict:
+def evaluate_splits(params, bn_state, splits: dict, class_weight=None, *,
+                    config: TrainConfig) -> dict:
     """`evaluate` on each split given: {name: (loss, accuracy)} for the (x, y) values of
-    `splits` that are not None. Jitted whole, the splits share one compilation and one
-    call per epoch."""
-    return {name: evaluate(params, bn_state, *split, config=config)
+    `splits` that are not None, class-weighted by `class_weight` if given. Jitted whole,
+    the splits share one compilation and one call per epoch."""
+    return {name: evaluate(params, bn_state, *split, config=config, class_weight=class_weight)
             for name, split in splits.items() if split is not None}
 
 
-def split_scores(eval_fn, params, bn_state, splits: dict) -> dict:
+def split_scores(eval_fn, params, bn_state, splits: dict, class_weight=None) -> dict:
     """`{"<split>_loss": float, "<split>_accuracy": float}` of `eval_fn` (jitted
     `evaluate_splits`) for each split given, in the splits' order (train, val, test)."""
-    scores = jax.device_get(eval_fn(params, bn_state, splits))
+    scores = jax.device_get(eval_fn(params, bn_state, splits) if class_weight is None
+                            else eval_fn(params, bn_state, splits, class_weight))
     return {f"{name}_{what}": float(value) for name in splits if name in scores
             for what, value in zip(("loss", "accuracy"), scores[name], strict=True)}
 
@@ -434,7 +446,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
       splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device.
       progress: where to start (`new_progress(init_train_state(...))`, or a resumed one).
       epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `evaluate_splits` with the
-        config bound: `(params, bn_state, splits) -> {name: (loss, accuracy)}`.
+        config bound: `(params, bn_state, splits[, class_weight]) -> {name: (loss,
+        accuracy)}`; it gets the state's class weights (`with_class_weight`), if any.
       on_epoch: called with the progress after every completed epoch (checkpoints, bars).
 
     Returns:
@@ -457,7 +470,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
             break
         progress.state = ts
         row = {"epoch": epoch + 1, "loss": float(losses.mean()),
-               **split_scores(eval_fn, ts.params, ts.bn_state, splits)}
+               **split_scores(eval_fn, ts.params, ts.bn_state, splits,
+                              ts.hyper.get("class_weight"))}
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
                        f"{epoch + 1}; lower the learning rate (`lr`)")

@@ -178,6 +178,25 @@ def test_config_round_trips_and_old_configs_load():
     assert TrainConfig.from_dict(old).class_weight is None
 
 
+def test_weighted_scores_are_balanced_accuracy_and_the_weighted_loss():
+    data = _imbalanced()
+    params, state = model.init(jax.random.PRNGKey(0), (6, 8, 3), weight_scale=1.0)
+    x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train)
+    weights = train.class_weights(dataclasses.replace(SMALL, dtype="float32"), y, 3)
+    loss, accuracy = train.evaluate(params, state, x, y, config=SMALL, class_weight=weights)
+    logits = np.asarray(model.apply(params, state, x, train=False)[0], np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(accuracy, balanced_accuracy_score(y, probs.argmax(axis=1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(loss, _nll_weighted_mean(logits, np.asarray(y), weights),
+                               rtol=1e-5)
+    _, plain_accuracy = train.evaluate(params, state, x, y, config=SMALL)
+    np.testing.assert_allclose(plain_accuracy, np.mean(probs.argmax(axis=1) == np.asarray(y)),
+                               rtol=1e-6)
+    assert plain_accuracy != accuracy
+
+
 # ------------------------------------------------------------------------------- fitting
 
 

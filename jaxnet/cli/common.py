@@ -114,7 +114,8 @@ def add_network_flags(p, *, sweep=False):
     _field(g, "dropout", "drop probability after each hidden ReLU", type=number, sweep=sweep)
     _field(g, "reg", "L2 strength", type=number, sweep=sweep)
     _field(g, "class_weight", "balanced: weight the training loss by inverse class frequency, "
-           "n / (C * count) in the training split (reported scores stay unweighted)",
+           "n / (C * count) in the training split; the losses and accuracies reported are "
+           "weighted alike",
            choices=cfg.CLASS_WEIGHTS)
 
 

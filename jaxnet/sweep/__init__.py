@@ -76,7 +76,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       run and setting records `epochs_trained` and the `rung` (0-based) where it stopped;
       the best setting is chosen among those that trained longest. With
       `config.class_weight`, every run trains on the class-weighted loss
-      (`train.class_weights` of the training labels), and reports unweighted numbers.
+      (`train.class_weights` of the training labels), and its losses and accuracies, which
+      choose its best epoch and rank the settings, are class-weighted too.
     """
     check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
                 min_epochs=min_epochs)

@@ -72,8 +72,9 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
             def full(params):
                 return params
 
-        def val_scores(ts):  # (val loss, val accuracy)
-            return evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config)
+        def val_scores(ts):  # (val loss, val accuracy), class-weighted as the run trains
+            return evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config,
+                            class_weight=ts.hyper.get("class_weight"))
 
         ts = run.ts if in_span else run
         if best_acc is None:  # -inf accuracy and +inf loss: the first epoch improves on them
@@ -100,7 +101,8 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
         metrics = {f"{name}_{what}": value
                    for name, split in splits.items() if name != "gram"
                    for what, value in zip(("loss", "accuracy"),
-                                          evaluate(full(params), bn_state, *split, config=config),
+                                          evaluate(full(params), bn_state, *split, config=config,
+                                                   class_weight=ts.hyper.get("class_weight")),
                                           strict=True)}
         metrics["loss_curve"] = losses.reshape(-1)
         # The divergence rule, on the weights as they are reported.
