@@ -12,6 +12,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnet import model
+from jaxnet.train import balanced_class_weights
 
 # The error of one tensor is max over its entries of |a - b| / max(|a|, |b|, floor) (CS231n's
 # relative error; the floor stops entries that should be exactly zero, like the gradient of a
@@ -263,18 +264,6 @@ def _describe(network, batch, train, dropout, reg, class_weight=None):
     return f"gradient check of network {network}, batch {batch}, {mode}, reg {reg}{weights}"
 
 
-def balanced_weights(y, num_classes: int) -> np.ndarray:
-    """scikit-learn's "balanced" class weights of labels `y` ((N,) ints in [0, C)):
-    w[c] = N / (C_present * count_c), 1 for a class `y` lacks (as `train.class_weights`)."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    y = np.asarray(y)
-    present = np.unique(y)
-    weights = np.ones(num_classes)
-    weights[present] = compute_class_weight("balanced", classes=present, y=y)
-    return weights
-
-
 def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
               class_weight=None, momentum=model.DEFAULT_MOMENTUM, eps=model.DEFAULT_EPS,
               value_and_grad=model.manual_value_and_grad, samples=DEFAULT_SAMPLES, seed=0,
@@ -380,8 +369,8 @@ def gradcheck_network(dims, *, batch=20, seed=0, train=True, dropout=0.0, reg=0.
       seed: seeds the params, the (N, D) standard-normal inputs, the (N,) labels in [0, C),
         the dropout key and the choice of differenced entries.
       train, dropout, reg: as in `jaxnet.loss`.
-      class_weight: None, "balanced" (`balanced_weights` of the random labels, so rare
-        labels weigh more), or (C,) weights: checks the class-weighted loss.
+      class_weight: None, "balanced" (`jaxnet.train.balanced_class_weights` of the random
+        labels, so rare labels weigh more), or (C,) weights: checks the class-weighted loss.
       init, weight_scale, dtype: as in `jaxnet.init` (float32 by default, as users train).
       **options: any other keyword of `gradcheck` (samples, step, rtol_autodiff,
         floor_autodiff, rtol_numeric, floor_numeric, value_and_grad, momentum, eps,
@@ -403,7 +392,7 @@ def gradcheck_network(dims, *, batch=20, seed=0, train=True, dropout=0.0, reg=0.
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be None, 'balanced' or (C,) weights, got "
                              f"{class_weight!r}")
-        class_weight = balanced_weights(y, dims[-1])
+        class_weight = balanced_class_weights(y, dims[-1])
     options.setdefault("description",
                        _describe("-".join(map(str, dims)), batch, train, dropout, reg,
                                  class_weight) + f", seed {seed}")

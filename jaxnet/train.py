@@ -94,13 +94,20 @@ def class_weights(config: TrainConfig, y_train, num_classes: int) -> np.ndarray 
                 f"{num_classes} classes; give one weight per class, in the order of the sorted "
                 "class labels, or use `class_weight='balanced'`")
         return np.asarray(config.class_weight, config.dtype)
+    return balanced_class_weights(y_train, num_classes).astype(config.dtype)
+
+
+def balanced_class_weights(y, num_classes: int) -> np.ndarray:
+    """(C,) float64 "balanced" weights of the labels `y` ((N,) ints in [0, C)): scikit-
+    learn's `compute_class_weight`, w[c] = N / (C_y * count_c) over the C_y classes `y`
+    holds, and 1 for the classes it lacks."""
     from sklearn.utils.class_weight import compute_class_weight
 
-    y_train = np.asarray(y_train)
-    present = np.unique(y_train)
+    y = np.asarray(y)
+    present = np.unique(y)
     weights = np.ones(num_classes, np.float64)
-    weights[present] = compute_class_weight(config.class_weight, classes=present, y=y_train)
-    return weights.astype(config.dtype)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    return weights
 
 
 def with_class_weight(ts: TrainState, class_weight) -> TrainState:
