@@ -14,16 +14,15 @@ from jaxnet.optim import OPTIMIZERS, SCHEDULES
 GRADS = ("manual", "autodiff")
 DTYPES = ("float32", "float64")
 CLASS_WEIGHTS = ("balanced",)  # besides None (every example counts the same) and explicit weights
+ADAPTIVE_PATIENCE = 10  # with epochs=None: stop after this many epochs without improvement
 
 
 def _valid_class_weight(value) -> bool:
     if value is None or isinstance(value, str):
         return value is None or value in CLASS_WEIGHTS
-    return (isinstance(value, tuple) and len(value) > 0
-            and all(ranges.is_valid("lr", w) for w in value))  # lr's rule: finite and > 0
+    return isinstance(value, tuple) and len(value) > 0 and all(map(ranges.POSITIVE[1], value))
 
 
-ADAPTIVE_PATIENCE = 10  # with epochs=None: stop after this many epochs without improvement
 # What each constrained field may be (scikit-learn's `_parameter_constraints`): the choices
 # here, where their lists live, and the numbers from ranges.RULES.
 CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(model.INIT_METHODS),

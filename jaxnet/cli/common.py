@@ -188,10 +188,10 @@ def add_device_flags(p, *, what="data-parallel devices"):
 
 
 # TrainConfig fields set by a flag of the same name.
-CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "class_weight", "optimizer", "lr", "lr_schedule",
+CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr_schedule",
                 "lr_decay", "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay",
                 "batch_size", "epochs", "max_epochs", "patience", "grad", "dtype", "seed",
-                "dataset", "target", "val_fraction", "test_fraction", "standardize")
+                "dataset", "target", "val_fraction", "test_fraction", "standardize", "class_weight")
 
 
 def resolve_hidden(layers, hidden) -> tuple[int, ...]:
