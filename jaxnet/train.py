@@ -80,7 +80,8 @@ def class_weights(config: TrainConfig, y_train, num_classes: int) -> np.ndarray 
       num_classes: C, the network's outputs.
 
     Returns:
-      (C,) weights in the config's dtype, or None when `config.class_weight` is None.
+      (C,) float64 weights (the state and the sweeps hold them in the config's dtype), or
+      None when `config.class_weight` is None.
 
     Raises:
       ConfigError: `config.class_weight` lists another number of weights than C.
@@ -93,8 +94,8 @@ def class_weights(config: TrainConfig, y_train, num_classes: int) -> np.ndarray 
                 f"`class_weight` lists {len(config.class_weight)} weights but the data has "
                 f"{num_classes} classes; give one weight per class, in the order of the sorted "
                 "class labels, or use `class_weight='balanced'`")
-        return np.asarray(config.class_weight, config.dtype)
-    return balanced_class_weights(y_train, num_classes).astype(config.dtype)
+        return np.asarray(config.class_weight, np.float64)
+    return balanced_class_weights(y_train, num_classes)
 
 
 def balanced_class_weights(y, num_classes: int) -> np.ndarray:

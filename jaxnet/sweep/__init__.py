@@ -102,7 +102,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
     weights = class_weights(config, data.y_train, data.num_classes)
     if weights is not None:  # every run's own copy: an argument, like the swept values
-        values["class_weight"] = np.tile(weights, (len(rows), 1))
+        values["class_weight"] = np.tile(weights.astype(dtype), (len(rows), 1))
     init = _init_fn(config, dims, optimizer,
                     None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
                     n_train if in_span else None)
