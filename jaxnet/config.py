@@ -13,12 +13,25 @@ from jaxnet.optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("manual", "autodiff")
 DTYPES = ("float32", "float64")
+CLASS_WEIGHTS = ("balanced",)  # besides None (every example counts the same) and explicit weights
 ADAPTIVE_PATIENCE = 10  # with epochs=None: stop after this many epochs without improvement
+
+
+def _valid_class_weight(value) -> bool:
+    if value is None or isinstance(value, str):
+        return value is None or value in CLASS_WEIGHTS
+    return isinstance(value, tuple) and len(value) > 0 and all(map(ranges.POSITIVE[1], value))
+
+
 # What each constrained field may be (scikit-learn's `_parameter_constraints`): the choices
 # here, where their lists live, and the numbers from ranges.RULES.
 CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(model.INIT_METHODS),
                "optimizer": ranges.one_of(OPTIMIZERS), "lr_schedule": ranges.one_of(SCHEDULES),
-               "grad": ranges.one_of(GRADS), "dtype": ranges.one_of(DTYPES), **ranges.RULES}
+               "grad": ranges.one_of(GRADS), "dtype": ranges.one_of(DTYPES),
+               "class_weight": ("None, 'balanced', or one finite weight > 0 per class, in the "
+                                "order of the sorted class labels, like (1.0, 5.0)",
+                                _valid_class_weight),
+               **ranges.RULES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +54,11 @@ class TrainConfig:
     weight_scale: float = model.DEFAULT_WEIGHT_SCALE  # std of "normal" weights (the notebook's 5e-2)
     dropout: float = 0.2  # drop probability after each hidden ReLU
     reg: float = 1e-4  # L2 strength: loss += 0.5 * reg * sum(w**2)
+    # None, "balanced" or one weight per class: the training loss is then the weighted mean
+    # sum w[y] nll / sum w[y] (PyTorch's CrossEntropyLoss(weight=w)); "balanced" is scikit-
+    # learn's w[c] = n_train / (C * count of c in the training split); the losses and
+    # accuracies reported while training (and choosing the best epoch) are weighted alike
+    class_weight: str | tuple[float, ...] | None = None
     optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop, adam or adamw
     lr: float = 1e-3  # base learning rate
     momentum: float = 0.9  # SGD momentum (momentum, nesterov)
@@ -68,6 +86,8 @@ class TrainConfig:
         for field in ("categorical", "drop"):
             value = getattr(self, field)
             object.__setattr__(self, field, (value,) if isinstance(value, str) else tuple(value))
+        if isinstance(self.class_weight, list):  # read back from JSON
+            object.__setattr__(self, "class_weight", tuple(self.class_weight))
         if self.dataset is None:
             object.__setattr__(self, "dataset", dataset_for(self.data_path) or "digits")
 
@@ -104,7 +124,10 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+        values = {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+        if isinstance(self.class_weight, tuple):
+            values["class_weight"] = list(self.class_weight)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

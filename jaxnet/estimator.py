@@ -58,6 +58,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
       hidden: hidden-layer widths; an int is one hidden layer.
+      class_weight: None, "balanced" or a dict {label: weight} (labels it leaves out weigh
+        1), as in scikit-learn's other classifiers: the training loss is then the weighted
+        mean `sum w[y_i] * nll_i / sum w[y_i]` (PyTorch's `CrossEntropyLoss(weight=w)`);
+        "balanced" weighs class c by n / (C * count_c) over the training part of (X, y)
+        (after the validation split). `validation_scores_` and the choice of the best epoch
+        are then class-weighted too (with "balanced": the balanced accuracy).
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
         `TrainConfig.seed`, so fitting twice gives the same model.
@@ -86,7 +92,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  val_fraction=_DEFAULTS.val_fraction, standardize=_DEFAULTS.standardize,
                  init=_DEFAULTS.init, weight_scale=_DEFAULTS.weight_scale,
                  dropout=_DEFAULTS.dropout, reg=_DEFAULTS.reg,
-                 optimizer=_DEFAULTS.optimizer, lr=_DEFAULTS.lr,
+                 class_weight=_DEFAULTS.class_weight, optimizer=_DEFAULTS.optimizer, lr=_DEFAULTS.lr,
                  momentum=_DEFAULTS.momentum, beta1=_DEFAULTS.beta1,
                  beta2=_DEFAULTS.beta2, eps=_DEFAULTS.eps, rms_decay=_DEFAULTS.rms_decay,
                  weight_decay=_DEFAULTS.weight_decay, lr_schedule=_DEFAULTS.lr_schedule,
@@ -104,6 +110,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.weight_scale = weight_scale
         self.dropout = dropout
         self.reg = reg
+        self.class_weight = class_weight
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -121,15 +128,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.bn_eps = bn_eps
         self.random_state = random_state
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self, classes=None) -> TrainConfig:
         """The validated TrainConfig `fit` trains with (a fresh seed each call when
         random_state is None).
+
+        Args:
+          classes: the sorted labels of y; a dict `class_weight` needs them to list one
+            weight per class.
 
         Raises:
           ConfigError (a ValueError): a parameter value TrainConfig refuses.
         """
+        return self._config(_per_class(self.class_weight, classes))
+
+    def _config(self, class_weight) -> TrainConfig:
         values = {name: getattr(self, name) for name in self._get_param_names()
                   if name != "random_state"}
+        values["class_weight"] = class_weight
         hidden = values["hidden"]
         values["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
         # "npz" is the kind of dataset that user arrays are; fit passes the arrays itself.
@@ -150,7 +165,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Raises:
           ValueError: a bad parameter (ConfigError), bad or too few data.
         """
-        config = self.train_config()
+        by_label = isinstance(self.class_weight, dict)
+        config = self._config(None if by_label else self.class_weight)
         table = _is_table(X)
         if table:  # the frame as it is: its columns get kinds (jaxnet.data.table)
             validate_data(self, X, skip_check_array=True)
@@ -160,6 +176,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, dtype=np.dtype(config.dtype))
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
+        if by_label:  # the same seed, with the weights of the classes found
+            config = dataclasses.replace(
+                config, class_weight=_per_class(self.class_weight, classes)).validate()
         if len(X) < 2:
             raise ValueError(f"{type(self).__name__}.fit got n_samples={len(X)}; batchnorm "
                              "needs at least 2 training examples; pass more rows")
@@ -248,6 +267,22 @@ def _table_dataset(X, y_idx: np.ndarray, classes: np.ndarray, config: TrainConfi
                    y_val=None if val is None else y_idx[val], x_test=None, y_test=None,
                    classes=clean_labels(classes, y_name="classes"), feature_names=table.names,
                    table=table)
+
+
+def _per_class(class_weight, classes):
+    """A dict `class_weight` ({label: weight}) as one weight per class of `classes`, 1 for
+    labels it leaves out (scikit-learn's rule); other values as they are."""
+    if not isinstance(class_weight, dict):
+        return class_weight
+    if classes is None:
+        raise ValueError("class_weight is a dict of labels: pass the classes (the sorted "
+                         "labels of y) to train_config")
+    known = set(np.asarray(classes).tolist())
+    unknown = [label for label in class_weight if label not in known]
+    if unknown:
+        raise ValueError(f"class_weight names labels that are not in y: {unknown}; its keys "
+                         f"must be labels of y ({sorted(known, key=str)})")
+    return tuple(float(class_weight.get(label, 1.0)) for label in np.asarray(classes).tolist())
 
 
 def _dataset(X: np.ndarray, y_idx: np.ndarray, classes: np.ndarray,

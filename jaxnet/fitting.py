@@ -114,6 +114,11 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
       on_epoch: called after each epoch with that epoch's history row (progress bars).
       env: devices to shard each minibatch over (data parallelism); None: one device.
 
+    With `config.class_weight="balanced"` the training loss weights each class by
+    n_train / (C * its count in the training split) (`train.class_weights`; recorded as
+    "class_weights" in the metrics and the checkpoint's metadata), and so do the losses and
+    accuracies it reports and chooses the best epoch by (`train.evaluate`).
+
     Returns:
       A TrainResult. A non-finite loss or state stops training; `diverged` is then True,
       `message` names the step and learning rate, the state is the one after the last
@@ -153,14 +158,21 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     progress = train.new_progress(state)
     if resume:
         progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
+    # An argument of the compiled epoch (in the state), derived from the training labels;
+    # checkpoints leave it out (a resume derives it again from the same data).
+    weights = train.class_weights(config, data.y_train, data.num_classes)
+    progress.state = train.with_class_weight(progress.state, weights)
     progress.state, progress.best = env.replicate((progress.state, progress.best))
     splits = train.device_splits(data, jnp.dtype(config.dtype), env)
     meta = {"config": config.to_dict(), "dims": list(dims), "data_fingerprint": raw_fingerprint,
             "preprocessing": prep.to_json()}
+    if weights is not None:
+        meta["class_weights"] = weights.tolist()
 
     def after_epoch(progress: train.Progress):
         if out_dir is not None and env.is_lead:
-            tree = {"train_state": progress.state, "best": progress.best}
+            tree = {"train_state": train.with_class_weight(progress.state, None),
+                    "best": progress.best}
             ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
                                  {**meta, **progress.meta()})
         if on_epoch is not None:
@@ -171,6 +183,8 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     metrics = summarize(config, loop, splits, eval_fn, n_train)
     metrics.update(wall_seconds=time.perf_counter() - started, devices=env.num_devices,
                    message=loop.message)
+    if weights is not None:
+        metrics["class_weights"] = weights.tolist()
     if out_dir is not None and env.is_lead:
         write_outputs(out_dir, metrics)
     p = loop.progress
@@ -182,11 +196,12 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
 # weights' rule enter through the initial state; the learning rate, momentum, betas, weight
 # decay and RMSprop's decay are values in the optimizer state (`optim.INJECTED`; for other
 # optimizers they are unused); the data's source, split and scaling and the stopping rule
-# live on the host.
+# live on the host. The class weights are an argument of the epoch, held in the state
+# (`train.with_class_weight`): programs compiled for one fit's weights serve another's.
 _NOT_IN_PROGRAMS = ("seed", "init", "weight_scale", "lr", "momentum", "beta1", "beta2",
                     "weight_decay", "rms_decay", "patience", "dataset", "data_path", "target",
                     "categorical", "drop", "impute", "val_fraction", "test_fraction",
-                    "standardize")
+                    "standardize", "class_weight")
 
 
 def program_config(config: TrainConfig) -> TrainConfig:
@@ -277,7 +292,8 @@ def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_tr
                                "diverged": loop.diverged}
     unscored = {f"{name}_{what}": None for name in splits for what in ("loss", "accuracy")}
     metrics.update(unscored)
-    metrics.update(train.split_scores(eval_fn, p.best["params"], p.best["bn_state"], splits))
+    metrics.update(train.split_scores(eval_fn, p.best["params"], p.best["bn_state"], splits,
+                                      p.state.hyper.get("class_weight")))
     if loop.diverged:  # reported as `sweep` and `train --seeds` report a diverged run
         metrics["final_loss"] = None
         metrics.update(unscored)

@@ -12,6 +12,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnet import model
+from jaxnet.train import balanced_class_weights
 
 # The error of one tensor is max over its entries of |a - b| / max(|a|, |b|, floor) (CS231n's
 # relative error; the floor stops entries that should be exactly zero, like the gradient of a
@@ -237,14 +238,16 @@ _LOSS_OPTIONS = ("train", "dropout", "reg", "momentum", "eps")
 
 
 @functools.partial(jax.jit, static_argnames=("entries", "step", *_LOSS_OPTIONS))
-def _loss_differences(tensors, state, x, y, key, flat_indices, *, entries, step, **options):
+def _loss_differences(tensors, state, x, y, key, class_weight, flat_indices, *, entries, step,
+                      **options):
     # The differenced tensors are listed in `entries` order, so they line up with the rows
     # whatever order jax.tree flattens the layer dicts in.
     def scalar_loss(tensors):
         rebuilt = [{} for _ in range(entries[-1][0] + 1)]
         for (i, name), leaf in zip(entries, tensors, strict=True):
             rebuilt[i][name] = leaf
-        return model.loss(tuple(rebuilt), state, x, y, key=key, **options)[0]
+        return model.loss(tuple(rebuilt), state, x, y, key=key, class_weight=class_weight,
+                          **options)[0]
 
     return _central_differences(scalar_loss, tensors, flat_indices, step)
 
@@ -254,13 +257,15 @@ def _network_name(params):
                                      *(layer["w"].shape[-2] for layer in params)))
 
 
-def _describe(network, batch, train, dropout, reg):
+def _describe(network, batch, train, dropout, reg, class_weight=None):
     mode = f"train mode, dropout {dropout}" if train else "eval mode"
-    return f"gradient check of network {network}, batch {batch}, {mode}, reg {reg}"
+    weights = ("" if class_weight is None else ", class weights "
+               + ", ".join(f"{w:.3g}" for w in np.asarray(class_weight).tolist()))
+    return f"gradient check of network {network}, batch {batch}, {mode}, reg {reg}{weights}"
 
 
 def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-              momentum=model.DEFAULT_MOMENTUM, eps=model.DEFAULT_EPS,
+              class_weight=None, momentum=model.DEFAULT_MOMENTUM, eps=model.DEFAULT_EPS,
               value_and_grad=model.manual_value_and_grad, samples=DEFAULT_SAMPLES, seed=0,
               step=DEFAULT_STEP, rtol_autodiff=None, floor_autodiff=None,
               rtol_numeric=NUMERIC_RTOL, floor_numeric=NUMERIC_FLOOR, description=None):
@@ -276,6 +281,8 @@ def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0
       x: (N, d1, ...) inputs with d1 * ... = dims[0].
       y: (N,) integer labels.
       key, train, dropout, reg, momentum, eps: as in `jaxnet.loss` (plain numbers here).
+      class_weight: None, or (C,) per-class weights of the loss (`jaxnet.loss`); the
+        gradient under test is then called with `class_weight=`.
       value_and_grad: the gradient under test, called like `jaxnet.manual_value_and_grad`
         (the default) and returning `((loss, new_state), grads)`, grads shaped like params.
         It runs eagerly, once in the params' dtype and once in float64.
@@ -302,9 +309,12 @@ def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0
     rtol_autodiff, floor_autodiff = _autodiff_tolerance(dtype, rtol_autodiff, floor_autodiff)
     entries = _param_entries(params)
     x, y = jnp.asarray(x), jnp.asarray(y)
+    if class_weight is not None:  # only then: a gradient under test may not take it
+        options["class_weight"] = jnp.asarray(class_weight, dtype)
 
     _, manual = value_and_grad(params, state, x, y, key=key, **options)
     auto, _ = jax.grad(model.loss, has_aux=True)(params, state, x, y, key=key, **options)
+    options.pop("class_weight", None)
     auto_errors = [relative_error(m, a, floor=floor_autodiff)
                    for m, a in zip(_in_order(manual, entries), _in_order(auto, entries),
                                    strict=True)]
@@ -312,10 +322,13 @@ def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0
     picks = _pick_entries(_in_order(params, entries), samples, seed)
     with jax.enable_x64(True):
         params64, state64, x64, y64 = _to_x64((params, state, x, y))
-        _, manual64 = value_and_grad(params64, state64, x64, y64, key=key, **options)
+        weights64 = None if class_weight is None else jnp.asarray(class_weight, jnp.float64)
+        weighted = {} if weights64 is None else {"class_weight": weights64}
+        _, manual64 = value_and_grad(params64, state64, x64, y64, key=key, **options,
+                                     **weighted)
         numeric = _loss_differences(_in_order(params64, entries), state64, x64, y64, key,
-                                    jnp.asarray(np.concatenate(picks)), entries=entries,
-                                    step=float(step), **options)
+                                    weights64, jnp.asarray(np.concatenate(picks)),
+                                    entries=entries, step=float(step), **options)
         numeric_errors = _numeric_errors(_in_order(manual64, entries), numeric, picks,
                                          floor_numeric)
 
@@ -328,7 +341,8 @@ def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0
         for (i, name), a, n in zip(entries, auto_errors, numeric_errors, strict=True)
     )
     if description is None:
-        description = _describe(_network_name(params), x.shape[0], train, dropout, reg)
+        description = _describe(_network_name(params), x.shape[0], train, dropout, reg,
+                                class_weight)
     return GradcheckReport(rows, description, dtype.name, rtol_autodiff, floor_autodiff,
                            rtol_numeric, floor_numeric, step, samples)
 
@@ -343,7 +357,7 @@ def _network_and_data(seed_key, *, dims, batch, init, weight_scale, dtype):
 
 
 def gradcheck_network(dims, *, batch=20, seed=0, train=True, dropout=0.0, reg=0.0,
-                      init="normal", weight_scale=model.DEFAULT_WEIGHT_SCALE,
+                      class_weight=None, init="normal", weight_scale=model.DEFAULT_WEIGHT_SCALE,
                       dtype=jnp.float32, **options):
     """Builds a network with `jaxnet.init` and random data, and runs `gradcheck` on it.
 
@@ -355,6 +369,8 @@ def gradcheck_network(dims, *, batch=20, seed=0, train=True, dropout=0.0, reg=0.
       seed: seeds the params, the (N, D) standard-normal inputs, the (N,) labels in [0, C),
         the dropout key and the choice of differenced entries.
       train, dropout, reg: as in `jaxnet.loss`.
+      class_weight: None, "balanced" (`jaxnet.train.balanced_class_weights` of the random
+        labels, so rare labels weigh more), or (C,) weights: checks the class-weighted loss.
       init, weight_scale, dtype: as in `jaxnet.init` (float32 by default, as users train).
       **options: any other keyword of `gradcheck` (samples, step, rtol_autodiff,
         floor_autodiff, rtol_numeric, floor_numeric, value_and_grad, momentum, eps,
@@ -372,11 +388,16 @@ def gradcheck_network(dims, *, batch=20, seed=0, train=True, dropout=0.0, reg=0.
     params, state, x, y, key = _network_and_data(
         jax.random.PRNGKey(seed), dims=dims, batch=batch, init=init,
         weight_scale=float(weight_scale), dtype=jnp.dtype(dtype))
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be None, 'balanced' or (C,) weights, got "
+                             f"{class_weight!r}")
+        class_weight = balanced_class_weights(y, dims[-1])
     options.setdefault("description",
-                       _describe("-".join(map(str, dims)), batch, train, dropout, reg)
-                       + f", seed {seed}")
+                       _describe("-".join(map(str, dims)), batch, train, dropout, reg,
+                                 class_weight) + f", seed {seed}")
     return gradcheck(params, state, x, y, key=key, train=train, dropout=dropout, reg=reg,
-                     seed=seed, **options)
+                     class_weight=class_weight, seed=seed, **options)
 
 
 def _input_names(forward, count):

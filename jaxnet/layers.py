@@ -178,6 +178,8 @@ def dropout_backward(mask, dout):
 class SoftmaxResiduals(NamedTuple):
     probs: jax.Array  # (N, C) softmax of the logits
     labels: jax.Array  # (N,) integer labels
+    # (N,) w[y_i] / sum_j w[y_j], each example's share of a class-weighted loss; None: 1 / N
+    example_scale: jax.Array | None = None
 
 
 def _onehot(labels, num_classes, batch_axis):
@@ -187,12 +189,15 @@ def _onehot(labels, num_classes, batch_axis):
     return classes[:, None] == labels
 
 
-def softmax_xent_forward(logits, labels, *, batch_axis=0):
+def softmax_xent_forward(logits, labels, *, class_weight=None, batch_axis=0):
     """Mean softmax cross-entropy, computed with log-sum-exp (never log(0)).
 
     Args:
       logits: (N, C) scores, or (C, N) for batch_axis=1.
       labels: (N,) integer class labels.
+      class_weight: None, or (C,) positive per-class weights w: the loss is then the
+        weighted mean `sum_i w[y_i] * nll_i / sum_i w[y_i]`, as PyTorch's
+        `CrossEntropyLoss(weight=w)` computes it (reduction="mean"). May be traced.
       batch_axis: 0, or 1 for the feature-major layout.
 
     Returns:
@@ -204,12 +209,22 @@ def softmax_xent_forward(logits, labels, *, batch_axis=0):
     log_probs = shifted - log_norm
     onehot = _onehot(labels, logits.shape[class_axis], batch_axis)
     picked = jnp.sum(jnp.where(onehot, log_probs, 0), axis=class_axis)
-    return -jnp.mean(picked), SoftmaxResiduals(jnp.exp(log_probs), labels)
+    if class_weight is None:
+        return -jnp.mean(picked), SoftmaxResiduals(jnp.exp(log_probs), labels)
+    weights = jnp.asarray(class_weight, log_probs.dtype)[labels]  # (N,) w[y_i]
+    total = jnp.sum(weights)
+    return (-jnp.sum(weights * picked) / total,
+            SoftmaxResiduals(jnp.exp(log_probs), labels, weights / total))
 
 
 def softmax_xent_backward(res: SoftmaxResiduals, dloss=1.0, *, batch_axis=0):
     """Backward of `softmax_xent_forward`: `(softmax - onehot) * dloss / N`, shaped like
-    the logits."""
+    the logits; with class weights, example i's row is scaled by `w[y_i] / sum_j w[y_j]`
+    in place of 1 / N."""
     n, c = res.probs.shape[batch_axis], res.probs.shape[1 - batch_axis]
     onehot = _onehot(res.labels, c, batch_axis)
-    return (res.probs - onehot.astype(res.probs.dtype)) * (dloss / n)
+    if res.example_scale is None:
+        return (res.probs - onehot.astype(res.probs.dtype)) * (dloss / n)
+    scale = res.example_scale * dloss
+    scale = scale[:, None] if batch_axis == 0 else scale
+    return (res.probs - onehot.astype(res.probs.dtype)) * scale

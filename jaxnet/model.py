@@ -150,6 +150,16 @@ def _check_labels(x, y):
         raise ValueError(f"labels y must have shape ({np.shape(x)[0]},) to match x, got {y_shape}")
 
 
+def _check_class_weight(params, class_weight):
+    if class_weight is None:
+        return
+    num_classes = params[-1]["w"].shape[-2]
+    if np.shape(class_weight) != (num_classes,):
+        raise ValueError(
+            f"class_weight must have shape ({num_classes},), one weight per class of the "
+            f"network's output, got shape {np.shape(class_weight)}")
+
+
 class _Residuals(NamedTuple):
     affine: list  # one per layer; the first is the layout's (None for a given product)
     batchnorm: list
@@ -241,13 +251,17 @@ def _l2(params, reg):
 
 
 def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False):
+         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False, class_weight=None):
     """Mean softmax cross-entropy plus `0.5 * reg * sum(w**2)` over the weight matrices.
 
     Args:
       params, state, x, key, train, dropout, momentum, eps: as in `apply`.
       y: (N,) integer labels in [0, C).
       reg: L2 strength (biases, gamma and beta are not regularised).
+      class_weight: None (every example counts the same), or (C,) positive per-class
+        weights w, which make the cross-entropy the weighted mean `sum_i w[y_i] * nll_i /
+        sum_i w[y_i]` over the batch: PyTorch's `CrossEntropyLoss(weight=w)`. The L2 term
+        is not weighted. May be traced (an argument of a jitted step, not a constant).
       vmapped_runs: True where the call runs under `jax.vmap` over runs' parameters that
         share x (sweeps): the first layer's product then takes the form XLA runs faster
         there (`jaxnet.layout`). The same numbers up to round-off either way.
@@ -258,42 +272,49 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
+    _check_class_weight(params, class_weight)
     data_loss, new_state = _data_loss(params, state, _layout(params, x, vmapped_runs), y,
                                       key=key, train=train, dropout=dropout,
-                                      momentum=momentum, eps=eps)
+                                      momentum=momentum, eps=eps, class_weight=class_weight)
     return data_loss + _l2(params, reg), new_state
 
 
-def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps):
-    """Mean softmax cross-entropy (no L2 term) and the new state."""
+def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps, class_weight):
+    """Mean (class-weighted, with `class_weight`) softmax cross-entropy (no L2 term) and
+    the new state."""
     logits, new_state, _ = _forward(params, state, lay, key=key, train=train, dropout=dropout,
                                     momentum=momentum, eps=eps)
-    return (layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=lay.batch_axis)[0],
+    return (layers.softmax_xent_forward(logits, jnp.asarray(y), class_weight=class_weight,
+                                        batch_axis=lay.batch_axis)[0],
             new_state)
 
 
 def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-                          momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False):
+                          momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False,
+                          class_weight=None):
     """`jax.value_and_grad(loss, has_aux=True)` computed by the hand-written backward passes.
 
-    Same arguments and same result as that call; no autodiff is used. Jittable and
-    vmappable (`vmapped_runs` as in `loss`). The input gradient of the first layer is never
-    computed.
+    Same arguments and same result as that call (`class_weight` included); no autodiff is
+    used. Jittable and vmappable (`vmapped_runs` as in `loss`). The input gradient of the
+    first layer is never computed.
 
     Returns:
       ((loss, new_state), grads) with grads shaped like params.
     """
     _check_call(params, state, x, key=key, train=train, dropout=dropout)
     _check_labels(x, y)
+    _check_class_weight(params, class_weight)
     return _manual(params, state, _layout(params, x, vmapped_runs), y, key=key, train=train,
-                   dropout=dropout, reg=reg, momentum=momentum, eps=eps)
+                   dropout=dropout, reg=reg, momentum=momentum, eps=eps,
+                   class_weight=class_weight)
 
 
-def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps):
+def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps, class_weight):
     axis = lay.batch_axis
     logits, new_state, res = _forward(params, state, lay, key=key, train=train,
                                       dropout=dropout, momentum=momentum, eps=eps)
-    data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y), batch_axis=axis)
+    data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y),
+                                                      class_weight=class_weight, batch_axis=axis)
     value = data_loss + _l2(params, reg)
 
     def weight_grad(dw, i):
@@ -316,14 +337,15 @@ def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps):
 
 
 def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=None, train=True,
-                              dropout=0.0, momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS):
+                              dropout=0.0, momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS,
+                              class_weight=None):
     """The loss and gradients given the first layer's product `first = x @ params[0]["w"].T`
     (N, H1) in place of x, for trainers that hold the first layer's weights in another
     form (`jaxnet.input_span`). No L2 term: it depends on that form.
 
     Args:
-      params, state, y, key, train, dropout, momentum, eps: as in `loss`; params[0]["w"]
-        is not read.
+      params, state, y, key, train, dropout, momentum, eps, class_weight: as in `loss`;
+        params[0]["w"] is not read.
       first: (N, H1) the first layer's product, without its bias.
       grad: "manual" (the hand-written backward) or "autodiff" (`jax.grad`).
 
@@ -333,11 +355,13 @@ def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=Non
     """
     if grad == "manual":
         return _manual(params, state, layout.choose_for_product(first), y, key=key,
-                       train=train, dropout=dropout, reg=0.0, momentum=momentum, eps=eps)
+                       train=train, dropout=dropout, reg=0.0, momentum=momentum, eps=eps,
+                       class_weight=class_weight)
 
     def from_first(params, first):
         return _data_loss(params, state, layout.choose_for_product(first), y, key=key,
-                          train=train, dropout=dropout, momentum=momentum, eps=eps)
+                          train=train, dropout=dropout, momentum=momentum, eps=eps,
+                          class_weight=class_weight)
 
     value, (grads, d_first) = jax.value_and_grad(from_first, argnums=(0, 1), has_aux=True)(
         params, first)

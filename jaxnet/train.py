@@ -17,6 +17,7 @@ import optax
 from jaxnet import model, optim, rng
 from jaxnet.config import TrainConfig
 from jaxnet.distributed import DeviceEnv, to_host
+from jaxnet.errors import ConfigError
 
 LOSS_TOLERANCE = 1e-4  # without a val set, an epoch improves when its loss drops by this much
 
@@ -45,7 +46,9 @@ class TrainState(NamedTuple):
     opt_state: Any  # optax state, with the injected hyperparameters
     step: jax.Array  # int32 count of steps taken
     key: jax.Array  # PRNG key the next epoch's shuffle and dropout keys are split from
-    hyper: dict  # swept per-run values of "reg" / "dropout" (empty: use the config's)
+    # Per-run values the step reads: swept "reg" / "dropout" (absent: the config's), and
+    # "class_weight", the (C,) loss weights of `config.class_weight` (absent: unweighted)
+    hyper: dict
 
 
 def dims_for(config: TrainConfig, data) -> tuple[int, ...]:
@@ -60,6 +63,64 @@ def batch_size(config: TrainConfig, n_train: int) -> int:
 def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
     """Steps that show every training example once: the last batch is filled up."""
     return math.ceil(n_train / batch_size(config, n_train))
+
+
+def class_weights(config: TrainConfig, y_train, num_classes: int) -> np.ndarray | None:
+    """The per-class loss weights `config.class_weight` asks for: the weights it lists, or
+    "balanced" ones from the training labels.
+
+    "balanced" is scikit-learn's rule (`sklearn.utils.class_weight.compute_class_weight`):
+    w[c] = n_train / (C * count of class c in `y_train`), computed from the training split
+    only. A class that `y_train` lacks gets weight 1; no training example uses it, and the
+    loss's weighted mean makes the scale of the weights irrelevant.
+
+    Args:
+      config: the run's settings.
+      y_train: (N,) integer training labels in [0, num_classes).
+      num_classes: C, the network's outputs.
+
+    Returns:
+      (C,) float64 weights (the state and the sweeps hold them in the config's dtype), or
+      None when `config.class_weight` is None.
+
+    Raises:
+      ConfigError: `config.class_weight` lists another number of weights than C.
+    """
+    if config.class_weight is None:
+        return None
+    if config.class_weight != "balanced":
+        if len(config.class_weight) != num_classes:
+            raise ConfigError(
+                f"`class_weight` lists {len(config.class_weight)} weights but the data has "
+                f"{num_classes} classes; give one weight per class, in the order of the sorted "
+                "class labels, or use `class_weight='balanced'`")
+        return np.asarray(config.class_weight, np.float64)
+    return balanced_class_weights(y_train, num_classes)
+
+
+def balanced_class_weights(y, num_classes: int) -> np.ndarray:
+    """(C,) float64 "balanced" weights of the labels `y` ((N,) ints in [0, C)): scikit-
+    learn's `compute_class_weight`, w[c] = N / (C_y * count_c) over the C_y classes `y`
+    holds, and 1 for the classes it lacks."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(y)
+    present = np.unique(y)
+    weights = np.ones(num_classes, np.float64)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    return weights
+
+
+def with_class_weight(ts: TrainState, class_weight) -> TrainState:
+    """`ts` whose steps weight the loss by `class_weight` ((C,) array; None: unweighted).
+
+    The weights travel in the state (`hyper`), so they are an argument of the compiled
+    epoch, never a constant compiled into it: a compiled epoch shared by fits on other data
+    (`fitting._jitted`) uses each fit's own weights."""
+    hyper = {k: v for k, v in ts.hyper.items() if k != "class_weight"}
+    if class_weight is not None:
+        hyper["class_weight"] = jnp.asarray(class_weight, ts.params[-1]["w"].dtype)
+    return ts._replace(hyper=hyper)
 
 
 def _optimizer_values(config: TrainConfig) -> dict:
@@ -120,7 +181,8 @@ def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = Fals
 
     `key` draws the dropout masks. Jit it with `jax.jit(step, donate_argnums=0)`. Set
     `vmapped_runs` where the step runs under `jax.vmap` over train states that share x
-    (`jaxnet.model.loss`).
+    (`jaxnet.model.loss`). The loss is class-weighted by `ts.hyper["class_weight"]` where
+    the state holds one (`with_class_weight`).
     """
     grad_fn = (model.manual_value_and_grad if config.grad == "manual"
                else jax.value_and_grad(model.loss, has_aux=True))
@@ -132,6 +194,7 @@ def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = Fals
         (loss, bn_state), grads = grad_fn(
             ts.params, ts.bn_state, x, y, key=key, train=True, dropout=dropout, reg=reg,
             momentum=config.bn_momentum, eps=config.bn_eps, vmapped_runs=vmapped_runs,
+            class_weight=ts.hyper.get("class_weight"),
         )
         return apply_gradients(ts, optimizer, grads, bn_state), {"loss": loss}
 
@@ -257,27 +320,42 @@ def device_splits(data, dtype, env: DeviceEnv | None = None, *, host=None) -> di
     return env.replicate(splits)
 
 
-def evaluate(params, bn_state, x, y, *, config: TrainConfig):
-    """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y)."""
+def evaluate(params, bn_state, x, y, *, config: TrainConfig, class_weight=None):
+    """Eval-mode (running statistics, no dropout) mean cross-entropy and accuracy on (x, y).
+
+    With `class_weight` ((C,) weights w, those the run trains with), both are weighted
+    means over the examples, `sum w[y_i] * score_i / sum w[y_i]`, so the best epoch
+    (`improves`), early stopping and sweeps' rankings follow the weighted objective; with
+    "balanced" weights the accuracy is the balanced accuracy (mean recall over classes) on
+    a split whose classes are distributed like the training split's (as scikit-learn's
+    gradient boosting scores its validation set with the class weights).
+    """
     logits, _ = model.apply(params, bn_state, x, train=False, eps=config.bn_eps)
     wide = widen(logits)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(wide, y))
+    nll = optax.softmax_cross_entropy_with_integer_labels(wide, y)
     correct = jnp.argmax(logits, axis=1).astype(y.dtype) == y
-    return loss, jnp.mean(correct.astype(jnp.float32))
+    if class_weight is None:
+        return jnp.mean(nll), jnp.mean(correct.astype(jnp.float32))
+    weights = jnp.asarray(class_weight, wide.dtype)[y]
+    total = jnp.sum(weights)
+    return (jnp.sum(weights * nll) / total,
+            (jnp.sum(weights * correct.astype(weights.dtype)) / total).astype(jnp.float32))
 
 
-def evaluate_splits(params, bn_state, splits: dict, *, config: TrainConfig) -> dict:
+def evaluate_splits(params, bn_state, splits: dict, class_weight=None, *,
+                    config: TrainConfig) -> dict:
     """`evaluate` on each split given: {name: (loss, accuracy)} for the (x, y) values of
-    `splits` that are not None. Jitted whole, the splits share one compilation and one
-    call per epoch."""
-    return {name: evaluate(params, bn_state, *split, config=config)
+    `splits` that are not None, class-weighted by `class_weight` if given. Jitted whole,
+    the splits share one compilation and one call per epoch."""
+    return {name: evaluate(params, bn_state, *split, config=config, class_weight=class_weight)
             for name, split in splits.items() if split is not None}
 
 
-def split_scores(eval_fn, params, bn_state, splits: dict) -> dict:
+def split_scores(eval_fn, params, bn_state, splits: dict, class_weight=None) -> dict:
     """`{"<split>_loss": float, "<split>_accuracy": float}` of `eval_fn` (jitted
     `evaluate_splits`) for each split given, in the splits' order (train, val, test)."""
-    scores = jax.device_get(eval_fn(params, bn_state, splits))
+    scores = jax.device_get(eval_fn(params, bn_state, splits) if class_weight is None
+                            else eval_fn(params, bn_state, splits, class_weight))
     return {f"{name}_{what}": float(value) for name in splits if name in scores
             for what, value in zip(("loss", "accuracy"), scores[name], strict=True)}
 
@@ -376,7 +454,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
       splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device.
       progress: where to start (`new_progress(init_train_state(...))`, or a resumed one).
       epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `evaluate_splits` with the
-        config bound: `(params, bn_state, splits) -> {name: (loss, accuracy)}`.
+        config bound: `(params, bn_state, splits[, class_weight]) -> {name: (loss,
+        accuracy)}`; it gets the state's class weights (`with_class_weight`), if any.
       on_epoch: called with the progress after every completed epoch (checkpoints, bars).
 
     Returns:
@@ -399,7 +478,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
             break
         progress.state = ts
         row = {"epoch": epoch + 1, "loss": float(losses.mean()),
-               **split_scores(eval_fn, ts.params, ts.bn_state, splits)}
+               **split_scores(eval_fn, ts.params, ts.bn_state, splits,
+                              ts.hyper.get("class_weight"))}
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
                        f"{epoch + 1}; lower the learning rate (`lr`)")

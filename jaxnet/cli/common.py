@@ -120,6 +120,10 @@ def add_network_flags(p, *, sweep=False):
     _field(g, "weight_scale", "std of the normal init", type=number, sweep=sweep)
     _field(g, "dropout", "drop probability after each hidden ReLU", type=number, sweep=sweep)
     _field(g, "reg", "L2 strength", type=number, sweep=sweep)
+    _field(g, "class_weight", "balanced: weight the training loss by inverse class frequency, "
+           "n / (C * count) in the training split; the losses and accuracies reported are "
+           "weighted alike",
+           choices=cfg.CLASS_WEIGHTS)
 
 
 def add_optimizer_flags(p, *, sweep=False):
@@ -202,7 +206,7 @@ CONFIG_FLAGS = ("init", "weight_scale", "dropout", "reg", "optimizer", "lr", "lr
                 "lr_decay", "momentum", "beta1", "beta2", "eps", "rms_decay", "weight_decay",
                 "batch_size", "epochs", "max_epochs", "patience", "grad", "dtype", "seed",
                 "dataset", "target", "categorical", "drop", "impute", "val_fraction",
-                "test_fraction", "standardize")
+                "test_fraction", "standardize", "class_weight")
 
 
 def resolve_hidden(layers, hidden) -> tuple[int, ...]:

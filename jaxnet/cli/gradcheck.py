@@ -22,6 +22,8 @@ def add_parser(subparsers):
     g.add_argument("--classes", type=common.positive_int, default=10, help="default 10")
     g.add_argument("--dropout", type=common.number, default=0.0, help="drop probability (default 0)")
     g.add_argument("--reg", type=common.number, default=0.0, help="L2 strength (default 0)")
+    g.add_argument("--class-weight", choices=("balanced",), help="check the class-weighted "
+                   "loss, balanced over the random labels (default: unweighted)")
     g = p.add_argument_group("check")
     g.add_argument("--eval", action="store_true", help="eval mode (running statistics, no dropout)")
     g.add_argument("--batch", type=common.positive_int, default=16, help="examples (default 16)")
@@ -38,6 +40,6 @@ def run(args) -> int:
     hidden = common.resolve_hidden(args.layers, args.hidden)
     dims = (args.features, *hidden, args.classes)
     report = gradcheck_network(dims, batch=args.batch, seed=args.seed, train=not args.eval,
-                               dropout=args.dropout, reg=args.reg)
+                               dropout=args.dropout, reg=args.reg, class_weight=args.class_weight)
     print(report)
     return 0 if report.passed else 1

@@ -220,6 +220,8 @@ def summary_line(metrics: dict, out) -> str:
             acc = f"{split} accuracy {100 * metrics[f'{split}_accuracy']:.2f}%"
             if split != "test":
                 acc += " (no test set)"
+            if metrics.get("class_weights"):
+                acc += " (class-weighted)"
             break
     else:
         acc = "no accuracy" if metrics.get("diverged") else "no accuracy (no data split)"

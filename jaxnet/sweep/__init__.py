@@ -31,7 +31,7 @@ from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
 from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
 from jaxnet.sweep.settings import check_sweep as check_sweep
 from jaxnet.sweep.settings import make_settings as make_settings
-from jaxnet.train import device_splits, dims_for, make_optimizer, steps_per_epoch
+from jaxnet.train import class_weights, device_splits, dims_for, make_optimizer, steps_per_epoch
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
@@ -74,7 +74,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       ever became non-finite (`train.is_finite`), or whose reported numbers are non-finite,
       is `diverged`: its numbers are reported as None and it is never chosen as best. Every
       run and setting records `epochs_trained` and the `rung` (0-based) where it stopped;
-      the best setting is chosen among those that trained longest.
+      the best setting is chosen among those that trained longest. With
+      `config.class_weight`, every run trains on the class-weighted loss
+      (`train.class_weights` of the training labels), and its losses and accuracies, which
+      choose its best epoch and rank the settings, are class-weighted too.
     """
     check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
                 min_epochs=min_epochs)
@@ -97,6 +100,9 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
     seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
+    weights = class_weights(config, data.y_train, data.num_classes)
+    if weights is not None:  # every run's own copy: an argument, like the swept values
+        values["class_weight"] = np.tile(weights.astype(dtype), (len(rows), 1))
     init = _init_fn(config, dims, optimizer,
                     None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
                     n_train if in_span else None)

@@ -13,7 +13,8 @@ from jaxnet.train import TrainState, evaluate, improves, init_train_state, is_fi
 
 
 def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None):
-    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`,
+    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}, with "class_weight" (runs,
+    C) for a class-weighted loss) -> stacked TrainStates`,
     or stacked `input_span.SpanRun`s when `n_train` is given (the first layer in the span form).
 
     Built once per sweep (one compilation for every chunk of one size), in its own small
@@ -31,7 +32,8 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None
         opt_values = {OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}
         if opt_values:
             ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values))
-        ts = ts._replace(hyper={k: v for k, v in values.items() if k in STEP_AXES})
+        ts = ts._replace(hyper={k: v for k, v in values.items()
+                                if k in STEP_AXES or k == "class_weight"})
         return ts if n_train is None else input_span.SpanRun(ts, w0)
 
     return jax.jit(jax.vmap(build), out_shardings=sharding)
@@ -70,8 +72,9 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
             def full(params):
                 return params
 
-        def val_scores(ts):  # (val loss, val accuracy)
-            return evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config)
+        def val_scores(ts):  # (val loss, val accuracy), class-weighted as the run trains
+            return evaluate(full(ts.params), ts.bn_state, *splits["val"], config=config,
+                            class_weight=ts.hyper.get("class_weight"))
 
         ts = run.ts if in_span else run
         if best_acc is None:  # -inf accuracy and +inf loss: the first epoch improves on them
@@ -98,7 +101,8 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
         metrics = {f"{name}_{what}": value
                    for name, split in splits.items() if name != "gram"
                    for what, value in zip(("loss", "accuracy"),
-                                          evaluate(full(params), bn_state, *split, config=config),
+                                          evaluate(full(params), bn_state, *split, config=config,
+                                                   class_weight=ts.hyper.get("class_weight")),
                                           strict=True)}
         metrics["loss_curve"] = losses.reshape(-1)
         # The divergence rule, on the weights as they are reported.
