@@ -39,7 +39,7 @@ _EXPORTS = {
     "make_train_step": "jaxnet.train",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from jaxnet import layers as layers
