@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
-from jaxnet import model, ranges
-from jaxnet.data import DATASETS, dataset_for
+# Light imports only: the CLI's parsers read the defaults here before JAX is imported.
+from jaxnet import ranges
+from jaxnet.constants import (
+    DATASETS,
+    DEFAULT_EPS,
+    DEFAULT_MOMENTUM,
+    DEFAULT_WEIGHT_SCALE,
+    INIT_METHODS,
+    OPTIMIZERS,
+    SCHEDULES,
+)
 from jaxnet.errors import ConfigError
-from jaxnet.optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("manual", "autodiff")
 DTYPES = ("float32", "float64")
@@ -25,7 +31,7 @@ def _valid_class_weight(value) -> bool:
 
 # What each constrained field may be (scikit-learn's `_parameter_constraints`): the choices
 # here, where their lists live, and the numbers from ranges.RULES.
-CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(model.INIT_METHODS),
+CONSTRAINTS = {"dataset": ranges.one_of(DATASETS), "init": ranges.one_of(INIT_METHODS),
                "optimizer": ranges.one_of(OPTIMIZERS), "lr_schedule": ranges.one_of(SCHEDULES),
                "grad": ranges.one_of(GRADS), "dtype": ranges.one_of(DTYPES),
                "class_weight": ("None, 'balanced', or one finite weight > 0 per class, in the "
@@ -51,7 +57,7 @@ class TrainConfig:
     standardize: bool = True  # scale inputs by training-set mean and std (saved with the run)
     hidden: tuple[int, ...] = (100, 100, 100, 100)  # hidden widths: 5 layers of 100 (notebook)
     init: str = "normal"  # "normal" (weight_scale * randn, the notebook's) or "he"
-    weight_scale: float = model.DEFAULT_WEIGHT_SCALE  # std of "normal" weights (the notebook's 5e-2)
+    weight_scale: float = DEFAULT_WEIGHT_SCALE  # std of "normal" weights (the notebook's 5e-2)
     dropout: float = 0.2  # drop probability after each hidden ReLU
     reg: float = 1e-4  # L2 strength: loss += 0.5 * reg * sum(w**2)
     # None, "balanced" or one weight per class: the training loss is then the weighted mean
@@ -77,8 +83,8 @@ class TrainConfig:
     # (the train loss without a val set); the best epoch has the best val accuracy, then loss
     grad: str = "manual"  # "manual" (hand-written backward) or "autodiff" (jax.grad)
     dtype: str = "float32"  # float32, or float64 (turns on jax_enable_x64)
-    bn_momentum: float = model.DEFAULT_MOMENTUM  # running = m * running + (1 - m) * batch (CS231n, Flax)
-    bn_eps: float = model.DEFAULT_EPS  # batchnorm's variance epsilon
+    bn_momentum: float = DEFAULT_MOMENTUM  # running = m * running + (1 - m) * batch (CS231n, Flax)
+    bn_eps: float = DEFAULT_EPS  # batchnorm's variance epsilon
     seed: int = 0  # seeds the split, the initial weights, the shuffles and the dropout masks
 
     def __post_init__(self):
@@ -89,6 +95,8 @@ class TrainConfig:
         if isinstance(self.class_weight, list):  # read back from JSON
             object.__setattr__(self, "class_weight", tuple(self.class_weight))
         if self.dataset is None:
+            from jaxnet.data import dataset_for
+
             object.__setattr__(self, "dataset", dataset_for(self.data_path) or "digits")
 
     @property
@@ -117,6 +125,8 @@ class TrainConfig:
             raise ConfigError(f"{', '.join(table)} name{'s' if len(table) == 1 else ''} how a "
                               f"csv file's columns are read, but `dataset={self.dataset!r}` is "
                               "not a csv file; drop it, or train on a .csv file")
+        import jax
+
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
             raise ConfigError(
                 "`dtype='float64'` needs 64-bit JAX: call jax.config.update('jax_enable_x64', "

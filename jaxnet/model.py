@@ -12,16 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import layers, layout, ranges, rng
+from jaxnet.constants import DEFAULT_EPS, DEFAULT_MOMENTUM, DEFAULT_WEIGHT_SCALE, INIT_METHODS
 
 # Layout: params is a tuple of per-layer dicts. Hidden layers hold
 # {"w": (out, in), "b": (out,), "gamma": (out,), "beta": (out,)}; the last layer holds
 # {"w", "b"}. The batchnorm state is a tuple of {"mean": (h,), "var": (h,)}, one per hidden
 # layer.
-
-INIT_METHODS = ("normal", "he")
-DEFAULT_WEIGHT_SCALE = 5e-2  # the notebook's weight_scale
-DEFAULT_MOMENTUM = 0.9  # running = momentum * running + (1 - momentum) * batch (CS231n, Flax)
-DEFAULT_EPS = 1e-5
 
 
 def check_dims(dims) -> tuple[int, ...]:

@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
+from jaxnet.constants import OPTIMIZERS, SCHEDULES
 
 # Hyperparameters stored as arrays in the optimizer state (optax.inject_hyperparams), per
 # optimizer: changing them never recompiles, and sweeps vmap over them.

@@ -1,6 +1,7 @@
 """Side-by-side benchmark of jaxnet, Flax, Equinox, plain JAX, a NumPy port and PyTorch eager.
 
-Usage: python scripts/bench.py [--quick] [--out bench.json] [--only gemm,step,peers,compile,sweep,dp,e2e]
+Usage: python scripts/bench.py [--quick] [--out bench.json]
+                               [--only gemm,step,peers,compile,sweep,dp,e2e,latency]
 
 Prints a table and writes bench.json: a list of rows with impl (jaxnet, jax, flax, equinox,
 numpy, torch, gemm-bound), work, batch, optimizer, grad, dtype, dropout, shuffled, median_s,
@@ -11,8 +12,11 @@ Parts: "step" is jaxnet's jitted epoch (shuffles and gathers each minibatch) nex
 NumPy and PyTorch steps; "peers" is jaxnet's step scanned over one fixed batch next to
 Flax, Equinox and plain JAX doing the same (`python scripts/bench.py --only peers`);
 "compile" is the XLA compile time of each step-row configuration's shuffled epoch, each try
-in a fresh process. Flax, Equinox and PyTorch come with `pip install '.[bench]'`; rows of a
-missing one are skipped with a note.
+in a fresh process; "latency" is what a person waits for, process start to exit: `jaxnet
+--version`, `--help`, and `jaxnet train` with a cold and a warm compilation cache, next to a
+scikit-learn script on the same data (`python scripts/bench.py --only latency`). Flax,
+Equinox and PyTorch come with `pip install '.[bench]'`; rows of a missing one are skipped
+with a note.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ DIMS = (3 * 32 * 32, 100, 100, 100, 100, 10)  # the notebook's default network
 BATCHES = (50, 256, 4096)
 OPTIMIZERS = {"momentum": "momentum", "adam": "adam"}  # bench name -> jaxnet name
 LR = 1e-3  # every JAX row's learning rate (NumPy and PyTorch keep their 1e-2: same work)
-PARTS = ("gemm", "step", "peers", "compile", "sweep", "dp", "e2e")
+PARTS = ("gemm", "step", "peers", "compile", "sweep", "dp", "e2e", "latency")
 BATCH_PARTS = ("gemm", "step", "peers", "compile")  # the parts `--batches` selects rows of
 
 
@@ -275,12 +279,14 @@ def e2e_rows(args):
     with tempfile.TemporaryDirectory() as tmp:
         def timed(extra):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "jaxnet", "train", "--quiet", *epochs, *extra],
+            subprocess.run([sys.executable, "-m", "jaxnet", "train", "--quiet", *epochs, *extra,
+                            "--no-compile-cache"],  # every run compiles (see the latency part)
                            check=True, cwd=tmp, stdout=subprocess.DEVNULL)
             return time.perf_counter() - t0
         one = timed(["--out", "one"])
         rows.append({"impl": "jaxnet", "work": "e2e", "dataset": "digits", "median_s": one,
-                     "notes": "jaxnet train" + (" --epochs 5" if args.quick else " (defaults)")})
+                     "notes": "jaxnet train" + (" --epochs 5" if args.quick else " (defaults)")
+                     + ", no compilation cache"})
         _print_row(rows[-1])
         vmapped = timed(["--seeds", "5", "--out", "seeds"])
         separate = sum(timed(["--seed", str(s), "--out", f"s{s}"]) for s in range(5))
@@ -290,6 +296,114 @@ def e2e_rows(args):
                      "notes": "--seeds 5 (one vmapped call) vs 5 separate processes"})
         _print_row(rows[-1])
     return rows
+
+
+# scikit-learn's way to the same result as `jaxnet train`: load, split, scale, fit, score.
+_SKLEARN_SCRIPT = """
+import sys, warnings
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+if sys.argv[1] == "digits":
+    from sklearn.datasets import load_digits
+    x, y = load_digits(return_X_y=True)
+else:
+    import pandas as pd
+    table = pd.read_csv(sys.argv[1])
+    x, y = table.drop(columns="species").to_numpy(), table["species"].to_numpy()
+x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y,
+                                                    random_state=0)
+warnings.simplefilter("ignore", ConvergenceWarning)  # iris: 200 epochs without converging
+model = make_pipeline(StandardScaler(), MLPClassifier(random_state=0)).fit(x_train, y_train)
+print(f"test accuracy {model.score(x_test, y_test):.4f}")
+"""
+
+
+def latency_rows(args):
+    """Process start to exit of what a person waits for, best of 3 fresh processes per
+    command (1 with --quick), the commands interleaved: `jaxnet --version`, `--help`, `train
+    --help`; `jaxnet train` (defaults) on digits and on iris written as a 150-row CSV, with a
+    cold compilation cache (a new empty folder each time) and a warm one (filled by one
+    untimed run first); scikit-learn's StandardScaler + MLPClassifier() script on each."""
+    from sklearn.datasets import load_iris
+
+    repeats = 1 if args.quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        iris = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
+        csv_path = tmp / "iris.csv"
+        iris.to_csv(csv_path, index=False)
+        jaxnet = [sys.executable, "-m", "jaxnet"]
+        data = {"digits": [], "iris-csv": ["--data", str(csv_path), "--target", "species"]}
+        cases = [("version", "jaxnet --version", None, None, [*jaxnet, "--version"]),
+                 ("help", "jaxnet --help", None, None, [*jaxnet, "--help"]),
+                 ("train-help", "jaxnet train --help", None, None, [*jaxnet, "train", "--help"])]
+        for name, flags in data.items():
+            for cache in ("cold", "warm"):
+                cases.append(("train", "jaxnet train", name, cache,
+                              [*jaxnet, "train", "--quiet", *flags]))
+            cases.append(("sklearn", "scikit-learn script", name, None,
+                          [sys.executable, "-c", _SKLEARN_SCRIPT,
+                           "digits" if name == "digits" else str(csv_path)]))
+        runs = 0
+
+        def seconds(case):
+            nonlocal runs
+            task, _, _, cache, argv = case
+            runs += 1
+            env = {**os.environ, "JAXNET_CACHE_DIR": ""}
+            if cache:
+                env["JAXNET_CACHE_DIR"] = str(tmp / ("warm" if cache == "warm" else f"cold{runs}"))
+            out = ["--out", str(tmp / f"run{runs}")] if task == "train" else []
+            t0 = time.perf_counter()
+            subprocess.run([*argv, *out], check=True, cwd=tmp, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - t0
+
+        for case in cases:
+            if case[3] == "warm":
+                seconds(case)  # fills the warm cache
+        times = [[] for _ in cases]
+        for _ in range(repeats):
+            for i, case in enumerate(cases):
+                times[i].append(seconds(case))
+    rows = []
+    for (task, command, dataset, cache, _), ts in zip(cases, times, strict=True):
+        rows.append({"impl": "sklearn" if task == "sklearn" else "jaxnet", "work": "latency",
+                     "task": task, "command": command, "dataset": dataset, "cache": cache,
+                     "best_s": min(ts), "times_s": ts,
+                     "notes": f"process start to exit, best of {repeats}"})
+    print(latency_table(rows), flush=True)
+    return rows
+
+
+# What issue 30 asks of each latency row: at most these seconds, or at most this many times
+# scikit-learn's script on the same data.
+LATENCY_TARGETS = {("version", None): (0.6, None), ("help", None): (0.6, None),
+                   ("train", "digits", "cold"): (None, 2.0), ("train", "digits", "warm"): (None, 1.0),
+                   ("train", "iris-csv", "warm"): (None, 1.5)}
+
+
+def latency_table(rows) -> str:
+    """The latency rows as a Markdown table: each command's seconds (best of the fresh
+    processes), its time over scikit-learn's script on the same data, issue 30's target."""
+    latency = [r for r in rows if r.get("work") == "latency"]
+    if not latency:
+        return ""
+    sklearn = {r["dataset"]: r["best_s"] for r in latency if r["impl"] == "sklearn"}
+    lines = ["| command | data | cache | seconds (best) | / scikit-learn | target |",
+             "|---|---|---|---|---|---|"]
+    for r in latency:
+        key = ((r["task"], r.get("dataset"), r.get("cache")) if r["task"] == "train"
+               else (r["task"], None))
+        seconds, times = LATENCY_TARGETS.get(key, (None, None))
+        over = r["best_s"] / sklearn[r["dataset"]] if r.get("dataset") in sklearn else None
+        target = f"<= {seconds} s" if seconds else f"<= {times}x" if times else ""
+        lines.append(f"| {r['command']} | {r.get('dataset') or ''} | {r.get('cache') or ''} | "
+                     f"{r['best_s']:.2f} | {'' if over is None else f'{over:.2f}x'} | {target} |")
+    return "\n".join(lines)
 
 
 def _child(code, *args, env=None) -> dict:
@@ -480,6 +594,8 @@ def main(argv=None):
         rows += dp_rows(args)
     if "e2e" in parts:
         rows += e2e_rows(args)
+    if "latency" in parts:
+        rows += latency_rows(args)
     meta = {"impl": "meta", "work": "meta", "cores": os.cpu_count(),
             "device": str(jax.devices()[0]), "jax": jax.__version__, "numpy": np.__version__,
             "torch": ref.torch_version(), **versions, "peak_gflops": peak, "quick": args.quick,

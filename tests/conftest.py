@@ -21,6 +21,10 @@ from jaxnet import fitting
 from jaxnet.data import Dataset
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# The jaxnet command keeps compiled programs in the user's cache folder; the suite's commands,
+# in this process and in the children it starts, keep none (tests/test_compile_cache.py turns
+# the cache on where it tests it, in folders of its own).
+os.environ["JAXNET_CACHE_DIR"] = ""
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 120  # seconds: a stuck collective fails the test instead of hanging

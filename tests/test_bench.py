@@ -51,3 +51,23 @@ def test_importing_the_bench_leaves_64_bit_jax_off():
             "print(jax.config.jax_enable_x64)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_latency_table_shows_each_command_over_scikit_learns_script_and_its_target():
+    def row(task, command, dataset, cache, best, impl="jaxnet"):
+        return {"impl": impl, "work": "latency", "task": task, "command": command,
+                "dataset": dataset, "cache": cache, "best_s": best}
+    rows = [{"impl": "meta", "work": "meta"}, row("version", "jaxnet --version", None, None, 0.21),
+            row("train", "jaxnet train", "digits", "cold", 6.0),
+            row("train", "jaxnet train", "digits", "warm", 2.0),
+            row("sklearn", "scikit-learn script", "digits", None, 4.0, impl="sklearn"),
+            row("train", "jaxnet train", "iris-csv", "warm", 3.0)]  # no sklearn row: no ratio
+    assert bench.latency_table(rows).splitlines() == [
+        "| command | data | cache | seconds (best) | / scikit-learn | target |",
+        "|---|---|---|---|---|---|",
+        "| jaxnet --version |  |  | 0.21 |  | <= 0.6 s |",
+        "| jaxnet train | digits | cold | 6.00 | 1.50x | <= 2.0x |",
+        "| jaxnet train | digits | warm | 2.00 | 0.50x | <= 1.0x |",
+        "| scikit-learn script | digits |  | 4.00 | 1.00x |  |",
+        "| jaxnet train | iris-csv | warm | 3.00 |  | <= 1.5x |"]
+    assert bench.latency_table(rows[:1]) == ""

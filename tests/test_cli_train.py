@@ -219,7 +219,7 @@ def _fake_fit(monkeypatch, *, eps=116986.4, test=0.97777, diverged=False, messag
 
 def test_jaxnet_train_without_arguments_prints_a_readable_summary(in_tmp, monkeypatch, capsys):
     calls = _fake_fit(monkeypatch)
-    assert main([]) == 0
+    assert main(["train"]) == 0
     out, err = capsys.readouterr()
     assert calls["config"] == TrainConfig()  # the notebook's defaults
     run = calls["out_dir"]

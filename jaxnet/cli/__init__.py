@@ -1,10 +1,15 @@
-"""The `jaxnet` command: one module per subcommand, dispatched from `main`."""
+"""The `jaxnet` command: one module per subcommand, dispatched from `main`.
+
+Importing the command modules and parsing a command line imports no JAX, scikit-learn or
+matplotlib (tests/test_cli_latency.py): `--help`, `--version` and a mistyped flag answer at
+once, and each command imports what it uses when it runs.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from jaxnet.cli import common
+from jaxnet.cli import cache, common
 from jaxnet.cli import evaluate as evaluate_command
 from jaxnet.cli import export as export_command
 from jaxnet.cli import gradcheck as gradcheck_command
@@ -26,6 +31,8 @@ def build_parser() -> common.Parser:
     subparsers = parser.add_subparsers(dest="command", parser_class=common.Parser)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    for command_parser in subparsers.choices.values():  # every command compiles
+        cache.add_flags(command_parser)
     return parser
 
 
@@ -40,8 +47,12 @@ def main(argv=None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
-        if args.command is None:  # `jaxnet` alone trains with the defaults
-            args = parser.parse_args(["train", *argv])
+        if args.command is None:  # `jaxnet` alone: what to run is the user's choice
+            parser.print_usage(sys.stderr)
+            print("error: jaxnet: choose a command ('jaxnet train' trains with the defaults; "
+                  "see jaxnet --help)", file=sys.stderr)
+            return 2
+        cache.enable(args)
         return args.run(args)
     except JaxnetError as err:
         print(f"error: {common.in_flags(err, args)}", file=sys.stderr)

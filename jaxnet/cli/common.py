@@ -10,8 +10,8 @@ import time
 import warnings
 
 from jaxnet import config as cfg
+from jaxnet.constants import DEFAULT_EPOCHS, INIT_METHODS, SWEEPABLE
 from jaxnet.errors import JaxnetError, UsageError, render
-from jaxnet.sweep import SWEEPABLE  # flags a sweep takes as "V", "V1,V2" or "LO:HI"
 
 DEFAULT_LAYERS = len(cfg.default("hidden")) + 1
 DEFAULT_HIDDEN = cfg.default("hidden")[0]
@@ -102,7 +102,7 @@ def hidden_list(text):
 def _field(group, field, text, *, sweep=False, **kwargs):
     """Adds `--field-name` for a TrainConfig field; its help quotes the config's default."""
     default = cfg.default(field)
-    if sweep and field in SWEEPABLE:
+    if sweep and field in SWEEPABLE:  # takes "V", "V1,V2" or "LO:HI"
         kwargs.update(type=str, metavar="VALUES")
     shown = "" if default in (None, ()) or isinstance(default, bool) else f" (default {default:g})" \
         if isinstance(default, float) else f" (default {default})"
@@ -116,7 +116,7 @@ def add_network_flags(p, *, sweep=False):
     g.add_argument("--hidden", type=hidden_list, help="width of every hidden layer, or a comma "
                    f"list of L-1 widths (default {DEFAULT_HIDDEN})")
     _field(g, "init", "weight init: normal = weight_scale * randn, he = sqrt(2/fan_in) * randn",
-           choices=cfg.model.INIT_METHODS)
+           choices=INIT_METHODS)
     _field(g, "weight_scale", "std of the normal init", type=number, sweep=sweep)
     _field(g, "dropout", "drop probability after each hidden ReLU", type=number, sweep=sweep)
     _field(g, "reg", "L2 strength", type=number, sweep=sweep)
@@ -142,8 +142,6 @@ def add_optimizer_flags(p, *, sweep=False):
 
 def add_run_flags(p, *, sweep=False):
     """--batch-size, --epochs, ...; runs trained together (sweep) share one fixed length."""
-    from jaxnet.sweep import DEFAULT_EPOCHS
-
     g = p.add_argument_group("run")
     _field(g, "batch_size", "minibatch size", type=positive_int)
     if sweep:

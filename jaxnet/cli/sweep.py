@@ -12,11 +12,10 @@ import sys
 import numpy as np
 
 from jaxnet import ranges
-from jaxnet.checkpoint import jsonable, write_json
 from jaxnet.cli import common
+from jaxnet.constants import DEFAULT_EPOCHS, LOG_AXES
+from jaxnet.constants import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 from jaxnet.errors import UsageError
-from jaxnet.sweep import DEFAULT_EPOCHS, LOG_AXES, check_sweep, halving_rungs, make_settings, sweep
-from jaxnet.sweep import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
 
 PRESETS = ("notebook",)
 # What a sweep leaves in its folder: --overwrite deletes them first, so a folder never mixes
@@ -139,6 +138,8 @@ def notebook_preset():
 
 
 def run(args) -> int:
+    from jaxnet.sweep import check_sweep, make_settings
+
     common.setup_jax(args.dtype)
     mode = "zip" if args.zip else "random" if args.random else "grid"
     axes: dict = {}
@@ -216,6 +217,7 @@ def _run(args, config, settings, mode, folder) -> int:
 
 def _sweep(args, config, settings, mode, out, env) -> int:
     from jaxnet import fitting
+    from jaxnet.sweep import halving_rungs, sweep
 
     quiet = args.quiet or not env.is_lead
     data, _ = fitting.prepare(config, common.load_data(config, quiet=quiet))
@@ -335,6 +337,7 @@ def write_outputs(out, result, config, *, top=8, mode="grid"):
     """results.json, results.csv, best.json and the plots; `mode` is how the settings were
     made ("zip" settings vary together, so they are plotted along the first axis)."""
     from jaxnet import plots
+    from jaxnet.checkpoint import jsonable, write_json
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

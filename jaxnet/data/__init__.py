@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnet.constants import DATASETS
 from jaxnet.data.cifar10 import load_cifar10
 from jaxnet.data.columns import IgnoredColumnsWarning as IgnoredColumnsWarning
 from jaxnet.data.csv import load_csv
@@ -30,8 +31,6 @@ __all__ = [
     "random_data",
     "validate_arrays",
 ]
-
-DATASETS = ("digits", "random", "cifar10", "npz", "csv")
 
 _SUFFIX_DATASET = {".csv": "csv", ".npz": "npz"}
 _FILE_KIND = {"cifar10": "a CIFAR-10 directory", "npz": "an .npz file", "csv": "a .csv file"}

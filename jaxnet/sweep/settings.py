@@ -10,18 +10,15 @@ import numpy as np
 
 from jaxnet import optim, ranges
 from jaxnet.config import TrainConfig, check_unused
+from jaxnet.constants import DEFAULT_EPOCHS, LOG_AXES, SWEEPABLE
 from jaxnet.errors import ConfigError
 
 # Values a sweep may vary per run, and where each one lives.
 OPTIMIZER_AXES = {"lr": "learning_rate", "momentum": "momentum", "beta1": "b1",
                   "beta2": "b2", "weight_decay": "weight_decay"}
 STEP_AXES = ("reg", "dropout")  # read by the train step from TrainState.hyper
-# In report and plot order: the notebook's lr and weight_scale first.
-SWEEPABLE = ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")
-LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")  # sampled log-uniformly
 POSITIVE_AXES = ("lr", "weight_scale")  # must be > 0; reg and weight_decay may be 0
 MODES = ("zip", "grid", "random")
-DEFAULT_EPOCHS = 30  # runs trained together share one length: config.epochs, or this when None
 
 
 def make_settings(axes: dict[str, Sequence[float]], mode: str = "grid", *, n_random: int = 0,

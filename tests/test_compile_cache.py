@@ -1,0 +1,144 @@
+"""The jaxnet command's persistent compilation cache: where it lives, how it is turned off, that
+a second identical run compiles nothing (counted with jax.monitoring's cache events, not
+timed), and that a folder it cannot write never fails a run."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from conftest import subprocess_env
+
+from jaxnet.cli import build_parser, cache, main
+
+# A short run of the real command: digits, a small net, one epoch.
+TRAIN = ["train", "--epochs", "1", "--layers", "2", "--hidden", "16", "--quiet"]
+
+# Runs `jaxnet ARGV` in a fresh process, counting JAX's persistent-cache events.
+_CHILD = """
+import collections, json, sys
+import jax
+from jaxnet.cli import main
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "hits": events["/jax/compilation_cache/cache_hits"],
+                  "misses": events["/jax/compilation_cache/cache_misses"]}))
+"""
+
+
+def _run(tmp_path, argv, **env):
+    """`jaxnet ARGV` in a child whose home and XDG cache are in tmp_path, with `env` set
+    (None: unset); its exit status, cache hits and misses, and stderr."""
+    child_env = subprocess_env(1)
+    child_env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    for name, value in env.items():
+        if value is None:
+            child_env.pop(name, None)
+        else:
+            child_env[name] = value
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *argv], env=child_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
+
+
+def _files(folder: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def _args(argv=()):
+    return build_parser().parse_args(["train", *argv])
+
+
+# ----------------------------------------------------------------------- where it lives
+
+
+def test_the_cache_folder_by_flag_environment_and_default(tmp_path):
+    home_cache = pathlib.Path.home() / ".cache" / "jaxnet" / "jax"
+    assert cache.cache_dir(_args(), {}) == home_cache
+    assert cache.cache_dir(_args(), {"XDG_CACHE_HOME": "/x"}) == pathlib.Path("/x/jaxnet/jax")
+    assert cache.cache_dir(_args(), {"XDG_CACHE_HOME": "rel"}) == home_cache  # XDG: ignored
+    assert cache.cache_dir(_args(), {"JAXNET_CACHE_DIR": "/c", "XDG_CACHE_HOME": "/x"}) \
+        == pathlib.Path("/c")
+    for off in ("", " ", "off", "OFF"):
+        assert cache.cache_dir(_args(), {"JAXNET_CACHE_DIR": off}) is None
+    env = {"JAXNET_CACHE_DIR": "/c"}
+    assert cache.cache_dir(_args(["--compile-cache", "/f"]), env) == pathlib.Path("/f")
+    assert cache.cache_dir(_args(["--no-compile-cache"]), env) is None
+
+
+def test_the_two_flags_exclude_each_other_and_every_command_takes_them(capsys):
+    assert main(["train", "--compile-cache", "x", "--no-compile-cache"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    for argv in (["train"], ["sweep"], ["predict", "run", "--data", "x.csv", "--out", "p.csv"],
+                 ["evaluate", "run"], ["export", "run", "w.safetensors"], ["gradcheck"]):
+        assert build_parser().parse_args([*argv, "--no-compile-cache"]).no_compile_cache
+
+
+def test_turned_off_it_leaves_jax_alone(tmp_path):
+    # (In this process: a cache switched on here would stay on for the rest of the suite.)
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    assert cache.enable(_args(["--no-compile-cache"]), {}) is None
+    assert cache.enable(_args(), {"JAXNET_CACHE_DIR": ""}) is None
+    assert jax.config.jax_compilation_cache_dir == before
+
+
+# ----------------------------------------------------------------------- in a real run
+
+
+@pytest.mark.slow
+def test_a_second_identical_run_compiles_nothing(tmp_path):
+    folder = tmp_path / "xdg" / "jaxnet" / "jax"  # the default, under XDG_CACHE_HOME
+    first = _run(tmp_path, [*TRAIN, "--out", "a"], JAXNET_CACHE_DIR=None)
+    assert first["code"] == 0 and first["misses"] > 0
+    written = _files(folder)
+    assert len(written) == first["misses"]  # one file per program written
+    second = _run(tmp_path, [*TRAIN, "--out", "b"], JAXNET_CACHE_DIR=None)
+    assert second["code"] == 0 and second["misses"] == 0
+    assert second["hits"] == first["hits"] + first["misses"]  # every program from the cache
+    assert _files(folder) == written
+    assert not (tmp_path / "home" / ".cache" / "jaxnet").exists()
+
+
+@pytest.mark.slow
+def test_turned_off_by_the_environment_it_writes_nothing(tmp_path):
+    run = _run(tmp_path, [*TRAIN, "--out", "a"], JAXNET_CACHE_DIR="")
+    assert run["code"] == 0 and run["hits"] == run["misses"] == 0
+    assert not (tmp_path / "xdg" / "jaxnet").exists()
+    assert not (tmp_path / "home" / ".cache" / "jaxnet").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_a_read_only_folder_trains_uncached_with_one_note(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    monkeypatch.chdir(tmp_path)
+    try:
+        # In this process: a folder it cannot write leaves JAX's settings untouched.
+        assert main([*TRAIN[:-1], "--compile-cache", str(folder), "--out", "a"]) == 0
+    finally:
+        folder.chmod(0o700)
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if "compilation cache" in line]
+    assert notes == [f"note: compilation cache off: cannot write to {folder} (Permission "
+                     "denied); set JAXNET_CACHE_DIR to a writable folder, or JAXNET_CACHE_DIR= "
+                     "to turn the cache off"]
+    assert "Traceback" not in err and "test accuracy" in out
+    assert not _files(folder)
+
+
+def test_a_file_in_place_of_the_folder_leaves_the_cache_off_with_a_note(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cache.enable(_args(["--compile-cache", str(blocker / "jax")]), {}) is None
+    assert capsys.readouterr().err.startswith(f"note: compilation cache off: cannot write to "
+                                              f"{blocker / 'jax'} (")
+    assert cache.enable(_args(["--compile-cache", str(blocker / "jax"), "--quiet"]), {}) is None
+    assert capsys.readouterr().err == ""
