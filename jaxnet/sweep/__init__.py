@@ -15,13 +15,15 @@ from jax.sharding import PartitionSpec as P
 from jaxnet import distributed, input_span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
+from jaxnet.fitting import program_config
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
+from jaxnet.sweep.chunks import _chunk_layout
 from jaxnet.sweep.chunks import default_group as default_group
 from jaxnet.sweep.halving import _best, _Plan, _survivors, _train_rungs
 from jaxnet.sweep.halving import halving_rungs as halving_rungs
 from jaxnet.sweep.records import SweepResult as SweepResult
 from jaxnet.sweep.records import _Record
-from jaxnet.sweep.runs import _init_fn, _sweep_splits
+from jaxnet.sweep.runs import _fixed_values, _programs, _sweep_splits
 from jaxnet.sweep.settings import DEFAULT_EPOCHS as DEFAULT_EPOCHS
 from jaxnet.sweep.settings import LOG_AXES as LOG_AXES
 from jaxnet.sweep.settings import MODES as MODES
@@ -31,7 +33,7 @@ from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
 from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
 from jaxnet.sweep.settings import check_sweep as check_sweep
 from jaxnet.sweep.settings import make_settings as make_settings
-from jaxnet.train import device_splits, dims_for, make_optimizer, steps_per_epoch
+from jaxnet.train import device_splits, dims_for, steps_per_epoch
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
@@ -83,26 +85,28 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     in_span = input_span.choose(config, set(settings[0]), n_train, dims[0], in_span)
-    optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
     splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
                            host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
-    plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
-                 1 if mesh is None else mesh.size, default_group() if group == "auto" else group,
-                 mesh, tuple(rung_epochs), tuple(_survivors(len(settings), halving,
-                                                            len(rung_epochs))))
+    # Every rung runs in the first rung's layout, so they all share one compiled program.
+    _, size, per_group = _chunk_layout(len(rows), chunk, 1 if mesh is None else mesh.size,
+                                       default_group() if group == "auto" else group)
+    _, init, train = _programs(
+        dataclasses.replace(program_config(config), init=config.init), dims, n_train,
+        "val" in splits, in_span, config.epochs, per_group,
+        None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])))
+    plan = _Plan(train, splits, seeds, size, per_group, mesh, tuple(rung_epochs),
+                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
     keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
     seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
-    init = _init_fn(config, dims, optimizer,
-                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
-                    n_train if in_span else None)
+    fixed = _fixed_values(config)
 
     def fresh(ids):  # the initial carries of runs `ids`
-        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
+        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})), fixed)
 
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
