@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # every test compiles and trains sweeps
 CONFIG = TrainConfig(hidden=(8,), epochs=4, batch_size=128, optimizer="momentum", dropout=0.0,
                      grad="autodiff")
 SETTINGS = [{"lr": lr, "reg": reg} for lr in (3e-3, 0.05, 0.5) for reg in (0.0, 1e-2)]
-INIT, TRAIN = "fresh_run", "train_chunk"  # the compiled programs' names
+INIT, TRAIN = "init_runs", "train_chunk"  # the compiled programs' names
 
 
 @pytest.fixture(scope="module")

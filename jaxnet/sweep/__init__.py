@@ -41,7 +41,11 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
           halving: int | None = None, min_epochs: int | None = None,
           on_chunk: Callable[[int, int], None] | None = None,
           in_span: bool | None = None) -> SweepResult:
-    """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
+    """Trains every setting under `seeds` seeds, vmapped, one compiled call per chunk.
+
+    The compiled programs are kept: a later sweep of the same program and shapes (other
+    values of the swept axes or of fields `fitting.program_config` leaves out, e.g. the
+    seed) compiles nothing.
 
     Args:
       config: the architecture, data and optimizer; the swept values override its fields.
@@ -50,8 +54,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         SWEEPABLE.
       seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
       chunk: the most runs per compiled call (memory); None runs them all at once. The runs
-        are split into equal chunks (the last one padded), so every chunk reuses one
-        compilation.
+        are split into equal chunks (the last one padded), so every chunk (and rung) reuses
+        one compilation.
       group: runs vmapped together inside the compiled call; the groups run one after
         another (`lax.map`), so each group's weights stay in cache while it trains. None
         vmaps the whole chunk at once; "auto" is `default_group()` (CPU_GROUP on a CPU, the
@@ -62,7 +66,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       halving: ETA for successive halving: every run trains `min_epochs`, then only the best
         1/ETA of the settings by the criterion (never a diverged one) continue from their
         own state, to ETA times as many epochs, and so on up to `config.epochs` (see
-        `halving_rungs`); each rung compiles once. None trains every run for every epoch.
+        `halving_rungs`). Every rung runs in the first rung's chunk shape, so all share one
+        compiled program: a later rung's runs are packed into the first chunks, and its
+        groups of empty slots cost next to nothing (with `group` None, its empty slots
+        train alongside, their results discarded). None trains every run for every epoch.
       min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
       in_span: train the first layer in the span of the inputs (`jaxnet.input_span`: the same

@@ -35,11 +35,18 @@ def _fixed_values(config: TrainConfig) -> dict:
                           for name, value in injected_hyperparams(config).items()}}
 
 
-def _build_fn(config: TrainConfig, dims, optimizer, n_train: int | None = None):
-    """`build(seed key, {axis: value}, fixed) -> one run`: a TrainState, or an
-    `input_span.SpanRun` when `n_train` is given (the first layer in the span form). The
-    swept values override `fixed` (`_fixed_values`)."""
-    def build(seed_key, values, fixed):
+def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None, *,
+             has_val: bool | None = None):
+    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}, fixed=None) -> runs`:
+    stacked TrainStates, or `input_span.SpanRun`s when `n_train` is given (the first layer
+    in the span form); as carries with no best epoch yet (`_fresh_carry`) when `has_val`
+    is given. The swept values override `fixed` (`_fixed_values`; None: `config`'s, built
+    into the program).
+
+    In its own small jit: building the weights inside the sweep's compiled run made its
+    compilation several times slower.
+    """
+    def fresh_run(seed_key, values, fixed):
         ws = values.get("weight_scale", fixed["weight_scale"])
         init_key, _ = jax.random.split(seed_key)
         params, bn_state = model.init(init_key, dims, init=config.init, weight_scale=ws,
@@ -51,22 +58,14 @@ def _build_fn(config: TrainConfig, dims, optimizer, n_train: int | None = None):
                       **{OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}}
         ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values),
                          hyper={k: v for k, v in values.items() if k in STEP_AXES})
-        return ts if n_train is None else input_span.SpanRun(ts, w0)
+        run = ts if n_train is None else input_span.SpanRun(ts, w0)
+        return run if has_val is None else _fresh_carry(run, has_val, config.dtype)
 
-    return build
+    def init_runs(seed_keys, values, fixed=None):
+        fixed = _fixed_values(config) if fixed is None else fixed
+        return jax.vmap(fresh_run, in_axes=(0, 0, None))(seed_keys, values, fixed)
 
-
-def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None):
-    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}) -> stacked TrainStates`,
-    or stacked `input_span.SpanRun`s when `n_train` is given; the values no setting sweeps
-    are `config`'s.
-
-    In its own small jit: building the weights inside the sweep's compiled run made its
-    compilation several times slower.
-    """
-    build = _build_fn(config, dims, optimizer, n_train)
-    init = jax.jit(jax.vmap(build, in_axes=(0, 0, None)), out_shardings=sharding)
-    return lambda seed_keys, values: init(seed_keys, values, _fixed_values(config))
+    return jax.jit(init_runs, out_shardings=sharding)
 
 
 def _fresh_carry(run, has_val: bool, dtype):
@@ -86,18 +85,14 @@ def _programs(config: TrainConfig, dims, n_train: int, has_val: bool, in_span: b
     `fitting.program_config`, with its `init` rule), so sweeps of the same program and
     shapes (other learning rates, rungs of successive halving) compile once:
 
-    init: `(seed keys (runs, 2), {axis: values (runs,)}, fixed) -> carries` of fresh runs
-      (`_fresh_carry`), sharded by `sharding` (None: one device).
+    init: `_init_fn`'s `(seed keys, {axis: values}, fixed) -> carries` of fresh runs,
+      sharded by `sharding` (None: one device).
     train: `(carries (runs, ...), splits, epochs (groups,) int32) -> (carries, metrics)`,
       up to `epochs` more epochs (`_segment_fn`, `chunks._batched`).
     """
     optimizer = make_optimizer(config, n_train)
-    build = _build_fn(config, dims, optimizer, n_train if in_span else None)
-
-    def fresh_run(seed_key, values, fixed):
-        return _fresh_carry(build(seed_key, values, fixed), has_val, config.dtype)
-
-    init = jax.jit(jax.vmap(fresh_run, in_axes=(0, 0, None)), out_shardings=sharding)
+    init = _init_fn(config, dims, optimizer, sharding, n_train if in_span else None,
+                    has_val=has_val)
     one = _segment_fn(config, optimizer, n_train, has_val, epochs, keep_state=True,
                       in_span=in_span)
     return optimizer, init, _batched(one, per_group)
