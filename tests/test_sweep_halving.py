@@ -1,5 +1,6 @@
 """Successive halving inside the vmapped sweep: rungs, survivors continuing exactly, the
-record of where each run stopped; and the sweep's chunk, group and compilation layout."""
+record of where each run stopped; and the sweep's chunk and group layout (what it compiles:
+tests/test_sweep_compiles.py)."""
 
 import dataclasses
 
@@ -7,13 +8,13 @@ import chex
 import jax
 import numpy as np
 import pytest
-from conftest import compiled_programs, prepared
+from conftest import prepared
 
 from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.errors import ConfigError
 from jaxnet.fitting import load_data
-from jaxnet.sweep import chunks, default_group, halving, halving_rungs, runs, sweep
+from jaxnet.sweep import chunks, default_group, halving_rungs, runs, sweep
 from jaxnet.train import dims_for, make_optimizer
 
 pytestmark = pytest.mark.x64  # survivors are compared with lone runs to float64 round-off
@@ -34,7 +35,8 @@ def digits():
 
 @pytest.fixture(scope="module")
 def halved(digits):
-    return sweep(CONFIG, digits, SETTINGS, halving=2, min_epochs=1)
+    # Groups of 2, in every rung the first rung's 3: rung 1 leaves one idle, rung 2 two.
+    return sweep(CONFIG, digits, SETTINGS, group=2, halving=2, min_epochs=1)
 
 
 # ------------------------------------------------------------------------------- rungs
@@ -114,7 +116,8 @@ def test_a_run_cut_early_equals_its_setting_trained_alone_for_its_epochs(halved,
 @pytest.mark.slow
 def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     """The carry after 1 + 3 epochs (params, batchnorm and optimizer state, best params)
-    equals the carry after one 4-epoch segment: every epoch splits its keys from the state."""
+    equals the carry after one 4-epoch segment: every epoch splits its keys from the state;
+    so does a segment program told at run time how many epochs to train."""
     n_train = len(digits.x_train)
     optimizer = make_optimizer(CONFIG, n_train)
     init = runs._init_fn(CONFIG, dims_for(CONFIG, digits), optimizer, None)
@@ -133,6 +136,23 @@ def test_continuing_a_run_gives_the_same_state_as_one_long_segment(digits):
     chex.assert_trees_all_close(carry, whole_carry, rtol=1e-12)
     np.testing.assert_allclose(np.concatenate([first["loss_curve"], rest["loss_curve"]], axis=1),
                                whole["loss_curve"], rtol=1e-12)
+
+    # As the sweep runs it: one program of up to 4 epochs, told how many to train (1, 0, 3).
+    one = runs._segment_fn(CONFIG, optimizer, n_train, True, 4, keep_state=True)
+    program = jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+    fresh = jax.vmap(lambda run: runs._fresh_carry(run, True, CONFIG.dtype))(ts)
+    carry, first = program(fresh, splits, 1)
+    idle, nothing = program(jax.device_get(carry), splits, 0)
+    chex.assert_trees_all_equal(idle, carry)  # 0 epochs: the carry as it was, nothing evaluated
+    assert not np.any(nothing["loss_curve"]) and not np.any(nothing["val_accuracy"])
+    carry, rest = program(jax.device_get(idle), splits, 3)
+    chex.assert_trees_all_close(carry, whole_carry, rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate([first["loss_curve"][:, :10],
+                                               rest["loss_curve"][:, :30]], axis=1),
+                               whole["loss_curve"], rtol=1e-12)
+    assert not np.any(first["loss_curve"][:, 10:]) and not np.any(rest["loss_curve"][:, 30:])
+    for name in whole.keys() - {"loss_curve"}:  # the best epoch's scores, the divergence rule
+        np.testing.assert_allclose(rest[name], whole[name], rtol=1e-12, err_msg=name)
 
 
 @pytest.mark.slow
@@ -172,7 +192,7 @@ def test_diverged_settings_go_out_first_and_never_continue():
     assert all(r["epochs_trained"] == 1 and r["final_loss"] is None for r in every.runs)
 
 
-# --------------------------------------------------------- chunks, groups, compilations
+# ------------------------------------------------------------------- chunks, groups
 
 
 @pytest.mark.parametrize(("n_runs", "chunk", "n_dev", "group", "expected"), [
@@ -193,57 +213,6 @@ def test_default_group_follows_the_backend():
     assert default_group("cpu") == chunks.CPU_GROUP
     assert default_group("gpu") is None and default_group("tpu") is None
     assert default_group() == (chunks.CPU_GROUP if jax.default_backend() == "cpu" else None)
-
-
-@pytest.mark.slow
-def test_one_compilation_of_the_initialiser_and_one_per_rung(digits, monkeypatch):
-    traces = {"init": 0, "epoch": 0}
-    real_init, real_epoch = runs.model.init, runs.make_epoch
-
-    def counted_init(*args, **kwargs):
-        traces["init"] += 1
-        return real_init(*args, **kwargs)
-
-    def counted_make_epoch(*args, **kwargs):
-        epoch = real_epoch(*args, **kwargs)
-
-        def counted(*a):
-            traces["epoch"] += 1
-            return epoch(*a)
-        return counted
-
-    real_segment_fn = runs._segment_fn
-
-    def segment_traced_once_per_rung(*args, **kwargs):
-        # chex counts every segment built here as one function: one trace per rung.
-        return chex.assert_max_traces(real_segment_fn(*args, **kwargs), n=2)
-
-    monkeypatch.setattr(runs.model, "init", counted_init)
-    monkeypatch.setattr(runs, "make_epoch", counted_make_epoch)
-    monkeypatch.setattr(halving, "_segment_fn", segment_traced_once_per_rung)
-    chex.clear_trace_counter()
-    calls = []
-    # 6 runs in chunks of at most 2: rung 0 is 3 chunks of 2, rung 1 (3 runs) 2 chunks of 2.
-    # The chunks hold other learning rates (and regs): values, not constants of the program.
-    with compiled_programs() as compiled:
-        result = sweep(CONFIG, digits, SETTINGS, chunk=2, group=None, halving=2, min_epochs=2,
-                       on_chunk=lambda *a: calls.append(a))
-    assert [len(r["settings"]) for r in result.rungs] == [6, 3]
-    assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
-    assert traces == {"init": 1, "epoch": 2}
-    assert (compiled.count("build"), compiled.count("segment")) == (1, 2), compiled
-
-
-# Known today (issue 28/30): each `sweep` call builds new jitted functions (`_init_fn`,
-# `_batched`) and compiles them with `.lower().compile()`, so a second sweep of the same
-# config and shapes recompiles both, whatever its values. When fixed, drop the xfail mark.
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="every sweep call compiles its programs anew")
-def test_a_second_sweep_over_other_learning_rates_reuses_the_compiled_programs(digits):
-    sweep(CONFIG, digits, [{"lr": 1e-3}, {"lr": 1e-2}], group=None)
-    with compiled_programs() as compiled:
-        sweep(CONFIG, digits, [{"lr": 3e-3}, {"lr": 3e-2}], group=None)
-    assert compiled == [], f"the second sweep compiled {compiled}"
 
 
 # ------------------------------------------------------------------------- bad input

@@ -15,13 +15,15 @@ from jax.sharding import PartitionSpec as P
 from jaxnet import distributed, input_span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
+from jaxnet.fitting import program_config
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
+from jaxnet.sweep.chunks import _chunk_layout
 from jaxnet.sweep.chunks import default_group as default_group
 from jaxnet.sweep.halving import _best, _Plan, _survivors, _train_rungs
 from jaxnet.sweep.halving import halving_rungs as halving_rungs
 from jaxnet.sweep.records import SweepResult as SweepResult
 from jaxnet.sweep.records import _Record
-from jaxnet.sweep.runs import _init_fn, _sweep_splits
+from jaxnet.sweep.runs import _fixed_values, _programs, _sweep_splits
 from jaxnet.sweep.settings import DEFAULT_EPOCHS as DEFAULT_EPOCHS
 from jaxnet.sweep.settings import LOG_AXES as LOG_AXES
 from jaxnet.sweep.settings import MODES as MODES
@@ -31,7 +33,7 @@ from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
 from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
 from jaxnet.sweep.settings import check_sweep as check_sweep
 from jaxnet.sweep.settings import make_settings as make_settings
-from jaxnet.train import class_weights, device_splits, dims_for, make_optimizer, steps_per_epoch
+from jaxnet.train import class_weights, device_splits, dims_for, steps_per_epoch
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
@@ -39,7 +41,11 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
           halving: int | None = None, min_epochs: int | None = None,
           on_chunk: Callable[[int, int], None] | None = None,
           in_span: bool | None = None) -> SweepResult:
-    """Trains every setting under `seeds` seeds, vmapped in one compiled call per chunk.
+    """Trains every setting under `seeds` seeds, vmapped, one compiled call per chunk.
+
+    The compiled programs are kept: a later sweep of the same program and shapes (other
+    values of the swept axes or of fields `fitting.program_config` leaves out, e.g. the
+    seed) compiles nothing.
 
     Args:
       config: the architecture, data and optimizer; the swept values override its fields.
@@ -48,8 +54,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         SWEEPABLE.
       seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
       chunk: the most runs per compiled call (memory); None runs them all at once. The runs
-        are split into equal chunks (the last one padded), so every chunk reuses one
-        compilation.
+        are split into equal chunks (the last one padded), so every chunk (and rung) reuses
+        one compilation.
       group: runs vmapped together inside the compiled call; the groups run one after
         another (`lax.map`), so each group's weights stay in cache while it trains. None
         vmaps the whole chunk at once; "auto" is `default_group()` (CPU_GROUP on a CPU, the
@@ -60,7 +66,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       halving: ETA for successive halving: every run trains `min_epochs`, then only the best
         1/ETA of the settings by the criterion (never a diverged one) continue from their
         own state, to ETA times as many epochs, and so on up to `config.epochs` (see
-        `halving_rungs`); each rung compiles once. None trains every run for every epoch.
+        `halving_rungs`). Every rung runs in the first rung's chunk shape, so all share one
+        compiled program: a later rung's runs are packed into the first chunks, and its
+        groups of empty slots cost next to nothing (with `group` None, its empty slots
+        train alongside, their results discarded). None trains every run for every epoch.
       min_epochs: the first rung's epochs (halving only); default ceil(epochs / ETA**3).
       on_chunk: called with (chunks done, chunks in all), e.g. for a progress bar.
       in_span: train the first layer in the span of the inputs (`jaxnet.input_span`: the same
@@ -86,29 +95,31 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     dims = dims_for(config, data)
     n_train = len(data.x_train)
     in_span = input_span.choose(config, set(settings[0]), n_train, dims[0], in_span)
-    optimizer = make_optimizer(config, n_train)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
     splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
                            host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
-    plan = _Plan(config, optimizer, n_train, in_span, splits, seeds, chunk,
-                 1 if mesh is None else mesh.size, default_group() if group == "auto" else group,
-                 mesh, tuple(rung_epochs), tuple(_survivors(len(settings), halving,
-                                                            len(rung_epochs))))
+    # Every rung runs in the first rung's layout, so they all share one compiled program.
+    _, size, per_group = _chunk_layout(len(rows), chunk, 1 if mesh is None else mesh.size,
+                                       default_group() if group == "auto" else group)
+    _, init, train = _programs(
+        dataclasses.replace(program_config(config), init=config.init), dims, n_train,
+        "val" in splits, in_span, config.epochs, per_group,
+        None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])))
+    plan = _Plan(train, splits, seeds, size, per_group, mesh, tuple(rung_epochs),
+                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
     keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
     seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
     weights = class_weights(config, data.y_train, data.num_classes)
     if weights is not None:  # every run's own copy: an argument, like the swept values
         values["class_weight"] = np.tile(weights.astype(dtype), (len(rows), 1))
-    init = _init_fn(config, dims, optimizer,
-                    None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])),
-                    n_train if in_span else None)
+    fixed = _fixed_values(config)
 
     def fresh(ids):  # the initial carries of runs `ids`
-        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})))
+        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})), fixed)
 
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)

@@ -50,36 +50,55 @@ def _chunk_layout(n_runs: int, chunk: int | None, n_dev: int,
 
 
 def _batched(one, per_group: int | None):
-    """`one(run, splits)` jitted over a chunk of runs: one vmap, or groups of `per_group`
-    vmapped runs one after another (`lax.map`)."""
-    if per_group is None:
-        return jax.jit(jax.vmap(one, in_axes=(0, None)))
-    return jax.jit(lambda c, s: jax.lax.map(lambda t: one(t, s), c, batch_size=per_group))
+    """`one(carry, splits, epochs)` jitted over a chunk of runs: `(carries, splits, epochs
+    (groups,) int32) -> (carries, metrics)`. One vmap over the chunk (`epochs[0]` for every
+    run), or groups of `per_group` vmapped runs one after another (`lax.map`), each group
+    training its own `epochs`: a group of 0 epochs (empty slots) costs next to nothing, so
+    a later rung of successive halving runs in the first rung's shape, with no compilation
+    of its own."""
+    def group(carries, splits, epochs):
+        return jax.vmap(one, in_axes=(0, None, None))(carries, splits, epochs)
+
+    def train_chunk(carries, splits, epochs):
+        if per_group is None:
+            return group(carries, splits, epochs[0])
+        grouped = jax.tree.map(lambda a: a.reshape(-1, per_group, *a.shape[1:]), carries)
+        out = jax.lax.map(lambda ge: group(ge[0], splits, ge[1]), (grouped, epochs))
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
+
+    return jax.jit(train_chunk)
 
 
-def _run_chunks(fn, inputs_at, splits, n_runs, n_chunks, size, *, keep_state, on_chunk):
-    """Runs `fn` on `n_runs` runs in `n_chunks` chunks of `size` (the last one padded with
-    copies of its last run), compiling once. `inputs_at(positions)` builds a chunk's input.
+def _run_chunks(fn, inputs_at, splits, n_runs: int, size: int, per_group: int | None,
+                epochs: int, *, keep_state: bool, on_chunk):
+    """Trains `n_runs` runs `epochs` more epochs with `fn` (`_batched`), in chunks of `size`
+    slots: the last one padded with copies of its last run, and its groups of padding alone
+    given 0 epochs. `inputs_at(positions)` builds a chunk's carries. Compiles `fn` for the
+    first chunk, unless JAX holds it compiled already (a cached program: an earlier rung or
+    sweep of the same shapes).
 
     Returns:
       ({name: (n_runs, ...) host array}, the host carries (n_runs, ...) or None,
       (compile seconds, run seconds)).
     """
+    n_groups = 1 if per_group is None else size // per_group
     outs, carries, compile_s, run_s = [], [], 0.0, 0.0
-    for c in range(n_chunks):
+    for c in range(math.ceil(n_runs / size)):
         pos = np.arange(c * size, min((c + 1) * size, n_runs))
         n_real = len(pos)
         inputs = inputs_at(np.concatenate([pos, np.full(size - n_real, pos[-1])]))
+        busy = n_groups if per_group is None else math.ceil(n_real / per_group)
+        group_epochs = np.where(np.arange(n_groups) < busy, epochs, 0).astype(np.int32)
         t0 = time.perf_counter()
         if c == 0:
-            compiled = fn.lower(inputs, splits).compile()
+            compiled = fn.lower(inputs, splits, group_epochs).compile()
             compile_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-        out = distributed.gather(compiled(inputs, splits))
-        run_s += time.perf_counter() - t0
+        carry, out = compiled(inputs, splits, group_epochs)
+        out = distributed.gather(out)
         if keep_state:
-            carry, out = out
-            carries.append(jax.tree.map(lambda a, n=n_real: a[:n], carry))
+            carries.append(jax.tree.map(lambda a, n=n_real: a[:n], distributed.gather(carry)))
+        run_s += time.perf_counter() - t0
         outs.append({name: v[:n_real] for name, v in out.items()})
         on_chunk()
     merged = {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}

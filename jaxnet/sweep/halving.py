@@ -11,10 +11,8 @@ import jax
 import numpy as np
 
 from jaxnet import distributed
-from jaxnet.config import TrainConfig
-from jaxnet.sweep.chunks import _batched, _chunk_layout, _run_chunks
+from jaxnet.sweep.chunks import _run_chunks
 from jaxnet.sweep.records import _Record
-from jaxnet.sweep.runs import _segment_fn
 
 
 def halving_rungs(epochs: int, eta: int, min_epochs: int | None = None) -> list[int]:
@@ -87,15 +85,11 @@ def _best(summary: list[dict], criterion: str) -> dict | None:
 class _Plan:
     """What stays fixed through a sweep's rungs."""
 
-    config: TrainConfig
-    optimizer: Any
-    n_train: int
-    in_span: bool
+    train: Any  # the compiled-once program (`runs._programs`)
     splits: dict  # on device: "train" and, if any, "val" (x, y)
     seeds: int
-    chunk: int | None
-    n_dev: int
-    group: int | None
+    size: int  # runs per compiled call (chunk), in every rung
+    per_group: int | None  # runs vmapped together in a chunk (None: the whole chunk)
     mesh: Any
     rung_epochs: tuple[int, ...]  # epochs trained by the end of each rung
     counts: tuple[int, ...]  # settings that enter each rung (at most)
@@ -110,8 +104,7 @@ class _Plan:
     def chunks_from(self, rung: int, alive: int) -> int:
         """Compiled calls left from `rung` on with `alive` settings (diverged settings
         never go on, so rungs may shrink)."""
-        return sum(_chunk_layout(min(c, alive) * self.seeds, self.chunk, self.n_dev,
-                                 self.group)[0] for c in self.counts[rung:])
+        return sum(math.ceil(min(c, alive) * self.seeds / self.size) for c in self.counts[rung:])
 
 
 class _ChunkProgress:
@@ -141,19 +134,16 @@ def _train_rungs(plan: _Plan, fresh, record: _Record,
     for k, until in enumerate(rung_epochs):
         run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
         keep_state = k < len(rung_epochs) - 1
-        one = _segment_fn(plan.config, plan.optimizer, plan.n_train, "val" in plan.splits,
-                          until - done_epochs, keep_state=keep_state, in_span=plan.in_span)
-        n_chunks, size, per_group = _chunk_layout(len(run_ids), plan.chunk, plan.n_dev,
-                                                  plan.group)
 
         def inputs_at(pos, state=state, run_ids=run_ids):
             if state is None:  # rung 0: fresh runs
                 return fresh(run_ids[pos])
             return plan.place(jax.tree.map(lambda a: a[pos], state))
 
-        out, carry, seconds = _run_chunks(_batched(one, per_group), inputs_at, plan.splits,
-                                          len(run_ids), n_chunks, size, keep_state=keep_state,
-                                          on_chunk=progress.step)
+        out, carry, seconds = _run_chunks(plan.train, inputs_at, plan.splits, len(run_ids),
+                                          plan.size, plan.per_group, until - done_epochs,
+                                          keep_state=keep_state, on_chunk=progress.step)
+        out["loss_curve"] = out["loss_curve"][:, :(until - done_epochs) * record.steps_per_epoch]
         compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
         record.add(run_ids, out, k, done_epochs, until)
         done_epochs = until
