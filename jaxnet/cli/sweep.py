@@ -25,7 +25,8 @@ OUTPUT_FILES = ("results.json", "results.csv", "best.json", "sweep.png", "loss_c
 
 DESCRIPTION = """\
 Trains many settings of one network at once: every setting (and seed) is one run of a
-vmapped, jitted training loop, so the sweep compiles once per chunk of runs.
+vmapped, jitted training loop, so the sweep compiles its training loop once, for every chunk
+and rung.
 
 Each of --lr --weight-scale --reg --dropout --momentum --beta1 --beta2 --weight-decay
 takes one value (a fixed setting), a list V1,V2,... or a range LO:HI. A range gives --num
