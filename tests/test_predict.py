@@ -285,12 +285,13 @@ def test_a_dataframe_is_matched_by_name(iris_table, iris_csv_model):
     # an array keeps the count check, and is taken in training order
     np.testing.assert_array_equal(trained.predict_proba(iris_table[IRIS_COLUMNS].to_numpy()),
                                   expected)
-    with pytest.raises(DataError, match="has 3 features per example, but the model was trained on 4"):
+    with pytest.raises(DataError, match=r"x has shape \(150, 3\); the model reads 4 columns"):
         trained.predict(iris_table[IRIS_COLUMNS[:3]].to_numpy())
 
 
 def _drop_feature_names(run, out):
-    """A copy of `run` as jaxnet wrote it before feature names were recorded."""
+    """A copy of `run` as jaxnet wrote it before feature names (and column kinds) were
+    recorded."""
     import json
     import shutil
 
@@ -303,7 +304,7 @@ def _drop_feature_names(run, out):
         header = f.metadata()
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     meta = json.loads(header["metadata"])
-    del meta["preprocessing"]["feature_names"]
+    del meta["preprocessing"]["feature_names"], meta["preprocessing"]["table"]
     save_file(tensors, path, metadata={**header, "metadata": json.dumps(meta)})
 
 
