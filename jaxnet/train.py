@@ -292,6 +292,7 @@ class Progress:
     best_epoch: int = 0
     best_score: float = -math.inf  # val accuracy, or minus the train loss without a val set
     stale: int = 0  # epochs since the last improvement (see _record)
+    seconds: float = 0.0  # wall time of the last epoch, compilation included (not saved)
 
     def meta(self) -> dict:
         return {"epoch": len(self.history), "history": self.history,
@@ -373,7 +374,8 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
 
     Args:
       config: the run's settings.
-      splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device.
+      splits: {"train": (x, y), "val": (x, y) or None, "test": (x, y) or None} on device;
+        each epoch's row scores train and val (the test set is left to the caller).
       progress: where to start (`new_progress(init_train_state(...))`, or a resumed one).
       epoch_fn: jitted `make_epoch(...)`; eval_fn: jitted `evaluate_splits` with the
         config bound: `(params, bn_state, splits) -> {name: (loss, accuracy)}`.
@@ -384,6 +386,9 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
     """
     x, y = splits["train"]
     has_val, patience = splits.get("val") is not None, config.stop_patience
+    # The test set is scored once, for the kept epoch (`fitting.summarize`): an epoch's row
+    # holds no test score, so nothing can pick an epoch, or stop, by it.
+    scored = {name: split for name, split in splits.items() if name != "test"}
     message, diverged, seconds, timed = None, False, 0.0, 0
     start = len(progress.history)
     if patience is not None and progress.stale >= patience:  # resuming a run that had stopped
@@ -399,13 +404,14 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
             break
         progress.state = ts
         row = {"epoch": epoch + 1, "loss": float(losses.mean()),
-               **split_scores(eval_fn, ts.params, ts.bn_state, splits)}
+               **split_scores(eval_fn, ts.params, ts.bn_state, scored)}
         if not all(math.isfinite(v) for v in row.values()):  # finite weights too large to use
             message = (f"training diverged: the evaluation loss became non-finite after epoch "
                        f"{epoch + 1}; lower the learning rate (`lr`)")
             diverged = True
             break
         _record(config, progress, row, has_val)
+        progress.seconds = elapsed
         if epoch > start:  # the first epoch of a call includes compilation
             seconds, timed = seconds + elapsed, timed + 1
         if on_epoch is not None:
@@ -419,4 +425,5 @@ def train_loop(config: TrainConfig, splits: dict, progress: Progress, *, epoch_f
 def _stopped(progress: Progress, has_val: bool) -> str:
     criterion = "validation accuracy or loss" if has_val else "training loss"
     return (f"early stopping after epoch {len(progress.history)}: no better {criterion} for "
-            f"{progress.stale} epochs; kept the best, epoch {progress.best_epoch}")
+            f"{progress.stale} epoch{'' if progress.stale == 1 else 's'}; kept the best, epoch "
+            f"{progress.best_epoch}")

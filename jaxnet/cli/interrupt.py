@@ -1,0 +1,95 @@
+"""Ctrl-C and SIGTERM for the commands: handled at any moment, never swallowed, twice to stop at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so that `except Exception` in any
+    library lets it through; `exit_status` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
+_pending: list[int] = []  # the signal received, once one has been
+
+
+def _on_signal(signum, frame):
+    del frame
+    if _pending:  # the second: the user does not want to wait for the first to unwind
+        print(f"{signal.Signals(signum).name} again: stopped at once (any checkpoint "
+              "written is complete)", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(128 + signum)
+    _pending.append(signum)
+    raise Interrupted(signum)
+
+
+def _unraisable(previous):
+    # Python drops an exception raised inside a finalizer or a garbage-collector callback
+    # (JAX's `_xla_gc_callback`) with an "Exception ignored in ..." message and runs on.
+    # Ours is not lost: `_pending` still holds it and `check` raises it at the next safe
+    # point; only the message is left out.
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, Interrupted):
+            return
+        previous(unraisable)
+    return hook
+
+
+def check() -> None:
+    """Raises Interrupted if a signal arrived (call it where stopping is safe: after loading
+    the data, after each epoch), so one that landed where Python could not raise it (a
+    finalizer, a callback run from C) still stops the command."""
+    if _pending:
+        raise Interrupted(_pending[0])
+
+
+def install():
+    """From now on SIGINT and SIGTERM raise Interrupted (a second one ends the process at
+    once with 128 + its number). Returns the function that puts the previous handlers back.
+    Outside the main thread, where Python allows no handlers, nothing changes."""
+    try:
+        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+    except ValueError:  # not the main thread
+        return lambda: None
+    hook, _pending[:] = sys.unraisablehook, []
+    sys.unraisablehook = _unraisable(hook)
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sys.unraisablehook = hook
+        _pending.clear()
+    return restore
+
+
+def exit_status(err: KeyboardInterrupt) -> int:
+    """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
+    return getattr(err, "exit_status", 128 + signal.SIGINT)
+
+
+def what(err: KeyboardInterrupt) -> str:
+    """"interrupted", naming the signal when it was not Ctrl-C."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    return "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
+
+
+def stopped(err: KeyboardInterrupt, args=None) -> str:
+    """The line for a command stopped by a signal (`jaxnet train` says more: what epoch
+    its folder holds)."""
+    command = getattr(args, "command", None)
+    if command is None:
+        return f"{what(err)}; nothing was saved"
+    return (f"{what(err)}; jaxnet {command} stopped before it finished, so its outputs are "
+            "missing or incomplete")
