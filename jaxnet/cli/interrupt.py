@@ -26,8 +26,9 @@ _pending: list[int] = []  # the signal received, once one has been
 def _on_signal(signum, frame):
     del frame
     if _pending:  # the second: the user does not want to wait for the first to unwind
-        print(f"{signal.Signals(signum).name} again: stopped at once (any checkpoint "
-              "written is complete)", file=sys.stderr, flush=True)
+        print(f"{signal.Signals(signum).name} again: stopped at once (every file written so "
+              "far is whole: jaxnet writes each one aside and renames it)", file=sys.stderr,
+              flush=True)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         os._exit(128 + signum)
@@ -58,9 +59,12 @@ def check() -> None:
 def install():
     """From now on SIGINT and SIGTERM raise Interrupted (a second one ends the process at
     once with 128 + its number). Returns the function that puts the previous handlers back.
-    Outside the main thread, where Python allows no handlers, nothing changes."""
+    A signal the process was started ignoring stays ignored (as Python leaves SIGINT for a
+    job a script started in the background); outside the main thread, where Python allows
+    no handlers, nothing changes."""
     try:
-        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS
+                    if signal.getsignal(s) is not signal.SIG_IGN}
     except ValueError:  # not the main thread
         return lambda: None
     hook, _pending[:] = sys.unraisablehook, []
