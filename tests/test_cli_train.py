@@ -57,7 +57,9 @@ def test_train_writes_metrics_checkpoint_and_curves_then_resumes(in_tmp, capsys)
     assert main(["train", "--resume", "run", "--epochs", "3"]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 1 and "3 epochs" in out, out
-    assert err.startswith("resuming (64, 32, 32, 10) on digits") and len(err.splitlines()) == 1
+    banner, *epochs = err.splitlines()
+    assert banner.startswith("resuming from epoch 2: (64, 32, 32, 10) on digits")
+    assert len(epochs) == 1 and epochs[0].startswith("epoch 3: train loss ")  # one per epoch
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["epochs_run"] == 3 and resumed["config"]["epochs"] == 3
     assert resumed["history"][:2] == metrics["history"]
