@@ -59,16 +59,16 @@ def _saved_epoch(run):
         return 0
 
 
-def _stopped(proc, signum):
+def _stopped(proc, signum, printed=()):
     """The one line on stderr of a process stopped by `signum`, after checking the exit
-    status and that nothing else was printed."""
+    status and that nothing else was printed (but the `printed` lines, and lines of epochs)."""
     out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert out == ""  # no summary for a run that did not finish
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+    lines = [*printed, *err.strip().splitlines()]
+    assert all(line.startswith("epoch ") for line in lines[len(printed):-1]), err
+    return lines[-1]
 
 
 def _assert_consistent(line, run, what):
@@ -100,6 +100,18 @@ def test_sigterm_while_loading_or_compiling_exits_143(tmp_path):
     proc.send_signal(signal.SIGTERM)
     line = _stopped(proc, signal.SIGTERM)
     assert _assert_consistent(line, run, "interrupted by SIGTERM") < 3
+
+
+def test_ctrl_c_while_compiling_the_first_epoch(tmp_path):
+    # Raising inside JAX's tracing or compiling crashed the process as it exited (SIGSEGV):
+    # the handler waits until Python runs outside JAX.
+    run = tmp_path / "run"
+    proc = _start(tmp_path, [*TRAIN[:-3], "--out", "run", "--epochs", "3"])  # not --quiet
+    banner = proc.stderr.readline()  # printed once the data is loaded, before compiling
+    assert banner.startswith("training (64, 8, 10) on digits"), banner
+    proc.send_signal(signal.SIGINT)
+    line = _stopped(proc, signal.SIGINT, printed=[banner])
+    assert _assert_consistent(line, run, "interrupted") < 3
 
 
 def test_ctrl_c_after_a_few_epochs_names_the_epoch_saved_and_it_loads(tmp_path):

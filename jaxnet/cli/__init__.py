@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     # First, before the commands import JAX: Ctrl-C or SIGTERM at any moment ends the
     # command with one line and 128 + the signal's number (jaxnet.cli.interrupt).
     args = None
-    restore_signals = interrupt.install()
+    restore_signals = interrupt.install(exit_when_interrupted=argv is None)
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser()

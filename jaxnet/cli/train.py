@@ -96,11 +96,11 @@ def _resumed_config(args):
 def run(args) -> int:
     """Trains, holding the output folder (jaxnet.runlock) from the start to the end of the
     command, so that a second train, --resume or sweep into it is refused at once."""
-    from jaxnet import runlock
-
-    if not (args.resume or args.out):
-        args.out = str(common.new_run_dir("train"))
     try:
+        from jaxnet import runlock
+
+        if not (args.resume or args.out):
+            args.out = str(common.new_run_dir("train"))
         if not common.writes_outputs(args):
             status = _run(args)
         else:
@@ -109,7 +109,7 @@ def run(args) -> int:
         interrupt.check()  # a signal Python could not raise where it landed
         return status
     except KeyboardInterrupt as err:
-        print(_interrupted(err, pathlib.Path(args.resume or args.out)), file=sys.stderr)
+        print(_interrupted(err, args.resume or args.out), file=sys.stderr)
         return interrupt.exit_status(err)
 
 
@@ -163,11 +163,11 @@ def _run(args) -> int:
     return 1 if result.diverged else 0
 
 
-def _interrupted(err, out: pathlib.Path) -> str:
-    """The one line for a run stopped by a signal: the epoch its folder holds, and how to go
-    on, or that nothing was saved."""
+def _interrupted(err, out) -> str:
+    """The one line for a run stopped by a signal: the epoch its folder `out` holds, and how
+    to go on, or that nothing was saved."""
     what = interrupt.what(err)
-    if not (out / common.RUN_MARKERS[0]).is_file():  # checkpoint.safetensors; no JAX import
+    if out is None or not (pathlib.Path(out) / common.RUN_MARKERS[0]).is_file():  # checkpoint.safetensors; no JAX import
         return f"{what} before the first epoch ended; nothing was saved"
     from jaxnet import checkpoint as ckpt
 
