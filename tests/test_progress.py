@@ -171,3 +171,6 @@ def test_the_history_scores_train_and_val_per_epoch_and_the_test_set_once():
     assert result.metrics["test_accuracy"] == pytest.approx(float(acc), abs=1e-7)
     assert result.metrics["test_loss"] == pytest.approx(float(loss), rel=1e-5)
     assert math.isfinite(result.metrics["test_loss"])
+    # One evaluation program for the epochs and the summary: no second compilation.
+    eval_fn = fitting._jitted(fitting.program_config(config), len(raw.x_train), None)[2]
+    assert eval_fn._cache_size() == 1

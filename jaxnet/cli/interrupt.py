@@ -108,6 +108,9 @@ def install(*, exit_when_interrupted: bool = False):
 
     def restore():
         if exit_when_interrupted and _pending:
+            if not _raised[0]:  # it came as the command ended, inside JAX's code
+                print(f"{what(Interrupted(_pending[0]))} as jaxnet finished; its outputs are "
+                      "written", file=sys.stderr)
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
@@ -127,7 +130,7 @@ def exit_status(err: KeyboardInterrupt) -> int:
 
 
 def what(err: KeyboardInterrupt) -> str:
-    """"interrupted", naming the signal when it was not Ctrl-C."""
+    """The lines' first words: `interrupted` (Ctrl-C) or `interrupted by SIGTERM`."""
     signum = getattr(err, "signum", signal.SIGINT)
     return "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
 
