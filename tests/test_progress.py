@@ -120,6 +120,16 @@ def test_a_log_loss_axis_has_readable_ticks_and_a_narrow_range_a_linear_one():
     assert plots.curves_figure(narrow).axes[0].get_yscale() == "linear"
 
 
+def test_the_halving_legend_says_1_epoch(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    rows = [{"lr": lr, "val_accuracy": acc, "diverged": False, "epochs_trained": epochs}
+            for lr, acc, epochs in ((0.1, 0.5, 1), (0.2, 0.6, 2), (0.3, 0.7, 2))]
+    plots.sweep_line(rows, ["lr"], "val_accuracy", tmp_path / "sweep.png")
+    assert [line.get_label() for line in figures[0].axes[0].lines] == [
+        "trained 1 epoch", "trained 2 epochs"]
+
+
 # ------------------------------------------------------------------ real runs
 
 
