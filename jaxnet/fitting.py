@@ -118,8 +118,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
       env: devices to shard each minibatch over (data parallelism); None: one device.
 
     Returns:
-      A TrainResult. Its history scores train and val per epoch; the test set is scored
-      once, for the kept epoch (metrics' `test_accuracy` and `test_loss`). A non-finite loss or state stops training; `diverged` is then True,
+      A TrainResult. Its history scores train and val per epoch; the test score is reported
+      once, for the kept epoch (metrics' `test_accuracy` and `test_loss`). A non-finite
+      loss or state stops training; `diverged` is then True,
       `message` names the step and learning rate, the state is the one after the last
       finite epoch, and the metrics' losses and accuracies are None (as in `sweep`).
       Patience stops training early; `params`/`bn_state` are the best epoch's.

@@ -27,7 +27,7 @@ def curves_figure(history: list[dict], *, kept_epoch: int | None = None,
         train/val losses and accuracies.
       kept_epoch: the epoch whose parameters were kept, marked on both panels.
       test_accuracy: the kept parameters' test accuracy, drawn as one point at
-        `kept_epoch` (the test set is scored once, never per epoch).
+        `kept_epoch` (the test score is reported once, never per epoch).
 
     Returns:
       The matplotlib Figure (two Axes).

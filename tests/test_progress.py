@@ -1,5 +1,5 @@
 """Where training is, in the form that fits where it goes: a bar on a terminal, one line
-per epoch to a file or pipe, nothing with --quiet; the test set scored once, for the kept
+per epoch to a file or pipe, nothing with --quiet; the test score reported once, for the kept
 epoch; the curves plot marks that epoch."""
 
 import io
