@@ -34,7 +34,7 @@ class TrainResult:
     params: Any  # best params (best epoch by `train.improves`: val accuracy, then val loss; the last without a val set)
     bn_state: Any  # the batchnorm statistics that belong to `params`
     final: train.TrainState  # the state after the last finite epoch
-    history: list[dict]  # per epoch: loss, train/val/test loss and accuracy
+    history: list[dict]  # per epoch: loss, train/val loss and accuracy (test: in metrics, once)
     metrics: dict  # summary, as written to metrics.json
     diverged: bool
     # Why training stopped early (divergence, no improvement), if it did; the settings it
@@ -111,7 +111,10 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
       out_dir: when given, `checkpoint.safetensors` is written there atomically after every
         epoch, and `metrics.json` and `curves.png` at the end (by process 0 only).
       resume: continue from the checkpoint in `out_dir` (same config and data).
-      on_epoch: called after each epoch with that epoch's history row (progress bars).
+      on_epoch: called after each epoch (once its checkpoint is written) with a copy of that
+        epoch's history row plus "best_epoch", "best_val_accuracy" (None without a val
+        set), "stale_epochs" (epochs since the last improvement) and "seconds" (the epoch's
+        wall time; the first epoch of a call includes compilation), for progress reports.
       env: devices to shard each minibatch over (data parallelism); None: one device.
 
     With `config.class_weight="balanced"` the training loss weights each class by
@@ -120,7 +123,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
     accuracies it reports and chooses the best epoch by (`train.evaluate`).
 
     Returns:
-      A TrainResult. A non-finite loss or state stops training; `diverged` is then True,
+      A TrainResult. Its history scores train and val per epoch; the test score is reported
+      once, for the kept epoch (metrics' `test_accuracy` and `test_loss`). A non-finite
+      loss or state stops training; `diverged` is then True,
       `message` names the step and learning rate, the state is the one after the last
       finite epoch, and the metrics' losses and accuracies are None (as in `sweep`).
       Patience stops training early; `params`/`bn_state` are the best epoch's.
@@ -176,7 +181,7 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
             ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
                                  {**meta, **progress.meta()})
         if on_epoch is not None:
-            on_epoch(progress.history[-1])
+            on_epoch(_epoch_report(progress))
 
     loop = train.train_loop(config, splits, progress, epoch_fn=epoch_fn, eval_fn=eval_fn,
                             on_epoch=after_epoch)
@@ -190,6 +195,13 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     p = loop.progress
     return TrainResult(p.best["params"], p.best["bn_state"], p.state, p.history, metrics,
                        loop.diverged, loop.message, prep)
+
+
+def _epoch_report(progress: train.Progress) -> dict:
+    best = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
+    return {**progress.history[-1], "best_epoch": progress.best_epoch,
+            "best_val_accuracy": best.get("val_accuracy"), "stale_epochs": progress.stale,
+            "seconds": progress.seconds}
 
 
 # TrainConfig fields that never shape fit's compiled programs: the seed and the initial
@@ -285,7 +297,8 @@ def check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
 
 
 def summarize(config: TrainConfig, loop: train.LoopResult, splits, eval_fn, n_train) -> dict:
-    """The metrics.json summary: accuracies of the best parameters, and the record."""
+    """The metrics.json summary: the best parameters' losses and accuracies on every split
+    (the test set's only here, once, for the kept epoch), and the record."""
     p = loop.progress
     metrics: dict[str, Any] = {"final_loss": p.history[-1]["loss"] if p.history else None,
                                "best_epoch": p.best_epoch, "epochs_run": len(p.history),
@@ -312,7 +325,11 @@ def write_outputs(out_dir, metrics: dict):
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt.write_json(out_dir / METRICS_FILE, metrics)
     if metrics["history"]:
-        plots.training_curves(metrics["history"], out_dir / CURVES_FILE)
+        history = metrics["history"]
+        # The parameters kept: the best epoch's; without a val set, the last epoch's.
+        kept = metrics["best_epoch"] if "val_accuracy" in history[-1] else history[-1]["epoch"]
+        plots.training_curves(history, out_dir / CURVES_FILE, kept_epoch=kept or None,
+                              test_accuracy=metrics.get("test_accuracy"))
 
 
 def check_seeds(config: TrainConfig, seeds: int) -> None:

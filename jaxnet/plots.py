@@ -12,28 +12,62 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def training_curves(history: list[dict], path) -> pathlib.Path:
-    """Loss and accuracy per epoch (train/val/test where present) in one PNG."""
+def training_curves(history: list[dict], path, *, kept_epoch: int | None = None,
+                    test_accuracy: float | None = None) -> pathlib.Path:
+    """Loss and accuracy per epoch (train/val) in one PNG (see `curves_figure`)."""
+    return _save(curves_figure(history, kept_epoch=kept_epoch, test_accuracy=test_accuracy), path)
+
+
+def curves_figure(history: list[dict], *, kept_epoch: int | None = None,
+                  test_accuracy: float | None = None):
+    """The training curves: loss (left) and accuracy (right) per epoch.
+
+    Args:
+      history: `TrainResult.history`, one row per epoch with "epoch", "loss" and the
+        train/val losses and accuracies.
+      kept_epoch: the epoch whose parameters were kept, marked on both panels.
+      test_accuracy: the kept parameters' test accuracy, drawn as one point at
+        `kept_epoch` (the test score is reported once, never per epoch).
+
+    Returns:
+      The matplotlib Figure (two Axes).
+    """
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [row["loss"] for row in history], label="train (minibatch, train mode)")
-    for split in ("val",):
-        if history and f"{split}_loss" in history[0]:
-            ax_loss.plot(epochs, [row[f"{split}_loss"] for row in history], label=f"{split} (eval mode)")
+    losses = [row["loss"] for row in history]
+    ax_loss.plot(epochs, losses, label="train (minibatch, train mode)")
+    if history and "val_loss" in history[0]:
+        losses += [row["val_loss"] for row in history]
+        ax_loss.plot(epochs, [row["val_loss"] for row in history], label="val (eval mode)")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_loss.set_yscale("log")
-    for split in ("train", "val", "test"):
+    log_axis(ax_loss, losses)
+    for split in ("train", "val"):
         if history and f"{split}_accuracy" in history[0]:
             ax_acc.plot(epochs, [row[f"{split}_accuracy"] for row in history], label=split)
+    if kept_epoch is not None and test_accuracy is not None:
+        ax_acc.plot([kept_epoch], [test_accuracy], "*", ms=10, color="C3",
+                    label=f"test, kept epoch ({test_accuracy:.4f})")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (eval mode)")
     for ax in (ax_loss, ax_acc):
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="0.4", ls="--", lw=1, label=f"kept: epoch {kept_epoch}")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def log_axis(ax, values) -> None:
+    """A log y-axis for positive `values` spanning a decade or more, with ticks at 1, 2 and 5
+    times each power of ten written as plain numbers (matplotlib's default may show only
+    two ticks, 10^-1 and 10^0); a linear one otherwise."""
+    from matplotlib import ticker
+
+    if not _spans_decades(values):
+        return
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _save(fig, path) -> pathlib.Path:
@@ -111,7 +145,8 @@ def sweep_line(rows: list[dict], axes: list[str], metric: str, path, *,
     for r in ok:
         by_epochs.setdefault(r.get("epochs_trained", 0), []).append(r)
     for epochs, group in sorted(by_epochs.items()):
-        label = f"trained {epochs} epochs" if len(by_epochs) > 1 else None
+        plural = "" if epochs == 1 else "s"
+        label = f"trained {epochs} epoch{plural}" if len(by_epochs) > 1 else None
         style = "o-" if len(by_epochs) == 1 else "o"
         ax.plot([r[x] for r in group], [r[metric] for r in group], style, ms=4, label=label)
     _mark_diverged(ax, [r[x] for r in rows if r["diverged"]])
@@ -182,8 +217,8 @@ def loss_curves(curves: dict[str, np.ndarray], path, title="Loss curves of the b
         curve = np.asarray(curve, dtype=float)
         ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
     ax.set(xlabel="step", ylabel="training loss", title=title)
-    if curves and all(np.all(np.asarray(c) > 0) for c in curves.values()):
-        ax.set_yscale("log")
+    values = np.concatenate([np.ravel(c) for c in curves.values()]) if curves else []
+    log_axis(ax, values)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=max(1, math.ceil(len(curves) / 6)))
     fig.tight_layout()

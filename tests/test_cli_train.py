@@ -3,15 +3,17 @@
 import builtins
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import one_line_error
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import fitting
-from jaxnet.cli import main
+from jaxnet.cli import interrupt, main
 from jaxnet.cli.train import ask_architecture, summary_line
 from jaxnet.config import TrainConfig
 from jaxnet.fitting import TrainResult
@@ -55,7 +57,9 @@ def test_train_writes_metrics_checkpoint_and_curves_then_resumes(in_tmp, capsys)
     assert main(["train", "--resume", "run", "--epochs", "3"]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 1 and "3 epochs" in out, out
-    assert err.startswith("resuming (64, 32, 32, 10) on digits") and len(err.splitlines()) == 1
+    banner, *epochs = err.splitlines()
+    assert banner.startswith("resuming from epoch 2: (64, 32, 32, 10) on digits")
+    assert len(epochs) == 1 and epochs[0].startswith("epoch 3: train loss ")  # one per epoch
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["epochs_run"] == 3 and resumed["config"]["epochs"] == 3
     assert resumed["history"][:2] == metrics["history"]
@@ -200,12 +204,11 @@ def _fake_fit(monkeypatch, *, eps=116986.4, test=0.97777, diverged=False, messag
 
     def fake_fit(config, data, *, out_dir=None, resume=False, on_epoch=None, env=None):
         calls.update(config=config, out_dir=out_dir, resume=resume)
-        if interrupt:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / ckpt.CHECKPOINT_FILE).write_bytes(b"saved")
-            raise KeyboardInterrupt
+        if interrupt:  # after epoch 4 was saved
+            ckpt.save_checkpoint(out_dir, {"w": np.zeros(2, np.float32)}, {"epoch": 4})
+            raise interrupt
         history = [{"epoch": i + 1, "loss": 1.0 / (i + 1), "train_accuracy": 0.9,
-                    "test_accuracy": test} for i in range(config.epochs or 30)]
+                    "val_accuracy": 0.98} for i in range(config.epochs or 30)]
         metrics = {"final_loss": 0.1, "best_epoch": 26, "epochs_run": len(history),
                    "diverged": diverged, "train_accuracy": 0.99, "val_accuracy": 0.98,
                    "test_accuracy": test, "examples_per_second": eps, "history": history,
@@ -275,12 +278,17 @@ def test_quiet_hides_the_early_stopping_note(in_tmp, monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines()[1:] == ["early stopping after epoch 5"]
 
 
-def test_interrupt_names_the_folder_to_resume(in_tmp, monkeypatch, capsys):
-    _fake_fit(monkeypatch, interrupt=True)
-    assert main(["train", "--out", "run", "--quiet"]) == 130
+@pytest.mark.parametrize(("raised", "status", "what"), [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (interrupt.Interrupted(signal.SIGINT), 130, "interrupted"),
+    (interrupt.Interrupted(signal.SIGTERM), 143, "interrupted by SIGTERM"),
+])
+def test_interrupt_names_the_epoch_saved_and_the_folder_to_resume(in_tmp, monkeypatch, capsys,
+                                                                  raised, status, what):
+    _fake_fit(monkeypatch, interrupt=raised)
+    assert main(["train", "--out", "run", "--quiet"]) == status
     out, err = capsys.readouterr()
-    assert err == ("interrupted; the last complete epoch is saved; continue with: jaxnet train "
-                   "--resume run\n")
+    assert err == f"{what}; epoch 4 is saved in run; continue with: jaxnet train --resume run\n"
     assert out == ""  # no summary for a run that did not finish
 
 

@@ -340,9 +340,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_prints_the_resume_command_and_exits_13
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and out == ""
-    assert err.strip().splitlines()[-1] == (
-        "interrupted; the last complete epoch is saved; continue with: jaxnet train --resume run")
     done = ckpt.load_metadata(tmp_path / "run")["epoch"]
+    assert err.strip().splitlines() == [
+        f"interrupted; epoch {done} is saved in run; continue with: jaxnet train --resume run"]
     assert 1 <= done < KILL_EPOCHS, "the run ended before it was interrupted"
     assert jaxnet.load(tmp_path / "run").num_features == 64  # whole and usable
     assert not (tmp_path / "run" / "metrics.json").exists()  # the run did not finish

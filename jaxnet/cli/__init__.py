@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxnet.cli import cache, common
+from jaxnet.cli import cache, common, interrupt
 from jaxnet.cli import evaluate as evaluate_command
 from jaxnet.cli import export as export_command
 from jaxnet.cli import gradcheck as gradcheck_command
@@ -42,10 +42,13 @@ def main(argv=None) -> int:
     jaxnet's own user errors (JaxnetError) print one line, with the settings they name
     written as this command's flags, and return 2; anything else keeps its traceback.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    # First, before the commands import JAX: Ctrl-C or SIGTERM at any moment ends the
+    # command with one line and 128 + the signal's number (jaxnet.cli.interrupt).
     args = None
+    restore_signals = interrupt.install(exit_when_interrupted=argv is None)
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:  # `jaxnet` alone: what to run is the user's choice
             parser.print_usage(sys.stderr)
@@ -57,6 +60,8 @@ def main(argv=None) -> int:
     except JaxnetError as err:
         print(f"error: {common.in_flags(err, args)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(interrupt.stopped(err, args), file=sys.stderr)
+        return interrupt.exit_status(err)
+    finally:
+        restore_signals()

@@ -292,3 +292,77 @@ def progress_bar(total, *, unit, quiet):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit=unit, disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+
+
+class EpochProgress:
+    """Where `jaxnet train` is, on stderr, in the form that fits where stderr goes.
+
+    On a terminal, a bar: with `epochs` known its count of them; for a run that trains until
+    no improvement, no total (nothing knows when it will stop), but the epochs so far, the
+    best epoch, the patience left and the time per epoch after the first (which compiles).
+    To a file or a pipe, one plain line per epoch, e.g.
+    `epoch 12: train loss 0.3100, val acc 0.9620 (best 0.9670 at epoch 9, patience 7 left), 0.4 s`.
+    Nothing when `quiet`.
+
+    Args:
+      epochs: the run's fixed length, or None (until no improvement).
+      patience: epochs without improvement that stop the run, or None.
+      done: epochs already run (a resumed run).
+      quiet: print nothing.
+      stream: where to write (default sys.stderr).
+    """
+
+    def __init__(self, *, epochs, patience, done=0, quiet=False, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.patience, self.calls = patience, 0
+        self.bar = None
+        self.lines = not quiet and not self.stream.isatty()
+        if not quiet and not self.lines:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs, initial=done, unit="epoch", file=self.stream,
+                            dynamic_ncols=True)
+
+    def update(self, report: dict) -> None:
+        """`report`: what `fitting.fit` gives its `on_epoch` (the epoch's row and more)."""
+        self.calls += 1
+        if self.lines:
+            print(self.line(report, compiled=self.calls == 1), file=self.stream, flush=True)
+        elif self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(self._postfix(report), refresh=True)
+
+    def line(self, report: dict, *, compiled: bool = False) -> str:
+        """The plain line for one epoch; `compiled`: its time includes compilation."""
+        parts = [f"train loss {report['loss']:.4f}"]
+        best, left = report["best_epoch"], self._left(report)
+        if report.get("val_accuracy") is not None:
+            notes = [f"best {report['best_val_accuracy']:.4f} at epoch {best}"]
+            notes += [f"patience {left} left"] if left is not None else []
+            parts.append(f"val acc {report['val_accuracy']:.4f} ({', '.join(notes)})")
+        else:
+            parts.append(f"train acc {report['train_accuracy']:.4f}")
+        seconds = _duration(report["seconds"]) + (" with compilation" if compiled else "")
+        return f"epoch {report['epoch']}: {', '.join(parts)}, {seconds}"
+
+    def _left(self, report):
+        return None if self.patience is None else self.patience - report["stale_epochs"]
+
+    def _postfix(self, report) -> dict:
+        postfix = {"loss": f"{report['loss']:.4f}"}
+        if report.get("val_accuracy") is not None:
+            postfix["val acc"] = f"{report['val_accuracy']:.4f}"
+            postfix["best"] = f"{report['best_val_accuracy']:.4f} @ {report['best_epoch']}"
+        if self._left(report) is not None:
+            postfix["patience left"] = self._left(report)
+        postfix["epoch time"] = (_duration(report["seconds"])
+                                 + (" with compilation" if self.calls == 1 else ""))
+        return postfix
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds >= 0.1 else f"{1000 * seconds:.0f} ms"

@@ -6,7 +6,7 @@ import dataclasses
 import pathlib
 import sys
 
-from jaxnet.cli import common
+from jaxnet.cli import common, interrupt
 from jaxnet.errors import UsageError
 
 # Flags that would change a resumed run's settings; the checkpoint's saved config wins.
@@ -96,14 +96,21 @@ def _resumed_config(args):
 def run(args) -> int:
     """Trains, holding the output folder (jaxnet.runlock) from the start to the end of the
     command, so that a second train, --resume or sweep into it is refused at once."""
-    from jaxnet import runlock
+    try:
+        from jaxnet import runlock
 
-    if not (args.resume or args.out):
-        args.out = str(common.new_run_dir("train"))
-    if not common.writes_outputs(args):
-        return _run(args)
-    with runlock.hold(args.resume or args.out, "jaxnet train", create=not args.resume):
-        return _run(args)
+        if not (args.resume or args.out):
+            args.out = str(common.new_run_dir("train"))
+        if not common.writes_outputs(args):
+            status = _run(args)
+        else:
+            with runlock.hold(args.resume or args.out, "jaxnet train", create=not args.resume):
+                status = _run(args)
+        interrupt.check()  # a signal Python could not raise where it landed
+        return status
+    except KeyboardInterrupt as err:
+        print(_interrupted(err, args.resume or args.out), file=sys.stderr)
+        return interrupt.exit_status(err)
 
 
 def _run(args) -> int:
@@ -125,32 +132,30 @@ def _run(args) -> int:
     env = distributed.setup(args.coordinator, args.num_processes, args.process_id, args.devices,
                             batch_size=config.batch_size)
     data = common.load_data(config, quiet=args.quiet or not env.is_lead)
+    interrupt.check()
     lead = env.is_lead
     if args.overwrite and lead:
         _clear_run(out)
     if lead and not args.quiet:
-        what = "resuming" if args.resume else "training"
+        what = f"resuming from epoch {done}:" if args.resume else "training"
         length = (_epochs(config.epochs) if config.epochs else
                   f"until no improvement (up to {_epochs(config.max_epochs)})")
         print(f"{what} {(data.num_features, *config.hidden, data.num_classes)} on "
               f"{data.summary()}; {length} of {config.optimizer} (lr {config.lr:g}, "
               f"{config.lr_schedule}), batch {config.batch_size}, {config.dtype}, "
               f"{env.num_devices} device(s); outputs in {out}", file=sys.stderr)
-    bar = common.progress_bar(config.num_epochs, unit="epoch", quiet=args.quiet or not lead)
-    bar.update(done)
+    progress = common.EpochProgress(epochs=config.epochs, patience=config.stop_patience,
+                                    done=done, quiet=args.quiet or not lead)
 
-    def on_epoch(row):
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
-                         if k in ("loss", "train_accuracy", "val_accuracy")})
+    def on_epoch(report):
+        progress.update(report)
+        interrupt.check()  # the epoch is saved: a safe point to stop
 
     try:
-        result = fitting.fit(config, data, out_dir=out, resume=bool(args.resume), on_epoch=on_epoch,
-                         env=env)
-    except KeyboardInterrupt:
-        bar.close()
-        return _interrupted(out)
-    bar.close()
+        result = fitting.fit(config, data, out_dir=out, resume=bool(args.resume),
+                             on_epoch=on_epoch, env=env)
+    finally:
+        progress.close()
     if result.message and (result.diverged or not args.quiet):
         print(common.in_flags(result.message, args), file=sys.stderr)
     if lead:
@@ -158,15 +163,19 @@ def _run(args) -> int:
     return 1 if result.diverged else 0
 
 
-def _interrupted(out) -> int:
+def _interrupted(err, out) -> str:
+    """The one line for a run stopped by a signal: the epoch its folder `out` holds, and how
+    to go on, or that nothing was saved."""
+    what = interrupt.what(err)
+    if out is None or not (pathlib.Path(out) / common.RUN_MARKERS[0]).is_file():  # checkpoint.safetensors; no JAX import
+        return f"{what} before the first epoch ended; nothing was saved"
     from jaxnet import checkpoint as ckpt
 
-    if (out / ckpt.CHECKPOINT_FILE).is_file():
-        print(f"interrupted; the last complete epoch is saved; continue with: jaxnet train "
-              f"--resume {out}", file=sys.stderr)
-    else:
-        print("interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
-    return 130
+    try:
+        saved = f"epoch {int(ckpt.load_metadata(out)['epoch'])} is saved in {out}"
+    except (ckpt.CheckpointError, KeyError, TypeError, ValueError):
+        saved = f"{out} holds the last complete epoch"
+    return f"{what}; {saved}; continue with: jaxnet train --resume {out}"
 
 
 def _run_seeds(args, config, out) -> int:
@@ -186,6 +195,7 @@ def _run_seeds(args, config, out) -> int:
                          "train seeds one by one")
     fitting.check_seeds(config, args.seeds)  # before loading the data
     data = common.load_data(config, quiet=args.quiet)
+    interrupt.check()
     if args.overwrite:
         _clear_run(out)
     metrics = fitting.fit_seeds(config, args.seeds, data, out_dir=out)
