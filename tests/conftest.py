@@ -199,3 +199,15 @@ def one_line_error(capsys):
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: ")
     return err
+
+
+def make_table(rows: int = 3000, seed: int = 0, **kwargs):
+    """scripts/make_table.py's customer table (a pandas DataFrame: an identifier, a date,
+    categories and numbers with empty cells, yes/no, a string label), for tests of tables."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "make_table.py"
+    spec = importlib.util.spec_from_file_location("make_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_table(rows, seed, **kwargs)

@@ -1,7 +1,6 @@
 """jaxnet.onnx_export and `jaxnet export RUN FILE.onnx`: the graph ONNX Runtime runs gives
 jaxnet's probabilities and labels from raw rows, with the table's preprocessing inside."""
 
-import importlib.util
 import itertools
 import json
 import pathlib
@@ -12,6 +11,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_table
 
 import jaxnet
 from jaxnet import onnx_export, predict
@@ -25,12 +25,6 @@ from jaxnet.preprocess import Preprocessing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _make_table():
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "scripts" / "make_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_table
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +94,7 @@ def table_run(tmp_path_factory):
     them numbers), yes/no answers, empty cells and string labels."""
     folder = tmp_path_factory.mktemp("table")
     path = folder / "customers.csv"
-    _make_table()(400, seed=3).to_csv(path, index=False)
+    make_table(400, seed=3).to_csv(path, index=False)
     config = TrainConfig(data_path=str(path), target="churn", categorical=("support_calls",),
                          hidden=(16,), epochs=2)
     with warnings.catch_warnings():

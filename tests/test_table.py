@@ -1,6 +1,5 @@
 """Column kinds and missing cells: jaxnet.data.table.Table, the CSV path and a run's schema."""
 
-import importlib.util
 import json
 import pathlib
 import warnings
@@ -8,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_python
+from conftest import make_table, run_python
 
 from jaxnet.data import DataError, load_dataset
 from jaxnet.data.columns import DataNote
@@ -16,12 +15,6 @@ from jaxnet.data.table import MISSING, Table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _make_table():
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "scripts" / "make_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_table
 
 
 def _frame(n=60):
@@ -129,7 +122,7 @@ def test_a_number_column_with_a_few_text_cells_is_refused_not_guessed():
 
 def test_a_csv_file_with_ids_dates_categories_and_empty_cells_trains(tmp_path):
     path = tmp_path / "customers.csv"
-    _make_table()(400, seed=3).to_csv(path, index=False)
+    make_table(400, seed=3).to_csv(path, index=False)
     with pytest.warns(DataNote, match="'customer_id' \\(identifier-like"):
         data = load_dataset("csv", path, target="churn")
     kinds = {c.name: c.kind for c in data.table.columns}
@@ -164,7 +157,6 @@ def test_train_then_predict_on_reordered_new_rows_with_unseen_values(tmp_path):
     def run_jaxnet(*argv):
         return run_python(["-m", "jaxnet", *argv])
 
-    make_table = _make_table()
     make_table(600, seed=0).to_csv(tmp_path / "train.csv", index=False)
     new = make_table(50, seed=1, new_rows=True)
     new.to_csv(tmp_path / "new.csv", index=False)
@@ -231,7 +223,7 @@ def test_the_estimator_reads_a_dataframe_with_kinds_as_a_table():
 
     from jaxnet.estimator import MLPClassifier
 
-    frame = _make_table()(400, seed=5)
+    frame = make_table(400, seed=5)
     x, y = frame.drop(columns="churn"), frame["churn"]
     est = MLPClassifier(hidden=16, epochs=3, random_state=0)
     with warnings.catch_warnings():
