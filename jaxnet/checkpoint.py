@@ -19,7 +19,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
-from jaxnet.errors import JaxnetError
+from jaxnet.errors import JaxnetError, OutputExistsError
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -156,6 +156,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """
     text = json_text(obj, str(path), indent=2) + "\n"
     _replace_file(pathlib.Path(path), text.encode("utf-8"), "run the command again")
+
+
+def writable(path, overwrite: bool) -> pathlib.Path:
+    """`path` as a Path; OutputExistsError if it exists and `overwrite` is False (the rule of
+    every export)."""
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; choose another file name, or set `overwrite` "
+                                "to replace it")
+    return path
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

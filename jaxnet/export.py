@@ -12,8 +12,8 @@ import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
 from jaxnet import predict
-from jaxnet.checkpoint import CheckpointError, json_text, write_bytes
-from jaxnet.errors import OutputExistsError, UsageError
+from jaxnet.checkpoint import CheckpointError, json_text, writable, write_bytes
+from jaxnet.errors import UsageError
 
 FORMAT = "jaxnet-torch"
 VERSION = "1"
@@ -175,15 +175,6 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *,
 
         return onnx_export.export_onnx(run_dir, path, overwrite=overwrite)
     return export_torch(run_dir, path, overwrite=overwrite)
-
-
-def writable(path, overwrite: bool) -> pathlib.Path:
-    """`path` as a Path; OutputExistsError if it exists and `overwrite` is False."""
-    path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; choose another file name, or set `overwrite` "
-                                "to replace it")
-    return path
 
 
 def load_header(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import config as cfg
 from jaxnet import optim, runlock, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
 from jaxnet.errors import ConfigError
 from jaxnet.preprocess import Preprocessing
+from jaxnet.train import program_config as program_config  # fit's rule, used by sweeps too
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
@@ -202,29 +202,6 @@ def _epoch_report(progress: train.Progress) -> dict:
     return {**progress.history[-1], "best_epoch": progress.best_epoch,
             "best_val_accuracy": best.get("val_accuracy"), "stale_epochs": progress.stale,
             "seconds": progress.seconds}
-
-
-# TrainConfig fields that never shape fit's compiled programs: the seed and the initial
-# weights' rule enter through the initial state; the learning rate, momentum, betas, weight
-# decay and RMSprop's decay are values in the optimizer state (`optim.INJECTED`; for other
-# optimizers they are unused); the data's source, split and scaling and the stopping rule
-# live on the host. The class weights are an argument of the epoch, held in the state
-# (`train.with_class_weight`): programs compiled for one fit's weights serve another's.
-_NOT_IN_PROGRAMS = ("seed", "init", "weight_scale", "lr", "momentum", "beta1", "beta2",
-                    "weight_decay", "rms_decay", "patience", "dataset", "data_path", "target",
-                    "categorical", "drop", "impute", "val_fraction", "test_fraction",
-                    "standardize", "class_weight")
-
-
-def program_config(config: TrainConfig) -> TrainConfig:
-    """`config` with the fields its compiled programs do not depend on at their defaults,
-    so fits that differ only there (another lr, seed or epoch count) share one compiled
-    epoch and evaluation. The run's length shapes the programs only through the cosine
-    schedule, which is laid over it."""
-    fields = {f: cfg.default(f) for f in _NOT_IN_PROGRAMS}
-    if config.lr_schedule != "cosine":
-        fields.update(epochs=cfg.default("epochs"), max_epochs=cfg.default("max_epochs"))
-    return dataclasses.replace(config, **fields)
 
 
 @functools.lru_cache(maxsize=8)

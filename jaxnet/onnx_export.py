@@ -295,7 +295,7 @@ def save(model, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.
       MissingExtraError: the onnx package is not installed.
       CheckpointError: the file could not be written.
     """
-    from jaxnet.export import writable
+    from jaxnet.checkpoint import writable
 
     path = writable(path, overwrite)
     write_bytes(path, to_onnx(model).SerializeToString())
@@ -313,7 +313,7 @@ def export_onnx(run_dir: str | os.PathLike, path: str | os.PathLike, *,
       CheckpointError: `run_dir` holds no trained run; or as `save`.
     """
     from jaxnet import predict
-    from jaxnet.export import writable
+    from jaxnet.checkpoint import writable
 
     writable(path, overwrite)
     _import_onnx()

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from jaxnet import model, optim, rng
-from jaxnet.config import TrainConfig
+from jaxnet.config import TrainConfig, default
 from jaxnet.distributed import DeviceEnv, to_host
 from jaxnet.errors import ConfigError
 
@@ -49,6 +49,29 @@ class TrainState(NamedTuple):
     # Per-run values the step reads: swept "reg" / "dropout" (absent: the config's), and
     # "class_weight", the (C,) loss weights of `config.class_weight` (absent: unweighted)
     hyper: dict
+
+
+# TrainConfig fields that never shape fit's compiled programs: the seed and the initial
+# weights' rule enter through the initial state; the learning rate, momentum, betas, weight
+# decay and RMSprop's decay are values in the optimizer state (`optim.INJECTED`; for other
+# optimizers they are unused); the data's source, split and scaling and the stopping rule
+# live on the host. The class weights are an argument of the epoch, held in the state
+# (`train.with_class_weight`): programs compiled for one fit's weights serve another's.
+_NOT_IN_PROGRAMS = ("seed", "init", "weight_scale", "lr", "momentum", "beta1", "beta2",
+                    "weight_decay", "rms_decay", "patience", "dataset", "data_path", "target",
+                    "categorical", "drop", "impute", "val_fraction", "test_fraction",
+                    "standardize", "class_weight")
+
+
+def program_config(config: TrainConfig) -> TrainConfig:
+    """`config` with the fields its compiled programs do not depend on at their defaults,
+    so fits that differ only there (another lr, seed or epoch count) share one compiled
+    epoch and evaluation. The run's length shapes the programs only through the cosine
+    schedule, which is laid over it."""
+    fields = {f: default(f) for f in _NOT_IN_PROGRAMS}
+    if config.lr_schedule != "cosine":
+        fields.update(epochs=default("epochs"), max_epochs=default("max_epochs"))
+    return dataclasses.replace(config, **fields)
 
 
 def dims_for(config: TrainConfig, data) -> tuple[int, ...]:

@@ -398,6 +398,75 @@ class Frame(NamedTuple):
     line: Callable[[int], str]  # data row -> "line 12", for messages
 
 
+def _parse(p: str, layout: _Layout, dtype, categorical: Sequence[str]):
+    """The file as pandas' C reader parses it (columns numbered), the feature columns that
+    the first rows show as numbers parsed into `dtype`, text as categories, in row blocks
+    (`_read_chunks`); a file it refuses is refused naming the line, where a row is at fault."""
+    import pandas as pd
+
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    read = functools.partial(
+        pd.read_csv, p, header=0, names=range(layout.width), index_col=False,
+        skipinitialspace=True, na_values=_NA_CELLS, keep_default_na=False,
+        encoding="utf-8-sig", engine="c", **exact)
+    try:
+        with warnings.catch_warnings(), np.errstate(over="ignore"):
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:  # what the first rows show: numbers parsed into `dtype`, text as categories
+                first = read(nrows=1000)
+                hints = {j: dtype if first[j].dtype.kind in "iuf" else "category"
+                         for j in layout.features if layout.header[j] not in categorical
+                         and first[j].dtype.kind in "iufO"}
+                raw = _read_chunks(read, hints)
+                if any(np.isinf(raw[j].to_numpy()).any() for j, h in hints.items()
+                       if h != "category"):
+                    raw = read()  # too large for `dtype`, or infinite: say which
+            except ValueError:  # a later cell is not a number: let pandas look at all of them
+                raw = read()
+    except (ValueError, pd.errors.ParserWarning, OSError) as e:  # ParserError, UnicodeDecodeError
+        _lines(p, layout)  # names the bad line, if a row is the problem
+        raise DataError(f"{p}: cannot be read as CSV ({e}); {_EXPECTED}") from None
+    if len(raw) == 0:
+        raise DataError(f"{p}: has a header (line {layout.line}) but no data rows; {_EXPECTED}")
+    return raw
+
+
+def _frame_labels(p: str, raw, layout: _Layout, impute: bool, line):
+    """(raw without the rows whose label is missing, their labels as int64 or str): a
+    missing label is left out with a DataNote (refused with `impute` False), a fractional
+    one refused, naming its line (`line(row)`)."""
+    import pandas as pd
+
+    t = layout.target
+    column = _column(layout.header[t], t)
+    codes, uniques = pd.factorize(raw[t])
+    stripped = [_label_text(u) for u in uniques]
+    gone = np.array([u.lower() in _MISSING for u in stripped] + [True])[codes]
+    if gone.any():
+        first = line(int(np.flatnonzero(gone)[0]))
+        if not impute:
+            raise DataError(f"{p}: {first}, {column}: missing label; every row needs a "
+                            "label; fill it in or drop the row")
+        warnings.warn(f"{p}: left out {int(gone.sum())} row{'s' if gone.sum() > 1 else ''} "
+                      f"whose label ({column}) is missing (first at {first})", DataNote,
+                      stacklevel=4)
+        raw = raw[~gone]
+        codes = codes[~gone]
+    kept = [i for i, u in enumerate(stripped) if u.lower() not in _MISSING]
+    remap = np.full(len(stripped) + 1, -1)
+    remap[kept] = np.arange(len(kept))
+    codes = remap[codes]
+    labels, bad = _labels([stripped[i] for i in kept])
+    if bad is not None:
+        row = int(np.flatnonzero(codes == bad)[0])
+        raise DataError(
+            f"{p}: {line(int(raw.index[row]))}, {column}: label {stripped[kept[bad]]!r} is not "
+            "a whole number; numeric labels must be class ids such as 3 or 3.0 (jaxnet "
+            "classifies; a fractional column is a regression target); pick the column that "
+            "holds the classes")
+    return raw, labels[codes]
+
+
 def read_frame(path: str | os.PathLike, *, target: str | None,
                columns: Sequence[str] | None = None, impute: bool = True,
                dtype: Any = np.float64, categorical: Sequence[str] = (),
@@ -434,37 +503,13 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
     if layout.header is None:
         raise DataError(f"{p}: the first row holds numbers, not column names; the model reads "
                         f"its columns by name ({', '.join(map(repr, columns))}): add a header row")
-    t = layout.target
     names = [layout.header[j] for j in layout.features]
     repeated = [n for n in names if names.count(n) > 1]
     if repeated:
         raise DataError(
             f"{p}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the "
             f"header; rename all but one (a trained model matches its input columns by name)")
-    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-    read = functools.partial(
-        pd.read_csv, p, header=0, names=range(layout.width), index_col=False,
-        skipinitialspace=True, na_values=_NA_CELLS, keep_default_na=False,
-        encoding="utf-8-sig", engine="c", **exact)
-    try:
-        with warnings.catch_warnings(), np.errstate(over="ignore"):
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            try:  # what the first rows show: numbers parsed into `dtype`, text as categories
-                first = read(nrows=1000)
-                hints = {j: dtype if first[j].dtype.kind in "iuf" else "category"
-                         for j in layout.features if layout.header[j] not in categorical
-                         and first[j].dtype.kind in "iufO"}
-                raw = _read_chunks(read, hints)
-                if any(np.isinf(raw[j].to_numpy()).any() for j, h in hints.items()
-                       if h != "category"):
-                    raw = read()  # too large for `dtype`, or infinite: say which
-            except ValueError:  # a later cell is not a number: let pandas look at all of them
-                raw = read()
-    except (ValueError, pd.errors.ParserWarning, OSError) as e:  # ParserError, UnicodeDecodeError
-        _lines(p, layout)  # names the bad line, if a row is the problem
-        raise DataError(f"{p}: cannot be read as CSV ({e}); {_EXPECTED}") from None
-    if len(raw) == 0:
-        raise DataError(f"{p}: has a header (line {layout.line}) but no data rows; {_EXPECTED}")
+    raw = _parse(p, layout, dtype, categorical)
     known: list[int] | None = None
 
     def line(row: int) -> str:
@@ -474,35 +519,7 @@ def read_frame(path: str | os.PathLike, *, target: str | None,
 
     if raw.isna().to_numpy().any() or layout.line != 1:
         known = _lines(p, layout)  # a short row reads as missing cells: refuse it first
-    y = None
-    if t is not None:
-        codes, uniques = pd.factorize(raw[t])
-        stripped = [_label_text(u) for u in uniques]
-        gone = np.array([u.lower() in _MISSING for u in stripped] + [True])[codes]
-        if gone.any():
-            first = line(int(np.flatnonzero(gone)[0]))
-            label = _column(layout.header[t], t)
-            if not impute:
-                raise DataError(f"{p}: {first}, {label}: missing label; every row needs a "
-                                "label; fill it in or drop the row")
-            warnings.warn(f"{p}: left out {int(gone.sum())} row{'s' if gone.sum() > 1 else ''} "
-                          f"whose label ({label}) is missing (first at {first})", DataNote,
-                          stacklevel=2)
-            raw = raw[~gone]
-            codes = codes[~gone]
-        kept = [i for i, u in enumerate(stripped) if u.lower() not in _MISSING]
-        remap = np.full(len(stripped) + 1, -1)
-        remap[kept] = np.arange(len(kept))
-        codes = remap[codes]
-        labels, bad = _labels([stripped[i] for i in kept])
-        if bad is not None:
-            row = int(np.flatnonzero(codes == bad)[0])
-            raise DataError(
-                f"{p}: {line(int(raw.index[row]))}, {_column(layout.header[t], t)}: label "
-                f"{stripped[kept[bad]]!r} is not a whole number; numeric labels must be class "
-                "ids such as 3 or 3.0 (jaxnet classifies; a fractional column is a regression "
-                "target); pick the column that holds the classes")
-        y = labels[codes]
+    raw, y = (raw, None) if layout.target is None else _frame_labels(p, raw, layout, impute, line)
     x = raw  # the feature columns, renamed in place: a big file is not copied
     for j in [j for j in x.columns if j not in set(layout.features)]:
         del x[j]  # the target and ignored columns

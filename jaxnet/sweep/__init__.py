@@ -15,7 +15,6 @@ from jax.sharding import PartitionSpec as P
 from jaxnet import distributed, input_span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
-from jaxnet.fitting import program_config
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
 from jaxnet.sweep.chunks import _chunk_layout
 from jaxnet.sweep.chunks import default_group as default_group
@@ -33,7 +32,7 @@ from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
 from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
 from jaxnet.sweep.settings import check_sweep as check_sweep
 from jaxnet.sweep.settings import make_settings as make_settings
-from jaxnet.train import class_weights, device_splits, dims_for, steps_per_epoch
+from jaxnet.train import class_weights, device_splits, dims_for, program_config, steps_per_epoch
 
 
 def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: int = 1,
@@ -44,7 +43,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     """Trains every setting under `seeds` seeds, vmapped, one compiled call per chunk.
 
     The compiled programs are kept: a later sweep of the same program and shapes (other
-    values of the swept axes or of fields `fitting.program_config` leaves out, e.g. the
+    values of the swept axes or of fields `train.program_config` leaves out, e.g. the
     seed) compiles nothing.
 
     Args:

@@ -27,7 +27,7 @@ from jaxnet.train import (
 
 def _fixed_values(config: TrainConfig) -> dict:
     """The values of a run that no setting sweeps, which the sweep's programs take as inputs
-    all the same (as `fitting.program_config` keeps them out of fit's programs): the initial
+    all the same (as `train.program_config` keeps them out of fit's programs): the initial
     weights' scale, and the optimizer's injected hyperparameters (`optim.INJECTED`) in
     float64, cast to the optimizer state's own dtype as `fit` casts them."""
     return {"weight_scale": np.asarray(config.weight_scale, config.dtype),
@@ -83,7 +83,7 @@ def _fresh_carry(run, has_val: bool, dtype):
 def _programs(config: TrainConfig, dims, n_train: int, has_val: bool, in_span: bool,
               epochs: int, per_group: int | None, sharding):
     """(optimizer, init, train) of a sweep, kept across calls (fit's rule: `config` is a
-    `fitting.program_config`, with its `init` rule), so sweeps of the same program and
+    `train.program_config`, with its `init` rule), so sweeps of the same program and
     shapes (other learning rates, rungs of successive halving) compile once:
 
     init: `_init_fn`'s `(seed keys, {axis: values}, fixed) -> carries` of fresh runs,
