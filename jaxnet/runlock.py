@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import pathlib
+import signal
 import socket
 import threading
 
@@ -78,12 +79,29 @@ def hold(folder, command: str, *, create: bool = True):
     try:
         yield
     finally:
-        with _guard:
-            _held[key][1] -= 1
-            if not _held[key][1]:
-                fd, _ = _held.pop(key)
-                _release(path, fd)
-                _remove_empty(made)
+        with _signals_held():  # a Ctrl-C must not cut the clean-up short (a lock file left)
+            with _guard:
+                _held[key][1] -= 1
+                if not _held[key][1]:
+                    fd, _ = _held.pop(key)
+                    _release(path, fd)
+                    _remove_empty(made)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGALRM (jaxnet.cli.interrupt's deferred raise) wait until the
+    block ends, in the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _acquire(path: pathlib.Path, command: str) -> int | None:
