@@ -66,7 +66,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         are then class-weighted too (with "balanced": the balanced accuracy).
       search: pick `hidden`, `lr` and `dropout` by successive halving on the validation
         part of (X, y) (`jaxnet.search.search`), then train the winner; those three keep
-        their defaults (a value given for them, `patience` or `max_epochs` is refused).
+        their defaults (a value given for them is refused); the winner trains as the other
+        parameters say (`epochs`, or until no improvement).
         `search_` records the search.
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
@@ -217,13 +218,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _search(self, config, data):
         from jaxnet import search
 
-        fixed = ("hidden", "lr", "dropout", "patience", "max_epochs")
+        fixed = ("hidden", "lr", "dropout")
         given = [name for name in fixed if getattr(config, name) != getattr(_DEFAULTS, name)]
         if given:
             raise ValueError(f"{type(self).__name__}(search=True) chooses hidden, lr and dropout "
-                             f"itself and trains every candidate for the same epochs, so "
-                             f"{', '.join(given)} must keep their defaults; drop them, or "
-                             "set search=False")
+                             f"itself, so it cannot take {', '.join(given)}; leave them at "
+                             "their defaults, or set search=False")
         found = search.search(config, data)
         return found.config, found.fit, found.summary()
 

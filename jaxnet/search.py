@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import pathlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import fitting, runlock
+from jaxnet import fitting, runlock, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.errors import ConfigError
@@ -28,7 +29,17 @@ SPACE: dict[str, tuple] = {
 }
 SEARCHED = tuple(SPACE)  # the fields a search sets (a config's own values are replaced)
 HALVING = 3  # ETA: each rung keeps the best third
-EPOCHS = 60  # every candidate's full length when config.epochs is None
+# A candidate's full length in optimizer steps (rounded up to whole epochs, at most the run's
+# epochs): the same work on every table, whatever its size (iris: 200 epochs of 2 steps,
+# digits: 20 of 20). The winner is then trained as the config says (e.g. until no
+# improvement), so the search's candidates need only be long enough to rank.
+STEPS = 400
+
+
+def search_epochs(config: TrainConfig, n_train: int) -> int:
+    """The epochs of a candidate that is never cut: STEPS steps, at most `config.num_epochs`."""
+    return max(1, min(config.num_epochs,
+                      math.ceil(STEPS / train.steps_per_epoch(config, n_train))))
 
 
 @dataclasses.dataclass
@@ -43,10 +54,13 @@ class SearchResult:
     programs: int  # compiled training programs the search used (the refit's not counted)
     search_seconds: float  # the search alone (without the refit)
 
+    epochs: int  # a candidate's full length (`search_epochs`)
+
     def summary(self) -> dict:
         """The search as metrics.json records it (JSON types)."""
         return {"chosen": _jsonable(self.chosen), "candidates": len(self.table),
                 "rungs": self.rungs, "programs": self.programs, "halving": HALVING,
+                "epochs": self.epochs,
                 "criterion": "val_accuracy", "search_seconds": self.search_seconds,
                 "table": [_jsonable(row) for row in self.table]}
 
@@ -89,11 +103,6 @@ def check_search(config: TrainConfig, *, space: dict | None = None) -> None:
     """Raises ConfigError for what `search` would refuse, before any data or compiling."""
     config.validate()
     candidates(space)
-    if config.patience is not None:
-        raise ConfigError(f"`patience={config.patience}` stops one run early, but the search "
-                          "trains its candidates together for the same epochs (each keeps its "
-                          "best epoch by val accuracy), and refits the winner for as many; drop "
-                          "`patience`")
 
 
 def search(config: TrainConfig, data: Dataset | None = None, *,
@@ -101,14 +110,15 @@ def search(config: TrainConfig, data: Dataset | None = None, *,
            on_epoch: Callable[[dict], None] | None = None) -> SearchResult:
     """Picks a network for `data` by successive halving, then trains the winner as a run.
 
-    Every candidate of `space` (`candidates`) trains `config.epochs` epochs (`EPOCHS` when
-    None) under `jaxnet.sweep.sweep(..., halving=HALVING)`: the best third by validation
-    accuracy (ties: the lower final training loss, then the space's order) go on after each
-    rung. The sweep sees the training and validation splits only: the test split never takes
-    part in the choice. The winner is then trained again by `fitting.fit` with the same
-    settings and epochs (a run equal to the searched one, best epoch by val accuracy kept),
-    so `out_dir` holds a normal run (checkpoint, metrics.json, curves.png; `jaxnet.load`
-    reads it) whose metrics.json records `SearchResult.summary()` under "search".
+    Every candidate of `space` (`candidates`) trains up to `search_epochs` epochs under
+    `jaxnet.sweep.sweep(..., halving=HALVING)`: the best third by validation accuracy (each
+    run's best epoch; ties: the lower final training loss, then the space's order) go on
+    after each rung. The sweep sees the training and validation splits only: the test split
+    never takes part in the choice. The winner is then trained afresh by `fitting.fit` as
+    the config says otherwise (`epochs`, or until no improvement, `patience`, ...), so
+    `out_dir` holds a normal run (checkpoint, metrics.json, curves.png; `jaxnet.load` reads
+    it) whose metrics.json records `SearchResult.summary()` under "search". (With
+    `config.epochs` at most `search_epochs`, the refit is the winning candidate's run.)
 
     Args:
       config: everything but the searched fields (`SEARCHED`: hidden, lr, dropout), which
@@ -123,12 +133,11 @@ def search(config: TrainConfig, data: Dataset | None = None, *,
       A SearchResult.
 
     Raises:
-      ConfigError: a bad config or space, `patience` (the candidates train fixed epochs),
-        data without a validation split, or every candidate diverged.
+      ConfigError: a bad config or space, data without a validation split, or every
+        candidate diverged.
     """
     check_search(config, space=space)
     settings = candidates(space)
-    config = dataclasses.replace(config, epochs=config.epochs or EPOCHS)
     with runlock.hold(out_dir, "jaxnet.search"):
         data = fitting.load_data(config) if data is None else data
         if data.x_val is None or len(data.x_val) == 0:
@@ -139,8 +148,10 @@ def search(config: TrainConfig, data: Dataset | None = None, *,
         prepared, _ = fitting.prepare(config, data)
         # The search sees no test split, so nothing about it can sway the choice.
         prepared = dataclasses.replace(prepared, x_test=None, y_test=None)
+        epochs = search_epochs(config, len(prepared.x_train))
         table, best, rungs, programs = _search_sweep(
-            dataclasses.replace(config, standardize=False), prepared, settings)
+            dataclasses.replace(config, standardize=False, epochs=epochs, patience=None),
+            prepared, settings)
         search_seconds = time.perf_counter() - started
         if best is None:
             raise ConfigError(f"every one of the {len(settings)} candidates diverged; lower "
@@ -148,7 +159,8 @@ def search(config: TrainConfig, data: Dataset | None = None, *,
         chosen = {k: best[k] for k in settings[0]}
         winner = dataclasses.replace(config, **chosen).validate()
         result = fitting.fit(winner, data, out_dir=out_dir, on_epoch=on_epoch)
-        found = SearchResult(winner, chosen, result, table, rungs, programs, search_seconds)
+        found = SearchResult(winner, chosen, result, table, rungs, programs, search_seconds,
+                             epochs)
         result.metrics["search"] = found.summary()
         if out_dir is not None:
             ckpt.write_json(pathlib.Path(out_dir) / fitting.METRICS_FILE, result.metrics)

@@ -39,6 +39,15 @@ def test_default_space_is_every_combination_simplest_first():
     assert search.candidates({"hidden": (8, (4, 4))})[0] == {"hidden": (8,)}
 
 
+def test_candidates_train_the_same_steps_on_every_table_at_most_the_runs_epochs():
+    assert search.STEPS == 400
+    assert search.search_epochs(TrainConfig(), 1257) == 20  # digits: 20 steps of 64 an epoch
+    assert search.search_epochs(TrainConfig(), 398) == 58  # breast cancer: 7 steps
+    assert search.search_epochs(TrainConfig(), 105) == 200  # iris: 2 steps; max_epochs
+    assert search.search_epochs(TrainConfig(max_epochs=50), 105) == 50
+    assert search.search_epochs(TrainConfig(epochs=4), 1257) == 4
+
+
 @pytest.mark.parametrize("space, match", [
     ({"lr": (1e-3,)}, "needs a 'hidden' entry"),
     ({"hidden": ()}, "at least one value"),
@@ -50,8 +59,6 @@ def test_bad_spaces_are_refused(space, match):
 
 
 def test_refusals_before_any_training(digits):
-    with pytest.raises(ConfigError, match="patience=3 stops one run early"):
-        search.search(dataclasses.replace(CONFIG, patience=3), digits, space=SPACE)
     with pytest.raises(ConfigError, match="no validation split.*val_fraction above 0"):
         search.search(CONFIG, train_only(digits), space=SPACE)
 
@@ -110,7 +117,7 @@ def test_cli_search_prints_the_choice_and_saves_a_run(tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("flags", [["--hidden", "32"], ["--layers", "2"], ["--lr", "0.1"],
                                    ["--dropout", "0"], ["--seeds", "2"], ["--resume", "x"],
-                                   ["--patience", "3"], ["--max-epochs", "9"]])
+                                   ["--devices", "1"]])
 def test_cli_search_refuses_what_it_chooses_or_cannot_honour(flags, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--search", *flags, "--out", "run"]) == 2
@@ -136,8 +143,8 @@ def test_estimator_search_trains_the_chosen_network(monkeypatch):
     assert MLPClassifier().get_params()["search"] is False
 
 
-@pytest.mark.parametrize("params, match", [({"hidden": (8,)}, "hidden must keep"),
-                                           ({"patience": 3}, "patience must keep"),
+@pytest.mark.parametrize("params, match", [({"hidden": (8,)}, "cannot take hidden;"),
+                                           ({"lr": 0.1, "dropout": 0.0}, "cannot take lr, dropout;"),
                                            ({"val_fraction": 0.0}, "no validation split")])
 def test_estimator_search_refusals(params, match):
     x, y = load_iris(return_X_y=True)

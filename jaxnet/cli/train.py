@@ -213,8 +213,7 @@ def _run_seeds(args, config, out) -> int:
 
 # What --search chooses or cannot honour: refused with it rather than ignored.
 _SEARCH_CONFLICTS = ("hidden", "layers", "lr", "dropout", "interactive", "resume", "seeds",
-                     "patience", "max_epochs", "devices", "coordinator", "num_processes",
-                     "process_id")
+                     "devices", "coordinator", "num_processes", "process_id")
 
 
 def _run_search(args) -> int:
@@ -224,7 +223,7 @@ def _run_search(args) -> int:
              if getattr(args, f, None) is not None and getattr(args, f, None) is not False]
     if given:
         raise UsageError(f"--search chooses the hidden layers, --lr and --dropout itself and "
-                         f"trains every candidate for the same --epochs on one device, so "
+                         f"trains its candidates together on one device, then the winner, so "
                          f"{', '.join(given)} cannot be given with it; drop them, or drop --search")
     config = common.config_from_args(args)
     search.check_search(config)
@@ -236,10 +235,9 @@ def _run_search(args) -> int:
     n = len(search.candidates())
     if not args.quiet:
         print(f"searching {n} candidates ({' x '.join(search.SEARCHED)}) on {data.summary()} "
-              f"by successive halving (ETA {search.HALVING}) on the val split, "
-              f"{_epochs(config.epochs or search.EPOCHS)} each at most; outputs in {out}",
-              file=sys.stderr)
-    progress = common.EpochProgress(epochs=config.epochs or search.EPOCHS, patience=None,
+              f"by successive halving (ETA {search.HALVING}) on the val split, then training "
+              f"the winner; outputs in {out}", file=sys.stderr)
+    progress = common.EpochProgress(epochs=config.epochs, patience=config.stop_patience,
                                     quiet=args.quiet)
 
     def on_epoch(report):
@@ -252,7 +250,8 @@ def _run_search(args) -> int:
         progress.close()
     chosen = found.chosen
     best = next(r for r in found.table if all(r[k] == v for k, v in chosen.items()))
-    print(f"search: {len(found.table)} candidates, {found.rungs} rungs, {found.programs} compiled "
+    print(f"search: {len(found.table)} candidates, {found.rungs} rungs up to "
+          f"{_epochs(found.epochs)}, {found.programs} compiled "
           f"program{'s' if found.programs != 1 else ''}, {found.search_seconds:.1f} s; chosen: "
           f"--hidden {','.join(map(str, chosen['hidden']))} --lr {chosen['lr']:g} "
           f"--dropout {chosen['dropout']:g} (val accuracy {100 * best['val_accuracy']:.2f}%)")
