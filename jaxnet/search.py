@@ -171,7 +171,7 @@ def _search_sweep(config: TrainConfig, data: Dataset, settings: list[dict]):
     """(table, best row, rungs, compiled programs) of the halving sweep over `settings`."""
     rows, best, rungs, programs = _sweep_architectures(config, data, settings)
     keep = ("hidden", *(k for k in settings[0] if k != "hidden"), "val_accuracy",
-            "val_accuracy_std", "final_loss", "diverged", "epochs_trained", "rung")
+            "final_loss", "diverged", "epochs_trained", "rung")
     table = [{k: row[k] for k in keep if k in row} for row in rows]
     return table, best, rungs, programs
 
