@@ -64,6 +64,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         "balanced" weighs class c by n / (C * count_c) over the training part of (X, y)
         (after the validation split). `validation_scores_` and the choice of the best epoch
         are then class-weighted too (with "balanced": the balanced accuracy).
+      search: pick `hidden`, `lr` and `dropout` by successive halving on the validation
+        part of (X, y) (`jaxnet.search.search`), then train the winner; those three keep
+        their defaults (a value given for them is refused); the winner trains as the other
+        parameters say (`epochs`, or until no improvement).
+        `search_` records the search.
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
         `TrainConfig.seed`, so fitting twice gives the same model.
@@ -83,6 +88,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
       validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
       best_epoch_: the 1-based epoch whose parameters are kept.
       n_iter_: the number of epochs run.
+      search_: with `search=True`, the search's record (`SearchResult.summary()`: the
+        chosen values, every candidate's val accuracy, rungs); else None.
       model_: the fitted `jaxnet.TrainedModel` (numpy parameters, batchnorm statistics,
         config and preprocessing); `jaxnet.export.save(model_, path)` writes it for PyTorch.
     """
@@ -99,7 +106,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  lr_decay=_DEFAULTS.lr_decay, batch_size=_DEFAULTS.batch_size,
                  grad=_DEFAULTS.grad, dtype=_DEFAULTS.dtype,
                  bn_momentum=_DEFAULTS.bn_momentum, bn_eps=_DEFAULTS.bn_eps,
-                 random_state=None):
+                 search=False, random_state=None):
         self.hidden = hidden
         self.epochs = epochs
         self.max_epochs = max_epochs
@@ -126,6 +133,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.bn_momentum = bn_momentum
         self.bn_eps = bn_eps
+        self.search = search
         self.random_state = random_state
 
     def train_config(self, classes=None) -> TrainConfig:
@@ -143,7 +151,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self, class_weight) -> TrainConfig:
         values = {name: getattr(self, name) for name in self._get_param_names()
-                  if name != "random_state"}
+                  if name not in ("random_state", "search")}
         values["class_weight"] = class_weight
         hidden = values["hidden"]
         values["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
@@ -190,7 +198,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                                         config)
         if names is not None and not table:  # a table's Dataset has its columns' names
             data = dataclasses.replace(data, feature_names=tuple(names))
-        result = fitting.fit(config, data)
+        if self.search:
+            config, result, self.search_ = self._search(config, data)
+        else:
+            result, self.search_ = fitting.fit(config, data), None
         if result.diverged:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         params, bn_state = jax.device_get((result.params, result.bn_state))
@@ -203,6 +214,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.best_epoch_ = result.metrics["best_epoch"]
         self.n_iter_ = len(history)
         return self
+
+    def _search(self, config, data):
+        from jaxnet import search
+
+        fixed = ("hidden", "lr", "dropout")
+        given = [name for name in fixed if getattr(config, name) != getattr(_DEFAULTS, name)]
+        if given:
+            raise ValueError(f"{type(self).__name__}(search=True) chooses hidden, lr and dropout "
+                             f"itself, so it cannot take {', '.join(given)}; leave them at "
+                             "their defaults, or set search=False")
+        found = search.search(config, data)
+        return found.config, found.fit, found.summary()
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (eval mode: running batchnorm statistics, no dropout).

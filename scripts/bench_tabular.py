@@ -1,15 +1,19 @@
-"""Test accuracy of jaxnet's defaults next to scikit-learn's MLPClassifier() on the same splits.
+"""Test accuracy of jaxnet's defaults and --search next to scikit-learn's MLPClassifier().
 
 Usage: python scripts/bench_tabular.py [--seeds 5] [--datasets iris,breast_cancer,wine,digits]
-                                       [--set batch_size=32 ...] [--out tabular.json]
+                                       [--methods default,search] [--set batch_size=32 ...]
+                                       [--out tabular.json]
 
 For every dataset and seed, jaxnet splits the raw data (stratified, 70% train / 10% val / 20%
 test, the split seeded by the seed) exactly as `jaxnet train --dataset npz --data FILE --seed S`
-does. jaxnet then trains with its defaults (`jaxnet.fitting.fit(TrainConfig(dataset="npz", ...))`:
-standardised inputs, early stopping on the val split, best epoch kept), and
-`MLPClassifier(random_state=S)` with scikit-learn's defaults trains on the same raw, not scaled,
-train + val examples (it holds out nothing by default). Both are scored on the same test split.
-Prints a markdown table of mean ± std over the seeds and writes every run to --out.
+does. jaxnet then trains each of JAXNET_METHODS on it: "default" its defaults
+(`jaxnet.fitting.fit(TrainConfig(dataset="npz", ...))`: standardised inputs, early stopping on the
+val split, best epoch kept), "search" `jaxnet.search.search` (what `jaxnet train --search` runs:
+the candidates chosen on the val split, the winner refit). `make_pipeline(StandardScaler(),
+MLPClassifier(random_state=S))` with scikit-learn's defaults trains on the same train + val
+examples (it holds out nothing by default). All are scored on the same test split. Prints a
+markdown table of mean ± std over the seeds (and the mean wall seconds of a fit; the first seed
+of a dataset compiles, later seeds reuse its compiled programs) and writes every run to --out.
 
 `customers` is a CSV table with column kinds (scripts/make_table.py, 3,000 rows: an identifier,
 a date, categories and numbers with empty cells, an imbalanced string label). jaxnet trains on
@@ -39,13 +43,44 @@ from sklearn import datasets as sk_datasets
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from jaxnet import fitting
+from jaxnet import fitting, search
 from jaxnet.config import TrainConfig
 
 LOADERS = {"iris": sk_datasets.load_iris, "breast_cancer": sk_datasets.load_breast_cancer,
            "wine": sk_datasets.load_wine, "digits": sk_datasets.load_digits}
 TABLES = ("customers",)  # CSV tables with column kinds, from scripts/make_table.py
 HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _default(config, data) -> dict:
+    metrics = fitting.fit(config, data).metrics
+    return {"test_accuracy": metrics["test_accuracy"], "epochs": metrics["epochs_run"],
+            "best_epoch": metrics["best_epoch"]}
+
+
+def _search(config, data) -> dict:
+    found = search.search(config, data)
+    return {"test_accuracy": found.fit.metrics["test_accuracy"],
+            "epochs": found.fit.metrics["epochs_run"], "best_epoch": found.fit.metrics["best_epoch"],
+            "chosen": {**found.chosen, "hidden": list(found.chosen["hidden"])},
+            "programs": found.programs}
+
+
+# jaxnet's columns: name -> (title, function(config, raw Dataset) -> {"test_accuracy", ...}).
+# A new column (an ensemble, say) is one more entry here.
+JAXNET_METHODS = {"default": ("jaxnet defaults", _default),
+                  "search": ("jaxnet --search", _search)}
+
+
+def jaxnet_runs(config, data, methods) -> dict:
+    """Each of `methods` on `data`: its row entries, prefixed by the method's name."""
+    row = {}
+    for name in methods:
+        started = time.perf_counter()
+        result = JAXNET_METHODS[name][1](config, data)
+        row[f"{name}_seconds"] = time.perf_counter() - started
+        row.update({f"{name}_{k}": v for k, v in result.items()})
+    return row
 
 
 def _make_table():
@@ -76,7 +111,8 @@ def sklearn_pipeline(seed: int):
     return make_pipeline(columns, MLPClassifier(random_state=seed))
 
 
-def table_run(name: str, path: pathlib.Path, frame, seed: int, overrides: dict) -> dict:
+def table_run(name: str, path: pathlib.Path, frame, seed: int, overrides: dict,
+              methods) -> dict:
     """jaxnet on the CSV file and scikit-learn's hand-built pipeline on split `seed`."""
     import pandas as pd
 
@@ -91,9 +127,7 @@ def table_run(name: str, path: pathlib.Path, frame, seed: int, overrides: dict) 
         train, val, test = split_indices(y, config.val_fraction, config.test_fraction, seed,
                                          str(path))
         data = fitting.load_data(config)
-        started = time.perf_counter()
-        result = fitting.fit(config, data)
-        jaxnet_seconds = time.perf_counter() - started
+        jaxnet = jaxnet_runs(config, data, methods)
     x = frame.drop(columns=["customer_id", "churn"])
     dates = pd.to_datetime(x.pop("signup_date"))
     x = x.assign(year=dates.dt.year, dayofyear=dates.dt.day_of_year,
@@ -105,10 +139,7 @@ def table_run(name: str, path: pathlib.Path, frame, seed: int, overrides: dict) 
         pipe = sklearn_pipeline(seed).fit(x.iloc[fit_rows], y[fit_rows])
     sklearn_seconds = time.perf_counter() - started
     return {"dataset": name, "seed": seed, "n_train": len(train), "n_val": len(val),
-            "n_test": len(test), "jaxnet_test_accuracy": result.metrics["test_accuracy"],
-            "jaxnet_epochs": result.metrics["epochs_run"],
-            "jaxnet_best_epoch": result.metrics["best_epoch"],
-            "jaxnet_seconds": jaxnet_seconds,
+            "n_test": len(test), **jaxnet,
             "sklearn_test_accuracy": float(pipe.score(x.iloc[test], y[test])),
             "sklearn_iterations": int(pipe[-1].n_iter_), "sklearn_seconds": sklearn_seconds}
 
@@ -133,47 +164,44 @@ def _override(text: str) -> tuple[str, object]:
     return name, value
 
 
-def one_run(name: str, path: pathlib.Path, seed: int, overrides: dict) -> dict:
-    """jaxnet and MLPClassifier on split `seed` of the data in `path`."""
+def one_run(name: str, path: pathlib.Path, seed: int, overrides: dict, methods) -> dict:
+    """jaxnet's methods and StandardScaler + MLPClassifier on split `seed` of `path`'s data."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     config = TrainConfig(dataset="npz", data_path=str(path), seed=seed, **overrides)
     data = fitting.load_data(config)
-    started = time.perf_counter()
-    result = fitting.fit(config, data)
-    jaxnet_seconds = time.perf_counter() - started
+    jaxnet = jaxnet_runs(config, data, methods)
 
     x_fit = np.concatenate([data.x_train, data.x_val])
     y_fit = np.concatenate([data.y_train, data.y_val])
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPClassifier(random_state=seed).fit(x_fit, y_fit)
+        mlp = make_pipeline(StandardScaler(), MLPClassifier(random_state=seed)).fit(x_fit, y_fit)
     sklearn_seconds = time.perf_counter() - started
     return {"dataset": name, "seed": seed, "n_train": len(data.x_train), "n_val": len(data.x_val),
-            "n_test": len(data.x_test), "jaxnet_test_accuracy": result.metrics["test_accuracy"],
-            "jaxnet_epochs": result.metrics["epochs_run"],
-            "jaxnet_best_epoch": result.metrics["best_epoch"],
-            "jaxnet_seconds": jaxnet_seconds,
+            "n_test": len(data.x_test), **jaxnet,
             "sklearn_test_accuracy": float(mlp.score(data.x_test, data.y_test)),
-            "sklearn_iterations": int(mlp.n_iter_), "sklearn_seconds": sklearn_seconds}
+            "sklearn_iterations": int(mlp[-1].n_iter_), "sklearn_seconds": sklearn_seconds}
 
 
 def _pm(values) -> str:
     return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
 
 
-def table(rows: list[dict], names: list[str]) -> str:
-    lines = ["| dataset | train / val / test | jaxnet defaults | MLPClassifier() | "
-             "jaxnet epochs (best) | jaxnet s / fit | sklearn s / fit |",
-             "|---|---|---|---|---|---|---|"]
+def table(rows: list[dict], names: list[str], methods) -> str:
+    """Test accuracy % (mean ± std over the seeds), then mean wall seconds per fit."""
+    titles = [JAXNET_METHODS[m][0] for m in methods]
+    lines = ["| dataset | train / val / test | " + " | ".join(titles) + " | MLPClassifier() | "
+             + " | ".join(f"{t} s" for t in titles) + " | sklearn s |",
+             "|---|---|" + "---|" * (2 * len(methods) + 2)]
     for name in names:
         rs = [r for r in rows if r["dataset"] == name]
         sizes = f"{rs[0]['n_train']} / {rs[0]['n_val']} / {rs[0]['n_test']}"
-        epochs = f"{np.mean([r['jaxnet_epochs'] for r in rs]):.0f} " \
-                 f"({np.mean([r['jaxnet_best_epoch'] for r in rs]):.0f})"
-        lines.append(f"| {name} | {sizes} | {_pm([r['jaxnet_test_accuracy'] for r in rs])} | "
-                     f"{_pm([r['sklearn_test_accuracy'] for r in rs])} | {epochs} | "
-                     f"{np.mean([r['jaxnet_seconds'] for r in rs]):.1f} | "
-                     f"{np.mean([r['sklearn_seconds'] for r in rs]):.1f} |")
+        accuracies = [_pm([r[f"{m}_test_accuracy"] for r in rs]) for m in (*methods, "sklearn")]
+        seconds = [f"{np.mean([r[f'{m}_seconds'] for r in rs]):.1f}" for m in (*methods, "sklearn")]
+        lines.append(f"| {name} | {sizes} | " + " | ".join(accuracies + seconds) + " |")
     return "\n".join(lines)
 
 
@@ -182,6 +210,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
     parser.add_argument("--datasets", default=",".join((*LOADERS, *TABLES)),
                         help=f"comma list of {', '.join((*LOADERS, *TABLES))} (default: all)")
+    parser.add_argument("--methods", default=",".join(JAXNET_METHODS),
+                        help=f"jaxnet's columns, a comma list of {', '.join(JAXNET_METHODS)}")
     parser.add_argument("--set", type=_override, action="append", default=[], metavar="FIELD=VALUE",
                         help="change a jaxnet TrainConfig default (repeatable)")
     parser.add_argument("--out", default="tabular.json", help="every run as JSON (default tabular.json)")
@@ -190,6 +220,10 @@ def main(argv=None):
     if unknown := set(names) - set(LOADERS) - set(TABLES):
         parser.error(f"--datasets: unknown {', '.join(sorted(unknown))}; choose from "
                      f"{', '.join((*LOADERS, *TABLES))}")
+    methods = args.methods.split(",")
+    if unknown := set(methods) - set(JAXNET_METHODS):
+        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(JAXNET_METHODS)}")
     overrides = dict(args.set)
     print(f"jaxnet vs MLPClassifier() on {platform.machine()}, {os.cpu_count()} cores; "
           f"{args.seeds} seeds; jaxnet overrides: {overrides or 'none (defaults)'}", flush=True)
@@ -205,14 +239,15 @@ def main(argv=None):
                 path = pathlib.Path(tmp) / f"{name}.npz"
                 np.savez(path, x=x, y=y)
             for seed in range(args.seeds):
-                row = (table_run(name, path, frame, seed, overrides) if name in TABLES
-                       else one_run(name, path, seed, overrides))
+                row = (table_run(name, path, frame, seed, overrides, methods) if name in TABLES
+                       else one_run(name, path, seed, overrides, methods))
                 rows.append(row)
-                print(f"  {name} seed {seed}: jaxnet {100 * row['jaxnet_test_accuracy']:.2f}% "
-                      f"({row['jaxnet_epochs']} epochs), MLPClassifier "
+                scores = ", ".join(f"{m} {100 * row[f'{m}_test_accuracy']:.2f}% "
+                                   f"({row[f'{m}_seconds']:.1f} s)" for m in methods)
+                print(f"  {name} seed {seed}: {scores}, MLPClassifier "
                       f"{100 * row['sklearn_test_accuracy']:.2f}%", flush=True)
-    print(table(rows, names))
-    pathlib.Path(args.out).write_text(json.dumps({"overrides": overrides,
+    print(table(rows, names, methods))
+    pathlib.Path(args.out).write_text(json.dumps({"overrides": overrides, "methods": methods,
                                                   "runs": rows}, indent=1) + "\n")
 
 

@@ -29,6 +29,9 @@ def add_parser(subparsers):
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--seeds", type=common.positive_int,
                    help="train K seeds at once (vmapped) and report mean and std")
+    p.add_argument("--search", action="store_true", help="pick the hidden layers, lr and "
+                   "dropout for a small table by successive halving on the val split, then "
+                   "train the winner as this run (jaxnet.search)")
     common.add_device_flags(p)
     p.set_defaults(run=run)
 
@@ -117,6 +120,8 @@ def _run(args) -> int:
     from jaxnet import distributed, fitting
 
     done, hidden = 0, None
+    if args.search:
+        return _run_search(args)
     if args.resume:
         config, out, done = _resumed_config(args)
     else:
@@ -204,6 +209,57 @@ def _run_seeds(args, config, out) -> int:
           f"test accuracy {_pm(metrics, 'test_accuracy')}, val accuracy "
           f"{_pm(metrics, 'val_accuracy')}; {metrics['wall_seconds']:.1f} s; outputs in {out}")
     return 0
+
+
+# What --search chooses or cannot honour: refused with it rather than ignored.
+_SEARCH_CONFLICTS = ("hidden", "layers", "lr", "dropout", "interactive", "resume", "seeds",
+                     "devices", "coordinator", "num_processes", "process_id")
+
+
+def _run_search(args) -> int:
+    from jaxnet import search
+
+    given = [common.flag(f) for f in _SEARCH_CONFLICTS  # `is`: --dropout 0 is given
+             if getattr(args, f, None) is not None and getattr(args, f, None) is not False]
+    if given:
+        raise UsageError(f"--search chooses the hidden layers, --lr and --dropout itself and "
+                         f"trains its candidates together on one device, then the winner, so "
+                         f"{', '.join(given)} cannot be given with it; drop them, or drop --search")
+    config = common.config_from_args(args)
+    search.check_search(config)
+    out = common.output_dir(args, "train")
+    data = common.load_data(config, quiet=args.quiet)
+    interrupt.check()
+    if args.overwrite:
+        _clear_run(out)
+    n = len(search.candidates())
+    if not args.quiet:
+        print(f"searching {n} candidates ({' x '.join(search.SEARCHED)}) on {data.summary()} "
+              f"by successive halving (ETA {search.HALVING}) on the val split, then training "
+              f"the winner; outputs in {out}", file=sys.stderr)
+    progress = common.EpochProgress(epochs=config.epochs, patience=config.stop_patience,
+                                    quiet=args.quiet)
+
+    def on_epoch(report):
+        progress.update(report)
+        interrupt.check()
+
+    try:
+        found = search.search(config, data, out_dir=out, on_epoch=on_epoch)
+    finally:
+        progress.close()
+    chosen = found.chosen
+    best = next(r for r in found.table if all(r[k] == v for k, v in chosen.items()))
+    print(f"search: {len(found.table)} candidates, {found.rungs} rungs up to "
+          f"{_epochs(found.epochs)}, {found.programs} compiled "
+          f"program{'s' if found.programs != 1 else ''}, {found.search_seconds:.1f} s; chosen: "
+          f"--hidden {','.join(map(str, chosen['hidden']))} --lr {chosen['lr']:g} "
+          f"--dropout {chosen['dropout']:g} (val accuracy {100 * best['val_accuracy']:.2f}%)")
+    result = found.fit
+    if result.message and (result.diverged or not args.quiet):
+        print(common.in_flags(result.message, args), file=sys.stderr)
+    print(summary_line(result.metrics, out))
+    return 1 if result.diverged else 0
 
 
 def _epochs(n: int) -> str:
