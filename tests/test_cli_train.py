@@ -160,6 +160,8 @@ def test_interactive_with_layer_flags_is_an_error_before_asking(in_tmp, monkeypa
     (["train", "--val-fraction", "0.9", "--test-fraction", "0.2"], "--test-fraction 0.2 is invalid: expected --val-fraction + --test-fraction < 1"),
     (["train", "--resume", "nowhere"], "--resume nowhere: no such folder"),
     (["train", "--resume", "nowhere", "--lr", "0.1"], "--lr cannot be given with it"),
+    (["train", "--resume", "nowhere", "--dropout", "0"], "--dropout cannot be given with it"),
+    (["train", "--resume", "nowhere", "--reg", "0"], "--reg cannot be given with it"),
     (["train", "--resume", "nowhere", "--out", "b"], "--out cannot be given with it"),
     (["train", "--init", "he", "--weight-scale", "0.1"],
      "--init he draws sqrt(2/fan_in) * randn and ignores --weight-scale; use --init normal"),

@@ -73,7 +73,9 @@ def _resumed_config(args):
     from jaxnet import fitting
     from jaxnet.config import TrainConfig
 
-    given = [f for f in _RESUME_CONFLICTS if getattr(args, f, None) not in (None, False)]
+    # `is`, not `in (None, False)`: `--dropout 0` is 0.0, and 0.0 == False.
+    given = [f for f in _RESUME_CONFLICTS
+             if getattr(args, f, None) is not None and getattr(args, f) is not False]
     given += ["interactive"] if args.interactive else []
     if given:
         flags = ", ".join("--" + f.replace("_", "-") for f in given)
