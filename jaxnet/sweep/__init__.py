@@ -172,7 +172,12 @@ def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
     means and stds are None when any seed diverged.
     """
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
-    result = sweep(config, data, [{}], seeds=seeds)
+    return seed_metrics(config, sweep(config, data, [{}], seeds=seeds), seeds)
+
+
+def seed_metrics(config: TrainConfig, result: SweepResult, seeds: int) -> dict:
+    """`train_seeds`'s metrics of `result`, a sweep of `config` (epochs set) over `seeds`
+    seeds of one setting."""
     row = result.settings[0]
     metrics: dict[str, Any] = {"seeds": seeds, "diverged": row["diverged"],
                                "compile_seconds": result.compile_seconds,
