@@ -64,6 +64,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         "balanced" weighs class c by n / (C * count_c) over the training part of (X, y)
         (after the validation split). `validation_scores_` and the choice of the best epoch
         are then class-weighted too (with "balanced": the balanced accuracy).
+      n_members: K >= 1 networks. 1: one network, trained by `jaxnet.fitting.fit`. K > 1:
+        an ensemble (`jaxnet.fitting.fit_ensemble`, as `jaxnet train --seeds K`): K seeds
+        (seed, seed + 1, ...) trained together in one vmapped call on the same split, each
+        for `epochs` epochs (30 when None: members share one length, so `patience` and a
+        changed `max_epochs` are refused) keeping its own best epoch by validation;
+        `predict_proba` is the mean of the members' probabilities.
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
         `TrainConfig.seed`, so fitting twice gives the same model.
@@ -79,12 +85,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         decided on the training rows, categories one-hot, missing cells filled with the
         training median plus an indicator); `model_.preprocessing.table` keeps it. A column
         of pandas' `category` dtype is a category whatever it holds.
-      loss_curve_: the mean training loss of each epoch (with dropout and the L2 term).
-      validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
-      best_epoch_: the 1-based epoch whose parameters are kept.
+      loss_curve_: the mean training loss of each epoch (with dropout and the L2 term; of an
+        ensemble: averaged over its members).
+      validation_scores_: the validation accuracy of each epoch (None when val_fraction=0,
+        and for an ensemble, whose members' epochs are not scored one by one on the host).
+      best_epoch_: the 1-based epoch whose parameters are kept (an ensemble: a list, one
+        per member).
       n_iter_: the number of epochs run.
       model_: the fitted `jaxnet.TrainedModel` (numpy parameters, batchnorm statistics,
-        config and preprocessing); `jaxnet.export.save(model_, path)` writes it for PyTorch.
+        config and preprocessing), or with n_members > 1 a `jaxnet.ensemble.EnsembleModel`
+        (`.members` gives each as a TrainedModel); `jaxnet.export.save(model_, path)`
+        writes either for PyTorch.
     """
 
     def __init__(self, hidden=_DEFAULTS.hidden, *, epochs=_DEFAULTS.epochs,
@@ -99,7 +110,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  lr_decay=_DEFAULTS.lr_decay, batch_size=_DEFAULTS.batch_size,
                  grad=_DEFAULTS.grad, dtype=_DEFAULTS.dtype,
                  bn_momentum=_DEFAULTS.bn_momentum, bn_eps=_DEFAULTS.bn_eps,
-                 random_state=None):
+                 n_members=1, random_state=None):
         self.hidden = hidden
         self.epochs = epochs
         self.max_epochs = max_epochs
@@ -126,6 +137,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.bn_momentum = bn_momentum
         self.bn_eps = bn_eps
+        self.n_members = n_members
         self.random_state = random_state
 
     def train_config(self, classes=None) -> TrainConfig:
@@ -143,7 +155,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self, class_weight) -> TrainConfig:
         values = {name: getattr(self, name) for name in self._get_param_names()
-                  if name != "random_state"}
+                  if name not in ("random_state", "n_members")}
         values["class_weight"] = class_weight
         hidden = values["hidden"]
         values["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
@@ -165,8 +177,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Raises:
           ValueError: a bad parameter (ConfigError), bad or too few data.
         """
+        members = self.n_members
+        if isinstance(members, bool) or not isinstance(members, numbers.Integral) or members < 1:
+            raise ValueError(f"n_members={members!r}: expected an integer >= 1 (the networks "
+                             "of the ensemble; 1 trains one network)")
+        if members > 1 and self.max_epochs != _DEFAULTS.max_epochs:
+            raise ValueError(f"max_epochs={self.max_epochs!r} bounds training until no "
+                             f"improvement, but n_members={members} trains every member for "
+                             f"the same `epochs`; set epochs instead, or n_members=1")
         by_label = isinstance(self.class_weight, dict)
         config = self._config(None if by_label else self.class_weight)
+        if members > 1:
+            fitting.check_seeds(config, int(members))  # e.g. patience: before any work
         table = _is_table(X)
         if table:  # the frame as it is: its columns get kinds (jaxnet.data.table)
             validate_data(self, X, skip_check_array=True)
@@ -190,6 +212,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                                         config)
         if names is not None and not table:  # a table's Dataset has its columns' names
             data = dataclasses.replace(data, feature_names=tuple(names))
+        if members > 1:
+            return self._fit_members(config, int(members), data, classes)
         result = fitting.fit(config, data)
         if result.diverged:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
@@ -202,6 +226,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                    if config.val_fraction > 0 else None)
         self.best_epoch_ = result.metrics["best_epoch"]
         self.n_iter_ = len(history)
+        return self
+
+    def _fit_members(self, config: TrainConfig, members: int, data: Dataset, classes):
+        result = fitting.fit_ensemble(config, members, data)
+        ens = result.metrics["ensemble"]
+        if ens["diverged_seeds"]:
+            warnings.warn(f"the members of seed(s) {ens['diverged_seeds']} diverged (a "
+                          f"non-finite loss or state); lower lr (now {config.lr:g})",
+                          ConvergenceWarning, stacklevel=3)
+        self.model_ = result.model
+        self.classes_ = classes
+        epochs = result.model.config.epochs
+        curves = result.loss_curves.reshape(members, epochs, -1)
+        self.loss_curve_ = [float(v) for v in curves.mean(axis=(0, 2))]
+        self.validation_scores_ = None
+        self.best_epoch_ = list(result.model.best_epochs)
+        self.n_iter_ = epochs
         return self
 
     def predict_proba(self, X) -> np.ndarray:
