@@ -258,3 +258,15 @@ def test_estimator_n_members_averages_its_members():
     np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
     one = jaxnet.MLPClassifier(hidden=(8,), epochs=3, random_state=0).fit(X, y)
     assert isinstance(one.model_, TrainedModel)  # n_members=1: today's estimator
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", ["check_fit_idempotent", "check_estimators_pickle",
+                                   "check_classifiers_classes"])
+def test_scikit_learn_checks_with_members(check):
+    """A few of scikit-learn's estimator checks with n_members=2 (test_estimator runs them
+    all on the default, n_members=1)."""
+    from sklearn.utils import estimator_checks
+
+    estimator = jaxnet.MLPClassifier(hidden=(8,), epochs=5, n_members=2, random_state=0)
+    getattr(estimator_checks, check)(type(estimator).__name__, estimator)

@@ -211,7 +211,8 @@ def _run_seeds(args, config, out) -> int:
               f"was saved (metrics.json only); lower --lr (now {config.lr:g})", file=sys.stderr)
         return 1
     scored = next((s for s in ("test", "val", "train") if ens[f"{s}_accuracy"] is not None))
-    print(f"ensemble of {args.seeds} (mean of their probabilities): {scored} accuracy "
+    plain = " (unweighted)" if config.class_weight is not None else ""
+    print(f"ensemble of {args.seeds} (mean of their probabilities): {scored} accuracy{plain} "
           f"{ens[f'{scored}_accuracy']:.4f}; best epochs {ens['best_epochs']}; saved as one "
           f"model: jaxnet predict/evaluate/export {out}")
     return 0
