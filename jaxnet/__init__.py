@@ -17,11 +17,13 @@ _EXPORTS = {
     "Dataset": "jaxnet.data",
     "load_dataset": "jaxnet.data",
     "JaxnetError": "jaxnet.errors",
+    "EnsembleModel": "jaxnet.ensemble",
     "MLPClassifier": "jaxnet.estimator",
     "export_torch": "jaxnet.export",
     "export_onnx": "jaxnet.onnx_export",
     "TrainResult": "jaxnet.fitting",
     "fit": "jaxnet.fitting",
+    "fit_ensemble": "jaxnet.fitting",
     "GradcheckReport": "jaxnet.gradchecks",
     "check_layer": "jaxnet.gradchecks",
     "gradcheck": "jaxnet.gradchecks",
@@ -47,11 +49,13 @@ if TYPE_CHECKING:
     from jaxnet.config import TrainConfig as TrainConfig
     from jaxnet.data import Dataset as Dataset
     from jaxnet.data import load_dataset as load_dataset
+    from jaxnet.ensemble import EnsembleModel as EnsembleModel
     from jaxnet.errors import JaxnetError as JaxnetError
     from jaxnet.estimator import MLPClassifier as MLPClassifier
     from jaxnet.export import export_torch as export_torch
     from jaxnet.fitting import TrainResult as TrainResult
     from jaxnet.fitting import fit as fit
+    from jaxnet.fitting import fit_ensemble as fit_ensemble
     from jaxnet.gradchecks import GradcheckReport as GradcheckReport
     from jaxnet.gradchecks import check_layer as check_layer
     from jaxnet.gradchecks import gradcheck as gradcheck

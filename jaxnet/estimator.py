@@ -69,6 +69,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         their defaults (a value given for them is refused); the winner trains as the other
         parameters say (`epochs`, or until no improvement).
         `search_` records the search.
+      n_members: K >= 1 networks. 1: one network, trained by `jaxnet.fitting.fit`. K > 1:
+        an ensemble (`jaxnet.fitting.fit_ensemble`, as `jaxnet train --seeds K`): K seeds
+        (seed, seed + 1, ...) trained together in one vmapped call on the same split, each
+        for `epochs` epochs (30 when None: members share one length, so `patience` and a
+        changed `max_epochs` are refused) keeping its own best epoch by validation;
+        `predict_proba` is the mean of the members' probabilities.
       random_state: None, an int or a `np.random.RandomState`; it seeds the validation
         split, the initial weights, the shuffles and the dropout masks. An int is used as
         `TrainConfig.seed`, so fitting twice gives the same model.
@@ -84,14 +90,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         decided on the training rows, categories one-hot, missing cells filled with the
         training median plus an indicator); `model_.preprocessing.table` keeps it. A column
         of pandas' `category` dtype is a category whatever it holds.
-      loss_curve_: the mean training loss of each epoch (with dropout and the L2 term).
-      validation_scores_: the validation accuracy of each epoch (None when val_fraction=0).
-      best_epoch_: the 1-based epoch whose parameters are kept.
+      loss_curve_: the mean training loss of each epoch (with dropout and the L2 term; of an
+        ensemble: averaged over its members).
+      validation_scores_: the validation accuracy of each epoch (None when val_fraction=0,
+        and for an ensemble, whose members' epochs are not scored one by one on the host).
+      best_epoch_: the 1-based epoch whose parameters are kept (an ensemble: a list, one
+        per member).
       n_iter_: the number of epochs run.
       search_: with `search=True`, the search's record (`SearchResult.summary()`: the
         chosen values, every candidate's val accuracy, rungs); else None.
       model_: the fitted `jaxnet.TrainedModel` (numpy parameters, batchnorm statistics,
-        config and preprocessing); `jaxnet.export.save(model_, path)` writes it for PyTorch.
+        config and preprocessing), or with n_members > 1 a `jaxnet.ensemble.EnsembleModel`
+        (`.members` gives each as a TrainedModel); `jaxnet.export.save(model_, path)`
+        writes either for PyTorch.
     """
 
     def __init__(self, hidden=_DEFAULTS.hidden, *, epochs=_DEFAULTS.epochs,
@@ -106,7 +117,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  lr_decay=_DEFAULTS.lr_decay, batch_size=_DEFAULTS.batch_size,
                  grad=_DEFAULTS.grad, dtype=_DEFAULTS.dtype,
                  bn_momentum=_DEFAULTS.bn_momentum, bn_eps=_DEFAULTS.bn_eps,
-                 search=False, random_state=None):
+                 n_members=1, search=False, random_state=None):
         self.hidden = hidden
         self.epochs = epochs
         self.max_epochs = max_epochs
@@ -133,6 +144,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.bn_momentum = bn_momentum
         self.bn_eps = bn_eps
+        self.n_members = n_members
         self.search = search
         self.random_state = random_state
 
@@ -151,7 +163,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self, class_weight) -> TrainConfig:
         values = {name: getattr(self, name) for name in self._get_param_names()
-                  if name not in ("random_state", "search")}
+                  if name not in ("random_state", "n_members", "search")}
         values["class_weight"] = class_weight
         hidden = values["hidden"]
         values["hidden"] = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
@@ -173,8 +185,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Raises:
           ValueError: a bad parameter (ConfigError), bad or too few data.
         """
+        members = self.n_members
+        if isinstance(members, bool) or not isinstance(members, numbers.Integral) or members < 1:
+            raise ValueError(f"n_members={members!r}: expected an integer >= 1 (the networks "
+                             "of the ensemble; 1 trains one network)")
+        if members > 1 and self.max_epochs != _DEFAULTS.max_epochs:
+            raise ValueError(f"max_epochs={self.max_epochs!r} bounds training until no "
+                             f"improvement, but n_members={members} trains every member for "
+                             f"the same `epochs`; set epochs instead, or n_members=1")
+        if members > 1 and self.search:
+            raise ValueError(f"search=True picks one network's settings, and n_members={members} "
+                             "trains an ensemble of the settings given; use one of them (e.g. "
+                             "search, then an ensemble with the chosen hidden, lr and dropout)")
         by_label = isinstance(self.class_weight, dict)
         config = self._config(None if by_label else self.class_weight)
+        if members > 1:
+            fitting.check_seeds(config, int(members))  # e.g. patience: before any work
         table = _is_table(X)
         if table:  # the frame as it is: its columns get kinds (jaxnet.data.table)
             validate_data(self, X, skip_check_array=True)
@@ -198,6 +224,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                                         config)
         if names is not None and not table:  # a table's Dataset has its columns' names
             data = dataclasses.replace(data, feature_names=tuple(names))
+        if members > 1:
+            return self._fit_members(config, int(members), data, classes)
         if self.search:
             config, result, self.search_ = self._search(config, data)
         else:
@@ -226,6 +254,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              "their defaults, or set search=False")
         found = search.search(config, data)
         return found.config, found.fit, found.summary()
+
+    def _fit_members(self, config: TrainConfig, members: int, data: Dataset, classes):
+        result = fitting.fit_ensemble(config, members, data)
+        ens = result.metrics["ensemble"]
+        if ens["diverged_seeds"]:
+            warnings.warn(f"the members of seed(s) {ens['diverged_seeds']} diverged (a "
+                          f"non-finite loss or state); lower lr (now {config.lr:g})",
+                          ConvergenceWarning, stacklevel=3)
+        self.model_, self.search_ = result.model, None
+        self.classes_ = classes
+        epochs = result.model.config.epochs
+        curves = result.loss_curves.reshape(members, epochs, -1)
+        self.loss_curve_ = [float(v) for v in curves.mean(axis=(0, 2))]
+        self.validation_scores_ = None
+        self.best_epoch_ = list(result.model.best_epochs)
+        self.n_iter_ = epochs
+        return self
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (eval mode: running batchnorm statistics, no dropout).

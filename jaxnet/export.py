@@ -11,7 +11,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
-from jaxnet import predict
+from jaxnet import ensemble, predict
 from jaxnet.checkpoint import CheckpointError, json_text, writable, write_bytes
 from jaxnet.errors import UsageError
 
@@ -23,6 +23,8 @@ VERSION = "1"
 MODULES_PER_HIDDEN = 4
 # The file formats `export_run` writes, by extension.
 FORMATS = {".safetensors": "PyTorch weights", ".onnx": "an ONNX graph with the preprocessing"}
+# How an ensemble's members make its answer, as its header says.
+COMBINE = "mean of the members' softmax probabilities"
 HEADER_KEYS = ("format", "version", "architecture", "dtype", "preprocessing", "classes",
                "config")
 
@@ -40,6 +42,8 @@ def architecture(model: predict.TrainedModel) -> list[dict[str, Any]]:
       keyword arguments. PyTorch's `momentum` is `1 - config.bn_momentum` (jaxnet weighs
       the old running value, PyTorch the new batch).
     """
+    if isinstance(model, ensemble.EnsembleModel):  # every member has the same modules
+        model = model.members[0]
     config = model.config
     torch_momentum = float(f"{1 - config.bn_momentum:.12g}")  # 0.1, not 0.09999999999999998
     modules: list[dict[str, Any]] = []
@@ -71,9 +75,16 @@ def to_torch_state_dict(model: predict.TrainedModel) -> dict[str, np.ndarray]:
     the unbiased one (N - 1) when it trains. Eval mode reads only the stored values, so the
     eval-mode logits are equal; further training in PyTorch continues with its own rule.
 
+    An ensemble (`jaxnet.ensemble.EnsembleModel`) gives each member k's tensors under the
+    prefix `members.{k}.` (`members.0.0.weight`, ...): the names of a module holding the
+    members' Sequentials in an `nn.ModuleList` called `members` (`torch_module`).
+
     Returns:
       Name -> C-contiguous numpy array, float in the run's dtype.
     """
+    if isinstance(model, ensemble.EnsembleModel):
+        return {f"members.{k}.{name}": array for k, member in enumerate(model.members)
+                for name, array in to_torch_state_dict(member).items()}
     tensors: dict[str, np.ndarray] = {}
     hidden = len(model.params) - 1
     for i, (layer, stats) in enumerate(zip(model.params[:-1], model.bn_state, strict=True)):
@@ -99,10 +110,18 @@ def header(model: predict.TrainedModel) -> dict[str, str]:
     in order, or null for a model trained on unnamed arrays; table: null, or how a table's
     columns became x (`jaxnet.data.table.Table.to_json`: each column's kind, median fill,
     missing indicator and one-hot categories, in feature order)), "classes" (JSON list: logit j is `classes[j]`) and
-    "config" (JSON of the run's TrainConfig).
+    "config" (JSON of the run's TrainConfig). An ensemble's header adds "ensemble" (JSON
+    `{"members": K, "seeds", "best_epochs", "combine"}`): "architecture" is then each
+    member's Sequential, and the ensemble's probabilities are the mean of the members'
+    softmax (`combine` says so).
     """
     prep = model.preprocessing
-    return {
+    extra = {}
+    if isinstance(model, ensemble.EnsembleModel):
+        extra["ensemble"] = json_text({"members": model.n_members, "seeds": list(model.seeds),
+                                       "best_epochs": list(model.best_epochs),
+                                       "combine": COMBINE})
+    return {**extra,
         "format": FORMAT,
         "version": VERSION,
         "architecture": json_text(architecture(model)),
@@ -178,7 +197,8 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *,
 
 
 def load_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded header of a file `save` wrote: the `header` keys, JSON values parsed.
+    """The decoded header of a file `save` wrote: the `header` keys, JSON values parsed, and
+    "ensemble" (None for a single network).
 
     Raises:
       CheckpointError: a missing file, or one that is not a jaxnet PyTorch export.
@@ -202,15 +222,20 @@ def load_header(path: str | os.PathLike) -> dict[str, Any]:
     if meta["version"] != VERSION:
         raise CheckpointError(f"{path} has export version {meta['version']}, this jaxnet reads "
                               f"version {VERSION}; upgrade jaxnet")
-    return {key: meta[key] if key in ("format", "version", "dtype") else json.loads(meta[key])
+    head = {key: meta[key] if key in ("format", "version", "dtype") else json.loads(meta[key])
             for key in HEADER_KEYS}
+    head["ensemble"] = json.loads(meta["ensemble"]) if "ensemble" in meta else None
+    return head
 
 
 def torch_module(path: str | os.PathLike):
     """The `torch.nn.Sequential` a `save`d file describes, with its weights, in eval mode.
 
     Needs PyTorch (imported here, not by jaxnet). The module computes logits from
-    standardised inputs: apply `load_header(path)["preprocessing"]` first.
+    standardised inputs: apply `load_header(path)["preprocessing"]` first. For an
+    ensemble's file, a module whose `members` (an `nn.ModuleList` of those Sequentials)
+    each compute logits and whose forward returns the mean of their softmax
+    probabilities (N, C), not logits.
 
     Args:
       path: a file written by `save`, `export_torch` or `jaxnet export`.
@@ -223,8 +248,26 @@ def torch_module(path: str | os.PathLike):
 
     head = load_header(path)
     dtype = getattr(torch, head["dtype"])
-    modules = [getattr(torch.nn, spec["module"])(**{k: v for k, v in spec.items() if k != "module"})
-               for spec in head["architecture"]]
-    module = torch.nn.Sequential(*modules).to(dtype)
+
+    def sequential():
+        return torch.nn.Sequential(*[
+            getattr(torch.nn, spec["module"])(**{k: v for k, v in spec.items() if k != "module"})
+            for spec in head["architecture"]])
+
+    if head["ensemble"] is None:
+        module = sequential()
+    else:
+        class Ensemble(torch.nn.Module):
+            """The members' softmax probabilities, averaged."""
+
+            def __init__(self, members):
+                super().__init__()
+                self.members = torch.nn.ModuleList(members)
+
+            def forward(self, x):
+                return torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
+
+        module = Ensemble([sequential() for _ in range(head["ensemble"]["members"])])
+    module = module.to(dtype)
     module.load_state_dict(safetensors.torch.load_file(path), strict=True)
     return module.eval()

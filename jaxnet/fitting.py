@@ -239,6 +239,11 @@ def check_resumable(config: TrainConfig, meta: dict, out_dir) -> int:
 
     Returns the number of epochs the checkpoint holds.
     """
+    if isinstance(meta.get("ensemble"), dict):
+        raise ConfigError(
+            f"{out_dir} holds an ensemble of {meta['ensemble'].get('members')} seeds (`jaxnet "
+            "train --seeds`), trained in one call with no epoch-by-epoch checkpoint, so it "
+            "cannot be resumed; train it again with more `epochs` into a new folder")
     needed = ("config", "epoch", "history", "best_epoch", "best_score", "stale_epochs")
     missing = [k for k in needed if k not in meta]
     if missing or not isinstance(meta["config"], dict):
@@ -320,25 +325,89 @@ def check_seeds(config: TrainConfig, seeds: int) -> None:
                           "by val accuracy); drop `patience` or train seeds one by one")
 
 
+@dataclasses.dataclass
+class EnsembleResult:
+    """What `fit_ensemble` returns."""
+
+    model: Any  # a jaxnet.ensemble.EnsembleModel of the K members
+    metrics: dict  # as written to metrics.json: `sweep.train_seeds`'s, plus "ensemble"
+    loss_curves: np.ndarray  # (K, steps) each member's training loss per step
+
+
 def fit_seeds(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
               out_dir=None) -> dict:
-    """K seeds of one network in one vmapped call (`sweep.train_seeds`), with the same data
-    preparation as `fit`; writes metrics.json to `out_dir` when given.
+    """`fit_ensemble(config, seeds, data, out_dir=out_dir).metrics`: K seeds of one network
+    in one vmapped call; the folder `out_dir` (when given) holds the ensemble of the K
+    members as a loadable model (`jaxnet.load`) and metrics.json."""
+    return fit_ensemble(config, seeds, data, out_dir=out_dir).metrics
 
-    Every seed trains `config.epochs` epochs (`sweep.DEFAULT_EPOCHS` when None: seeds
-    trained together share one length) and reports its best-by-validation parameters;
-    early stopping (`patience`) is per run and is refused here. `out_dir` is held
-    (`jaxnet.runlock`) while the seeds train: FolderInUseError if another process has it.
+
+def fit_ensemble(config: TrainConfig, seeds: int, data: Dataset | None = None, *,
+                 out_dir=None) -> EnsembleResult:
+    """K seeds of one network trained in one vmapped call (`sweep.sweep(..., seeds=K,
+    keep_params=True)`), with the same data preparation as `fit`, kept as one model: an
+    ensemble whose probabilities are the mean of its members'.
+
+    Seed k is `config.seed + k` (initial weights, shuffles, dropout masks); the data split
+    and the preprocessing are the same for every member. Every member trains
+    `config.epochs` epochs (`sweep.DEFAULT_EPOCHS` when None: members trained together
+    share one length) and keeps its own best epoch by validation (`train.improves`, as a
+    sweep's runs do; the last epoch without a val set); `patience` is refused.
+
+    Args:
+      config: the run's settings.
+      seeds: K >= 1 members.
+      data: a loaded, raw Dataset; None loads `config.dataset`.
+      out_dir: when given, the ensemble's checkpoint.safetensors (`jaxnet.ensemble.save`,
+        with the data's fingerprint) and metrics.json are written there atomically, held
+        (`jaxnet.runlock`) while the seeds train. When a member diverged only metrics.json
+        is written: a model with a diverged member is no model.
+
+    Returns:
+      An EnsembleResult. Its metrics are `sweep.train_seeds`'s (means and stds over the
+      members, per-seed lists) plus "ensemble": {"members", "seeds", "best_epochs",
+      "diverged_seeds", "early_stopping", and the ensemble's own "SPLIT_accuracy" and
+      "SPLIT_loss" on each split (unweighted, also with `class_weight`; None when a member
+      diverged)}.
+
+    Raises:
+      ConfigError: what `check_seeds` refuses; FolderInUseError: `out_dir` is in use.
     """
-    from jaxnet.sweep import train_seeds
+    from jaxnet import ensemble
+    from jaxnet.sweep import DEFAULT_EPOCHS, seed_metrics, sweep
 
     started = time.perf_counter()
     check_seeds(config, seeds)
     with runlock.hold(out_dir, "jaxnet.fit_seeds"):
-        data, _ = prepare(config, load_data(config) if data is None else data)
-        metrics = train_seeds(config, data, seeds)
+        raw = load_data(config) if data is None else data
+        prepared, prep = prepare(config, raw)
+        config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
+        result = sweep(config, prepared, [{}], seeds=seeds, keep_params=True)
+        metrics = seed_metrics(config, result, seeds)
+        model = ensemble.EnsembleModel(
+            result.params["params"], result.params["bn_state"], config, prep,
+            tuple(config.seed + k for k in range(seeds)),
+            tuple(int(e) for e in result.best_epochs))
+        diverged = [r["seed"] for r in result.runs if r["diverged"]]
+        summary: dict[str, Any] = {"members": seeds, "seeds": list(model.seeds),
+                                   "best_epochs": list(model.best_epochs),
+                                   "diverged_seeds": diverged,
+                                   "early_stopping": ensemble.EARLY_STOPPING}
+        usable = model.on_features()
+        for split in ("train", "val", "test"):
+            x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+            scored = None if diverged or x is None else usable.evaluate(x, raw.classes[y])
+            for what in ("accuracy", "loss"):
+                summary[f"{split}_{what}"] = None if scored is None else scored[what]
+        metrics["ensemble"] = summary
         metrics["wall_seconds"] = time.perf_counter() - started
         if out_dir is not None:
             pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+            if not diverged:
+                extra = {"data_fingerprint": fingerprint(raw)}
+                weights = train.class_weights(config, prepared.y_train, prepared.num_classes)
+                if weights is not None:
+                    extra["class_weights"] = weights.tolist()
+                ensemble.save(model, out_dir, extra_metadata=extra)
             ckpt.write_json(pathlib.Path(out_dir) / METRICS_FILE, metrics)
-    return metrics
+    return EnsembleResult(model, metrics, result.loss_curves)

@@ -188,16 +188,38 @@ def _column_features(g: _Graph, column, inputs: list[str]) -> list[str]:
     return [g.op("Cast", hot, to=float_type)]
 
 
+def _logits(g: _Graph, x: str, model, hint: str) -> str:
+    """The eval-mode network of a TrainedModel on the standardised input `x`: Gemm, then
+    BatchNormalization with the running statistics and Relu for each hidden layer."""
+    import jax
+
+    params, stats = jax.tree.map(np.asarray, (model.params, model.bn_state))
+    h = x
+    for i, layer in enumerate(params):
+        h = g.op("Gemm", h, g.const(f"{hint}w{i}", layer["w"]),
+                 g.const(f"{hint}b{i}", layer["b"]), transB=1)
+        if i < len(stats):
+            h = g.op("BatchNormalization", h, g.const(f"{hint}gamma{i}", layer["gamma"]),
+                     g.const(f"{hint}beta{i}", layer["beta"]),
+                     g.const(f"{hint}mean{i}", stats[i]["mean"]),
+                     g.const(f"{hint}var{i}", stats[i]["var"]), epsilon=model.config.bn_eps)
+            h = g.op("Relu", h)
+    return h
+
+
 def to_onnx(model):
     """`model` as one ONNX graph from raw inputs to `probabilities` and `label`.
 
     Args:
-      model: a TrainedModel (`jaxnet.predict.load(run_dir)`, or `MLPClassifier.model_`).
+      model: a TrainedModel (`jaxnet.predict.load(run_dir)`, or `MLPClassifier.model_`),
+        or an ensemble (`jaxnet.ensemble.EnsembleModel`): one network per member on the
+        shared preprocessing, `probabilities` the mean of their softmax, `label` its argmax.
 
     Returns:
       The `onnx.ModelProto`, checked by `onnx.checker`; its metadata_props hold
       "jaxnet.version", "jaxnet.config" (the run's TrainConfig as JSON), "jaxnet.classes",
-      "jaxnet.inputs" (`inputs(model)` as JSON) and "jaxnet.table" (the table's JSON or null).
+      "jaxnet.inputs" (`inputs(model)` as JSON), "jaxnet.table" (the table's JSON or null) and
+      "jaxnet.ensemble" (null, or an ensemble's members, seeds and best epochs).
 
     Raises:
       MissingExtraError: the onnx package is not installed.
@@ -205,8 +227,6 @@ def to_onnx(model):
         output (rename the column and train again).
     """
     onnx = _import_onnx()
-    import jax
-
     from jaxnet import __version__
 
     helper = onnx.helper
@@ -234,18 +254,16 @@ def to_onnx(model):
     if prep.standardize:  # Sub then Div, in the run's dtype, as Preprocessing.transform does
         x = g.op("Div", g.op("Sub", x, g.const("mean", prep.mean.astype(dtype))),
                  g.const("scale", prep.scale.astype(dtype)))
-    params, stats = jax.tree.map(np.asarray, (model.params, model.bn_state))
-    h = x
-    for i, layer in enumerate(params):
-        h = g.op("Gemm", h, g.const(f"w{i}", layer["w"]), g.const(f"b{i}", layer["b"]),
-                 transB=1)
-        if i < len(stats):  # eval-mode batchnorm with the running statistics, then ReLU
-            h = g.op("BatchNormalization", h, g.const(f"gamma{i}", layer["gamma"]),
-                     g.const(f"beta{i}", layer["beta"]), g.const(f"mean{i}", stats[i]["mean"]),
-                     g.const(f"var{i}", stats[i]["var"]), epsilon=model.config.bn_eps)
-            h = g.op("Relu", h)
-    g.op("Softmax", h, axis=1, out="probabilities")
-    best = g.op("ArgMax", h, axis=1, keepdims=0)  # on the logits: ties as numpy's argmax
+    members = getattr(model, "members", None)  # an ensemble (jaxnet.ensemble.EnsembleModel)
+    if members is None:
+        h = _logits(g, x, model, "")
+        g.op("Softmax", h, axis=1, out="probabilities")
+        best = g.op("ArgMax", h, axis=1, keepdims=0)  # on the logits: ties as numpy's argmax
+    else:  # the mean of the members' probabilities, as EnsembleModel.predict_proba
+        probs = [g.op("Softmax", _logits(g, x, m, f"m{k}_"), axis=1) for k, m in enumerate(members)]
+        total = g.op("Sum", *probs) if len(probs) > 1 else probs[0]
+        mean = g.op("Div", total, g.const("members", len(probs)), out="probabilities")
+        best = g.op("ArgMax", mean, axis=1, keepdims=0)
     classes = prep.classes
     label_type = onnx.TensorProto.STRING if classes.dtype.kind == "U" else onnx.TensorProto.INT64
     class_array = classes.astype(object) if classes.dtype.kind == "U" else classes.astype(np.int64)
@@ -274,6 +292,9 @@ def to_onnx(model):
         "jaxnet.classes": json_text(classes.tolist()),
         "jaxnet.inputs": json_text(specs),
         "jaxnet.table": json_text(None if prep.table is None else prep.table.to_json()),
+        "jaxnet.ensemble": json_text(None if members is None else {
+            "members": len(members), "seeds": list(model.seeds),
+            "best_epochs": list(model.best_epochs)}),
     })
     onnx.checker.check_model(proto, full_check=True)
     return proto

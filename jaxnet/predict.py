@@ -133,21 +133,27 @@ class TrainedModel:
           {"accuracy", "loss", "examples", "labels" (true indices), "predictions" (indices)}.
         """
         y_idx = self.preprocessing.encode(np.asarray(y))
-        log_probs = self.log_proba(x, batch_size=batch_size)
-        pred = np.argmax(log_probs, axis=1)
-        loss = -np.mean(np.take_along_axis(log_probs, y_idx[:, None], axis=1), dtype=np.float64)
-        return {"accuracy": float(np.mean(pred == y_idx)), "loss": float(loss),
-                "examples": len(y_idx), "labels": y_idx, "predictions": pred}
+        return scores(self.log_proba(x, batch_size=batch_size), y_idx)
 
 
-def load(run_dir) -> TrainedModel:
+def scores(log_probs: np.ndarray, y_idx: np.ndarray) -> dict:
+    """`evaluate`'s dict from (N, C) log-probabilities and (N,) true class indices."""
+    pred = np.argmax(log_probs, axis=1)
+    loss = -np.mean(np.take_along_axis(log_probs, y_idx[:, None], axis=1), dtype=np.float64)
+    return {"accuracy": float(np.mean(pred == y_idx)), "loss": float(loss),
+            "examples": len(y_idx), "labels": y_idx, "predictions": pred}
+
+
+def load(run_dir):
     """Loads the model a `jaxnet train` run (or `jaxnet.fit(..., out_dir=...)`) saved.
 
     Args:
       run_dir: the run's folder (holding checkpoint.safetensors).
 
     Returns:
-      A TrainedModel with the run's best parameters (its best epoch: `jaxnet.train.improves`).
+      A TrainedModel with the run's best parameters (its best epoch: `jaxnet.train.improves`);
+      for the folder of a `jaxnet train --seeds K` run (`fitting.fit_ensemble`), a
+      `jaxnet.ensemble.EnsembleModel` of its K members, used the same way.
 
     Raises:
       CheckpointError: the folder holds no trained run, or a corrupt or foreign file.
@@ -157,6 +163,10 @@ def load(run_dir) -> TrainedModel:
         raise ckpt.CheckpointError(f"{run_dir}: no such folder; pass the output folder of a "
                                    "jaxnet train run")
     meta = ckpt.load_metadata(run_dir)
+    if isinstance(meta.get("ensemble"), dict):
+        from jaxnet import ensemble
+
+        return ensemble.load(run_dir, meta)
     if not {"config", "dims", "preprocessing"} <= set(meta):
         raise ckpt.CheckpointError(f"{run_dir} holds a checkpoint that is not a jaxnet training "
                                    "run (no config, dims or preprocessing); pass a run's folder")

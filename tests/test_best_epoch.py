@@ -13,7 +13,7 @@ from conftest import assert_trees_close
 from jaxnet import fitting
 from jaxnet.config import TrainConfig
 from jaxnet.sweep import halving, runs, sweep
-from jaxnet.train import dims_for, improves, make_optimizer
+from jaxnet.train import dims_for, improves, make_optimizer, steps_per_epoch
 
 pytestmark = pytest.mark.x64  # the runs are compared with each other to float64 round-off
 
@@ -147,8 +147,9 @@ def test_sweep_segments_carry_fits_best_parameters(fits, digits, segments):
         chosen = result.history[result.metrics["best_epoch"] - 1]
         assert best_acc[k] == chosen["val_accuracy"]
         np.testing.assert_allclose(best_loss[k], chosen["val_loss"], rtol=1e-12)
-        assert_trees_close(jax.tree.map(lambda a, k=k: a[k], best),
+        assert_trees_close(jax.tree.map(lambda a, k=k: a[k], best[:2]),
                            (result.params, result.bn_state), rtol=1e-12)
+        assert best[2][k] == result.metrics["best_epoch"] * steps_per_epoch(CONFIG, n_train)
 
 
 # ----------------------------------------------------------------- ranking settings

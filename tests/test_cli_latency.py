@@ -84,8 +84,8 @@ def _type_checking_imports() -> dict[str, str]:
 def test_every_public_name_loads_and_type_checkers_see_the_same_names():
     assert _type_checking_imports() == jaxnet._EXPORTS
     assert set(jaxnet.__all__) == {  # jaxnet 0.2.0's names, eagerly imported then (and
-        # export_onnx, new)
-        "layers", "TrainConfig", "Dataset", "load_dataset", "JaxnetError", "MLPClassifier",
+        # export_onnx, EnsembleModel and fit_ensemble, new)
+        "EnsembleModel", "fit_ensemble", "layers", "TrainConfig", "Dataset", "load_dataset", "JaxnetError", "MLPClassifier",
         "export_torch", "export_onnx", "TrainResult", "fit", "GradcheckReport", "check_layer", "gradcheck",
         "gradcheck_network", "apply", "init", "loss", "manual_value_and_grad", "TrainedModel",
         "load", "SweepResult", "make_settings", "sweep", "train_seeds", "TrainState",

@@ -43,7 +43,8 @@ def iris():
 
 def test_parameters_are_the_train_config_fields_with_their_defaults():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(MLPClassifier().get_params()) == fields - set(NOT_PARAMETERS) | {"random_state", "search"}
+    assert set(MLPClassifier().get_params()) == (fields - set(NOT_PARAMETERS)
+                                                 | {"random_state", "n_members", "search"})
     assert MLPClassifier(random_state=0).train_config() == TrainConfig(
         dataset="npz", test_fraction=0.0, seed=0)
     assert MLPClassifier(hidden=50).train_config().hidden == (50,)

@@ -145,7 +145,8 @@ def test_estimator_search_trains_the_chosen_network(monkeypatch):
 
 @pytest.mark.parametrize("params, match", [({"hidden": (8,)}, "cannot take hidden;"),
                                            ({"lr": 0.1, "dropout": 0.0}, "cannot take lr, dropout;"),
-                                           ({"val_fraction": 0.0}, "no validation split")])
+                                           ({"val_fraction": 0.0}, "no validation split"),
+                                           ({"n_members": 3}, "n_members=3 trains an ensemble")])
 def test_estimator_search_refusals(params, match):
     x, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match=match):

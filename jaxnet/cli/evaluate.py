@@ -158,9 +158,12 @@ def evaluation_report(model, x, y) -> dict:
                   "support": int(s)} for c, p, r, f, s in zip(model.classes, precision, recall,
                                                                f1, support, strict=True)]
     matrix = confusion_matrix(scores["labels"], scores["predictions"], labels=labels)
-    return {"accuracy": scores["accuracy"], "loss": scores["loss"],
-            "examples": scores["examples"], "per_class": per_class,
-            "confusion_matrix": matrix.tolist()}
+    report = {"accuracy": scores["accuracy"], "loss": scores["loss"],
+              "examples": scores["examples"], "per_class": per_class,
+              "confusion_matrix": matrix.tolist()}
+    if "members" in scores:  # an ensemble: the scores above are its own, then each member's
+        report["members"] = scores["members"]
+    return report
 
 
 def _plain(value):
@@ -168,8 +171,15 @@ def _plain(value):
 
 
 def format_report(report: dict, classes, what: str) -> str:
-    lines = [f"{what}: accuracy {100 * report['accuracy']:.2f}% | loss {report['loss']:.4f} | "
-             f"{report['examples']} examples", "class        precision  recall     f1  support"]
+    members = report.get("members")
+    lines = [f"{what}: {'ensemble ' if members else ''}accuracy {100 * report['accuracy']:.2f}% "
+             f"| loss {report['loss']:.4f} | {report['examples']} examples"]
+    if members:
+        lines[0] += f" | mean of {len(members)} members' probabilities"
+        lines += [f"  member {k} (seed {m['seed']}, best epoch {m['best_epoch']}): accuracy "
+                  f"{100 * m['accuracy']:.2f}% | loss {m['loss']:.4f}"
+                  for k, m in enumerate(members)]
+    lines.append("class        precision  recall     f1  support")
     for row in report["per_class"]:
         lines.append(f"{row['class']!s:<12} {row['precision']:9.3f} {row['recall']:7.3f} "
                      f"{row['f1']:6.3f} {row['support']:8d}")

@@ -38,7 +38,11 @@ def run(args) -> int:
               f"{len(names)} input{'s' if len(names) > 1 else ''} ({shown}) to "
               f"{' and '.join(onnx_export.OUTPUTS)}")
         return 0
-    modules = export.load_header(out)["architecture"]
-    print(f"exported {args.run_dir} to {out}: nn.Sequential of {len(modules)} modules "
-          f"({', '.join(m['module'] for m in modules)})")
+    head = export.load_header(out)
+    modules = head["architecture"]
+    what = f"nn.Sequential of {len(modules)} modules ({', '.join(m['module'] for m in modules)})"
+    if head["ensemble"] is not None:
+        what = (f"{head['ensemble']['members']} members under members.K., each an {what}; "
+                f"the ensemble's probabilities: {export.COMBINE}")
+    print(f"exported {args.run_dir} to {out}: {what}")
     return 0

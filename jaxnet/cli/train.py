@@ -28,7 +28,9 @@ def add_parser(subparsers):
     p.add_argument("--interactive", action="store_true", help="ask for the layers like the notebook")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--seeds", type=common.positive_int,
-                   help="train K seeds at once (vmapped) and report mean and std")
+                   help="train K seeds at once (vmapped) and keep them as one ensemble model "
+                   "(mean of the members' probabilities; each member keeps its own best "
+                   "epoch); reports the ensemble's accuracy and the members' mean and std")
     p.add_argument("--search", action="store_true", help="pick the hidden layers, lr and "
                    "dropout for a small table by successive halving on the val split, then "
                    "train the winner as this run (jaxnet.search)")
@@ -210,6 +212,16 @@ def _run_seeds(args, config, out) -> int:
     print(f"{args.seeds} seeds of {config.hidden} on {config.dataset}, {_epochs(epochs)} each: "
           f"test accuracy {_pm(metrics, 'test_accuracy')}, val accuracy "
           f"{_pm(metrics, 'val_accuracy')}; {metrics['wall_seconds']:.1f} s; outputs in {out}")
+    ens = metrics["ensemble"]
+    if ens["diverged_seeds"]:
+        print(f"seed(s) {', '.join(map(str, ens['diverged_seeds']))} diverged, so no ensemble "
+              f"was saved (metrics.json only); lower --lr (now {config.lr:g})", file=sys.stderr)
+        return 1
+    scored = next((s for s in ("test", "val", "train") if ens[f"{s}_accuracy"] is not None))
+    plain = " (unweighted)" if config.class_weight is not None else ""
+    print(f"ensemble of {args.seeds} (mean of their probabilities): {scored} accuracy{plain} "
+          f"{ens[f'{scored}_accuracy']:.4f}; best epochs {ens['best_epochs']}; saved as one "
+          f"model: jaxnet predict/evaluate/export {out}")
     return 0
 
 

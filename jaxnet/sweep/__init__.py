@@ -39,7 +39,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
           chunk: int | None = None, group: int | str | None = "auto", mesh=None,
           halving: int | None = None, min_epochs: int | None = None,
           on_chunk: Callable[[int, int], None] | None = None,
-          in_span: bool | None = None) -> SweepResult:
+          in_span: bool | None = None, keep_params: bool = False) -> SweepResult:
     """Trains every setting under `seeds` seeds, vmapped, one compiled call per chunk.
 
     The compiled programs are kept: a later sweep of the same program and shapes (other
@@ -76,6 +76,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         `input_span.why_not` finds it exact and cheaper (SGD, momentum or Nesterov, no L2 term,
         at most half as many training examples as features); True: always (ConfigError
         with the reason where it cannot be exact); False: never.
+      keep_params: also return every run's reported parameters and batchnorm statistics
+        (its best epoch's by `train.improves`, else its last; a run cut by halving: as it
+        stopped) in `SweepResult.params`, stacked on the host, and their epochs in
+        `SweepResult.best_epochs`. They are what the reported numbers were computed from.
 
     Returns:
       A SweepResult. A run whose loss, parameters, batchnorm statistics or optimizer state
@@ -122,11 +126,43 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
 
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
-    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, on_chunk)
+    kept = None
+    if keep_params:
+        x_span = data.x_train.reshape(n_train, -1).astype(dtype) if in_span else None
+        kept = _KeptParams(len(rows), steps_per_epoch(config, n_train), x_span)
+    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, on_chunk, kept)
     summary = record.setting_rows(range(len(settings)))
     return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
                        record.curves, plan.criterion, compile_s, run_s, rung_records,
-                       int(record.epochs_trained.sum()), config.epochs, in_span)
+                       int(record.epochs_trained.sum()), config.epochs, in_span,
+                       None if kept is None else kept.tree,
+                       None if kept is None else kept.epochs)
+
+
+class _KeptParams:
+    """`keep` of `_train_rungs`: each run's reported {"params", "bn_state"} from its host
+    carry `(run, best (params, bn_state, step) or None, best acc, best loss)`, in the
+    ordinary form (a run trained in the span gets its first layer built back), and the
+    1-based epoch they come from."""
+
+    def __init__(self, n_runs: int, spe: int, x_span: np.ndarray | None):
+        self.n_runs, self.spe, self.x_span = n_runs, spe, x_span
+        self.tree = None
+        self.epochs = np.zeros(n_runs, int)
+
+    def __call__(self, run_ids: np.ndarray, carry):
+        run, best, _, _ = carry
+        ts = run.ts if self.x_span is not None else run
+        params, bn_state, step = best if best is not None else (ts.params, ts.bn_state, ts.step)
+        if self.x_span is not None:
+            params = input_span.full_params(params, run.w0, self.x_span)
+        reported = {"params": params, "bn_state": bn_state}
+        if self.tree is None:
+            self.tree = jax.tree.map(lambda a: np.zeros((self.n_runs, *a.shape[1:]), a.dtype),
+                                     reported)
+        for kept, new in zip(jax.tree.leaves(self.tree), jax.tree.leaves(reported), strict=True):
+            kept[run_ids] = new
+        self.epochs[run_ids] = np.asarray(step) // self.spe
 
 
 def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
@@ -136,7 +172,12 @@ def train_seeds(config: TrainConfig, data: Dataset, seeds: int) -> dict:
     means and stds are None when any seed diverged.
     """
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
-    result = sweep(config, data, [{}], seeds=seeds)
+    return seed_metrics(config, sweep(config, data, [{}], seeds=seeds), seeds)
+
+
+def seed_metrics(config: TrainConfig, result: SweepResult, seeds: int) -> dict:
+    """`train_seeds`'s metrics of `result`, a sweep of `config` (epochs set) over `seeds`
+    seeds of one setting."""
     row = result.settings[0]
     metrics: dict[str, Any] = {"seeds": seeds, "diverged": row["diverged"],
                                "compile_seconds": result.compile_seconds,

@@ -119,11 +119,13 @@ class _ChunkProgress:
             self.on_chunk(self.done, self.total)
 
 
-def _train_rungs(plan: _Plan, fresh, record: _Record,
-                 on_chunk) -> tuple[list[dict], float, float]:
+def _train_rungs(plan: _Plan, fresh, record: _Record, on_chunk,
+                 keep: Callable[[np.ndarray, Any], None] | None = None
+                 ) -> tuple[list[dict], float, float]:
     """Trains the rungs in turn into `record`: rung 0 from `fresh(run ids)`, each later one
-    from the state of the settings the one before kept. Returns (rung records, compile
-    seconds, run seconds)."""
+    from the state of the settings the one before kept; `keep(run ids, host carries)` (if
+    given) sees every rung's carries, so a run cut by halving leaves its last. Returns
+    (rung records, compile seconds, run seconds)."""
     seeds, rung_epochs, criterion = plan.seeds, plan.rung_epochs, plan.criterion
     progress = _ChunkProgress(plan.chunks_from(0, plan.counts[0]), on_chunk)
     rung_records = []
@@ -142,7 +144,10 @@ def _train_rungs(plan: _Plan, fresh, record: _Record,
 
         out, carry, seconds = _run_chunks(plan.train, inputs_at, plan.splits, len(run_ids),
                                           plan.size, plan.per_group, until - done_epochs,
-                                          keep_state=keep_state, on_chunk=progress.step)
+                                          keep_state=keep_state or keep is not None,
+                                          on_chunk=progress.step)
+        if keep is not None:
+            keep(run_ids, carry)
         out["loss_curve"] = out["loss_curve"][:, :(until - done_epochs) * record.steps_per_epoch]
         compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
         record.add(run_ids, out, k, done_epochs, until)

@@ -26,6 +26,11 @@ class SweepResult:
     epochs_spent: int = 0  # epochs trained, summed over runs (a full sweep: runs x epochs)
     epochs: int = 0  # the epochs of a run that is never cut (config.epochs)
     in_span: bool = False  # the first layer was trained in the span of the inputs (jaxnet.input_span)
+    # With `sweep(keep_params=True)`: every run's reported {"params", "bn_state"} (its best
+    # epoch's, else its last), numpy arrays with a leading runs axis; and `best_epochs`
+    # (runs,), the 1-based epoch they come from. None otherwise.
+    params: Any = None
+    best_epochs: np.ndarray | None = None
 
     def __repr__(self) -> str:
         # Counts and the best setting in one line, not every run and loss curve.

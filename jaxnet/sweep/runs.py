@@ -75,7 +75,7 @@ def _fresh_carry(run, has_val: bool, dtype):
     epoch improves on them (`train.improves`); best (params, bn_state) its own, or None
     without a val set (the last epoch is reported)."""
     ts = run.ts if isinstance(run, input_span.SpanRun) else run
-    best = (ts.params, ts.bn_state) if has_val else None
+    best = (ts.params, ts.bn_state, ts.step) if has_val else None  # step: which epoch
     return (run, best, jnp.full((), -jnp.inf, jnp.float32), jnp.full((), jnp.inf, dtype))
 
 
@@ -108,7 +108,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
     epochs' steps, zeros after the `epochs` trained; with 0 epochs (traced) nothing is
     evaluated and the metrics are zeros. It starts from a fresh run (a TrainState, or an
     `input_span.SpanRun` with `in_span`) or from the carry `(run, best (params, bn_state),
-    best val accuracy, best val loss)` of an earlier segment, so a rung of successive
+    best val accuracy, best val loss)` of an earlier segment (best: (params, bn_state, step)), so a rung of successive
     halving goes on comparing with the best epoch of the rungs before; with `keep_state`
     it returns that carry too, to be continued."""
     spe = steps_per_epoch(config, n_train)
@@ -147,7 +147,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
                 better = improves(acc, loss, best_acc, best_loss)
                 best, best_acc, best_loss = jax.tree.map(
                     lambda new, old: jnp.where(better, new, old),
-                    ((ts.params, ts.bn_state), acc, loss), (best, best_acc, best_loss))
+                    ((ts.params, ts.bn_state, ts.step), acc, loss), (best, best_acc, best_loss))
             return ts, best, best_acc, best_loss, curve
 
         ts = run.ts if in_span else run
@@ -156,7 +156,7 @@ def _segment_fn(config: TrainConfig, optimizer, n_train: int, has_val: bool, n_e
             0, epochs, one_epoch, (ts, best, best_acc, best_loss, curve))
 
         def report(ts, best):
-            params, bn_state = best if has_val else (ts.params, ts.bn_state)
+            params, bn_state = best[:2] if has_val else (ts.params, ts.bn_state)
             return {f"{name}_{what}": value
                     for name, split in splits.items() if name != "gram"
                     for what, value in zip(("loss", "accuracy"),
