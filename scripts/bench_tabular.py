@@ -1,15 +1,17 @@
 """Test accuracy of jaxnet's defaults and --search next to scikit-learn's MLPClassifier().
 
 Usage: python scripts/bench_tabular.py [--seeds 5] [--datasets iris,breast_cancer,wine,digits]
-                                       [--methods default,search] [--set batch_size=32 ...]
+                                       [--methods default,ensemble,search] [--set batch_size=32 ...]
                                        [--out tabular.json]
 
 For every dataset and seed, jaxnet splits the raw data (stratified, 70% train / 10% val / 20%
 test, the split seeded by the seed) exactly as `jaxnet train --dataset npz --data FILE --seed S`
 does. jaxnet then trains each of JAXNET_METHODS on it: "default" its defaults
 (`jaxnet.fitting.fit(TrainConfig(dataset="npz", ...))`: standardised inputs, early stopping on the
-val split, best epoch kept), "search" `jaxnet.search.search` (what `jaxnet train --search` runs:
-the candidates chosen on the val split, the winner refit). `make_pipeline(StandardScaler(),
+val split, best epoch kept), "ensemble" `jaxnet.fitting.fit_ensemble` with 5 members (what `jaxnet train --seeds 5`
+runs: the mean of 5 seeds' probabilities, each member its own best epoch of 30), "search"
+`jaxnet.search.search` (what `jaxnet train --search` runs: the candidates chosen on the val
+split, the winner refit). `make_pipeline(StandardScaler(),
 MLPClassifier(random_state=S))` with scikit-learn's defaults trains on the same train + val
 examples (it holds out nothing by default). All are scored on the same test split. Prints a
 markdown table of mean ± std over the seeds (and the mean wall seconds of a fit; the first seed
@@ -66,9 +68,19 @@ def _search(config, data) -> dict:
             "programs": found.programs}
 
 
+ENSEMBLE_MEMBERS = 5
+
+
+def _ensemble(config, data) -> dict:
+    metrics = fitting.fit_ensemble(config, ENSEMBLE_MEMBERS, data).metrics
+    return {"test_accuracy": metrics["ensemble"]["test_accuracy"],
+            "members_test_accuracy": metrics["test_accuracy_mean"],
+            "best_epochs": metrics["ensemble"]["best_epochs"]}
+
+
 # jaxnet's columns: name -> (title, function(config, raw Dataset) -> {"test_accuracy", ...}).
-# A new column (an ensemble, say) is one more entry here.
 JAXNET_METHODS = {"default": ("jaxnet defaults", _default),
+                  "ensemble": (f"jaxnet --seeds {ENSEMBLE_MEMBERS}", _ensemble),
                   "search": ("jaxnet --search", _search)}
 
 
