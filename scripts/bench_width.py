@@ -27,10 +27,12 @@ PAIRS = ("32:32", "32:64", "32:128", "32:256", "64:64", "64:256", "128:128", "12
 
 def _child(width: int, padded: int, layers: int, runs: int, epochs: int) -> dict:
     """One sweep of `runs` settings of width `width` in a program padded to `padded`."""
-    import jaxnet.sweep as sweep_module
+    import importlib
+
     from jaxnet import fitting
     from jaxnet.config import TrainConfig
 
+    sweep_module = importlib.import_module("jaxnet.sweep")  # the module, not the function
     config = TrainConfig(hidden=(width,) * layers, epochs=epochs)
     data = fitting.prepare(config, fitting.load_data(config))[0]
     settings = [{"hidden": (width,) * layers, "lr": lr}

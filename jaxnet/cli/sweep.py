@@ -41,8 +41,9 @@ combination of the swept axes, --zip pairs them one to one.
 at each width, --layers 2,3 at each depth (L-1 hidden layers), and both together every
 combination (paired one to one with --zip). Commas separate settings, as for every flag
 here; one architecture layer by layer is written with x: --hidden 256x128 (a list:
-256x128,128x64). The runs of one depth train in one compiled program, each network
-zero-padded to the widest and trained exactly as it would be alone.
+256x128,128x64). The runs of one depth train in one compiled program (a few, when widths
+differ more than 4x), each network zero-padded to the widest and trained exactly as it
+would be alone.
 
 --halving ETA turns the sweep into successive halving: every run trains --min-epochs, then
 only the best 1/ETA of the settings (by val accuracy, else final loss; diverged ones first

@@ -22,7 +22,12 @@ MODES = ("zip", "grid", "random")
 ARCH_AXES = ("hidden",)  # axes whose values are architectures (tuples of widths), not numbers
 # A width sweep pads the runs of one depth to the widest of them, in one compiled program,
 # as long as the widest layer is at most this many times the narrowest's (`arch_groups`).
-# Measured on digits (docs/width-readme.md): FIXME.
+# Measured (scripts/bench_width.py, digits, 2 hidden layers, 5 runs, 2-core CPU, best of 3
+# fresh processes): a padded run trains at the speed of the padded network, so width 32
+# padded to 128 ran at 0.57x of width 32 alone, padded to 256 at 0.23x; one more program
+# compiles in ~4 s. Within 4x, padding costs at most ~2x on the narrow runs, which a short
+# sweep repays against the compilation it saves; beyond, the waste grows with the square
+# of the width.
 MAX_PAD_RATIO = 4
 
 
