@@ -99,6 +99,28 @@ def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=j
     return tuple(params), tuple(state)
 
 
+def narrow(params, state, widths):
+    """The network of hidden widths `widths` that zero-padded `params`, `state` hold (a
+    width sweep's run, `init(..., widths=...)`): each layer sliced to its own units.
+
+    Args:
+      params, state: a padded network (from `init` with `widths`, trained or not).
+      widths: the (L-1,) hidden widths, concrete ints (e.g. a sweep row's "hidden").
+
+    Returns:
+      (params, state) shaped as `init(key, (D, *widths, C))` builds them.
+    """
+    sizes = (params[0]["w"].shape[-1], *(int(w) for w in widths), params[-1]["w"].shape[-2])
+    if len(sizes) != len(params) + 1:
+        raise ValueError(f"widths {tuple(widths)} name {len(sizes) - 2} hidden layers but params "
+                         f"have {len(params) - 1}")
+    params = tuple({name: v[:out, :inp] if name == "w" else v[:out] for name, v in layer.items()}
+                   for layer, inp, out in zip(params, sizes, sizes[1:], strict=False))
+    state = tuple({name: v[:w] for name, v in entry.items()}
+                  for entry, w in zip(state, sizes[1:-1], strict=True))
+    return params, state
+
+
 def _is_concrete_number(value) -> bool:
     return not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0
 

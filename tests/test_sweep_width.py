@@ -56,6 +56,15 @@ def test_padded_init_is_the_narrow_init_zero_padded(init):
 
 
 @pytest.mark.x64
+def test_narrow_takes_the_network_out_of_its_padding():
+    params, state = model.init(jax.random.PRNGKey(1), SMALL, dtype=jnp.float64)
+    narrowed = model.narrow(*padded_init(), (3, 5))
+    jax.tree.map(np.testing.assert_array_equal, narrowed, (params, state))
+    with pytest.raises(ValueError, match="hidden layers"):
+        model.narrow(*padded_init(), (3,))
+
+
+@pytest.mark.x64
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 @pytest.mark.parametrize("n", [10, 130])  # batch-major and feature-major layouts
 def test_padded_loss_and_gradients_are_the_narrow_networks_with_dropout(grad, n):
