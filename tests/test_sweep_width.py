@@ -45,6 +45,17 @@ def padded_init(init="normal"):
 
 
 @pytest.mark.x64
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape, size", [((5, 8), (5, 3)), ((8, 7), (3, 7)), ((6, 6), (1, 6))])
+def test_draws_within_a_padded_array_are_jax_randoms_own(dtype, shape, size):
+    from jaxnet import rng
+
+    key = jax.random.PRNGKey(3)
+    draw = jax.jit(lambda s: rng.uniform_within(key, shape, dtype, s))(jnp.array(size))
+    np.testing.assert_array_equal(corner(draw, size), jax.random.uniform(key, size, dtype))
+
+
+@pytest.mark.x64
 @pytest.mark.parametrize("init", ["normal", "he"])
 def test_padded_init_is_the_narrow_init_zero_padded(init):
     params, state = model.init(jax.random.PRNGKey(1), SMALL, init=init, dtype=jnp.float64)
