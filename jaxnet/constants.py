@@ -13,8 +13,10 @@ DEFAULT_EPS = 1e-5
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 
-# jaxnet.sweep: the values a sweep may vary per run, in report and plot order (the
-# notebook's lr and weight_scale first), and those sampled log-uniformly.
-SWEEPABLE = ("lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2", "weight_decay")
+# jaxnet.sweep: the values a sweep may vary per run, in report and plot order (the hidden
+# widths, then the notebook's lr and weight_scale), and those sampled log-uniformly.
+# "hidden" takes tuples of widths (the architecture); the others take numbers.
+SWEEPABLE = ("hidden", "lr", "weight_scale", "reg", "dropout", "momentum", "beta1", "beta2",
+             "weight_decay")
 LOG_AXES = ("lr", "weight_scale", "reg", "weight_decay")
 DEFAULT_EPOCHS = 30  # runs trained together share one length: config.epochs, or this when None

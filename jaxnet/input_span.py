@@ -93,7 +93,7 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int):
         (loss, bn_state), grads = model.value_and_grad_from_first(
             ts.params, ts.bn_state, first, yb, grad=config.grad, key=key, train=True,
             dropout=dropout, momentum=config.bn_momentum, eps=config.bn_eps,
-            class_weight=ts.hyper.get("class_weight"))
+            class_weight=ts.hyper.get("class_weight"), widths=ts.hyper.get("widths"))
         d_first = grads[0]["w"]  # (B, H1): the (H1, D) gradient is d_first.T @ x[idx]
         if idx is None:
             dc = d_first.T

@@ -150,7 +150,7 @@ def batchnorm_eval_backward(res: BatchNormResiduals, dout, *, batch_axis=0):
             jnp.sum(dout, axis=batch_axis))
 
 
-def dropout_forward(x, rate, key):
+def dropout_forward(x, rate, key, *, size=None):
     """Inverted dropout: zeroes each entry with probability `rate`, scales the rest.
 
     Elementwise, so it has no `batch_axis`: the mask is drawn in x's own shape, and one key
@@ -161,11 +161,16 @@ def dropout_forward(x, rate, key):
       x: (N, H) or (H, N) input.
       rate: drop probability in [0, 1); may be a traced value (vmapped sweeps).
       key: PRNG key for the mask.
+      size: None, or the shape (may be traced) of the narrower layer that x holds zero-
+        padded (width sweeps): its entries then get the mask that layer draws alone
+        (`rng.uniform_within`).
 
     Returns:
       out: `x * mask`, and the residual `mask` (0 or `1 / (1 - rate)`), both shaped like x.
     """
-    keep = rng.uniform(key, x.shape, x.dtype) >= rate
+    draws = (rng.uniform(key, x.shape, x.dtype) if size is None
+             else rng.uniform_within(key, x.shape, x.dtype, size))
+    keep = draws >= rate
     mask = jnp.where(keep, 1 / (1 - jnp.asarray(rate, x.dtype)), 0).astype(x.dtype)
     return x * mask, mask
 

@@ -40,7 +40,8 @@ def check_dims(dims) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=jnp.float32):
+def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=jnp.float32,
+         widths=None):
     """Builds fresh parameters and batchnorm state. Pure: the same key gives the same params.
 
     Args:
@@ -51,6 +52,12 @@ def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=j
       weight_scale: standard deviation of the "normal" weights (default 5e-2, the
         notebook's); may be a traced value, so sweeps can vmap over it.
       dtype: float dtype of every array (float32 by default).
+      widths: None, or (L-1,) int hidden widths (may be traced), each at most the `dims`
+        entry it pads: the init of the network `(D, *widths, C)`, the same numbers as
+        `init(key, (D, *widths, C))`, zero-padded to `dims` (its gamma and batchnorm
+        statistics too). Width sweeps (`jaxnet.sweep`) train such padded networks: the
+        padded units stay zero and are the width-`widths` network's exactly (see
+        `_forward`).
 
     Returns:
       params: tuple of L dicts; weights have the `(out, in)` layout, biases and beta are
@@ -60,21 +67,58 @@ def init(key, dims, *, init="normal", weight_scale=DEFAULT_WEIGHT_SCALE, dtype=j
     dims = check_dims(dims)
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    if widths is not None and np.shape(widths) != (len(dims) - 2,):
+        raise ValueError(f"widths must hold one width per hidden layer of dims={dims}, "
+                         f"shape ({len(dims) - 2},), got shape {np.shape(widths)}")
     keys = jax.random.split(key, len(dims) - 1)
+    real = dims if widths is None else (dims[0], *jnp.asarray(widths, jnp.int32), dims[-1])
     params, state = [], []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
-        scale = math.sqrt(2.0 / fan_in) if init == "he" else weight_scale
+        if widths is None:
+            scale = math.sqrt(2.0 / fan_in) if init == "he" else weight_scale
+            draw = rng.normal(keys[i], (fan_out, fan_in), dtype)
+        else:
+            real_in, real_out = real[i], real[i + 1]
+            scale = (jnp.sqrt(jnp.asarray(2, dtype) / jnp.asarray(real_in).astype(dtype))
+                     if init == "he" else weight_scale)
+            draw = rng.normal_within(keys[i], (fan_out, fan_in), dtype, (real_out, real_in))
         # The barrier keeps jit from folding `scale` into the draw's own sqrt(2): without it
         # a jitted or vmapped init differs from an eager one by 1 ulp in half the weights.
-        w = jnp.asarray(scale, dtype) * jax.lax.optimization_barrier(
-            rng.normal(keys[i], (fan_out, fan_in), dtype))
+        w = jnp.asarray(scale, dtype) * jax.lax.optimization_barrier(draw)
+        live = jnp.ones((fan_out,), dtype)  # 1 for the units of the network, 0 for padding
+        if widths is not None:
+            live = (jnp.arange(fan_out, dtype=jnp.int32) < real[i + 1]).astype(dtype)
+            w = jnp.where((live[:, None] > 0) & (jnp.arange(fan_in, dtype=jnp.int32) < real[i]),
+                          w, 0)
         layer = {"w": w, "b": jnp.zeros((fan_out,), dtype)}
         if i < len(dims) - 2:
-            layer["gamma"] = jnp.ones((fan_out,), dtype)
+            layer["gamma"] = live
             layer["beta"] = jnp.zeros((fan_out,), dtype)
-            state.append({"mean": jnp.zeros((fan_out,), dtype), "var": jnp.ones((fan_out,), dtype)})
+            state.append({"mean": jnp.zeros((fan_out,), dtype), "var": live})
         params.append(layer)
     return tuple(params), tuple(state)
+
+
+def narrow(params, state, widths):
+    """The network of hidden widths `widths` that zero-padded `params`, `state` hold (a
+    width sweep's run, `init(..., widths=...)`): each layer sliced to its own units.
+
+    Args:
+      params, state: a padded network (from `init` with `widths`, trained or not).
+      widths: the (L-1,) hidden widths, concrete ints (e.g. a sweep row's "hidden").
+
+    Returns:
+      (params, state) shaped as `init(key, (D, *widths, C))` builds them.
+    """
+    sizes = (params[0]["w"].shape[-1], *(int(w) for w in widths), params[-1]["w"].shape[-2])
+    if len(sizes) != len(params) + 1:
+        raise ValueError(f"widths {tuple(widths)} name {len(sizes) - 2} hidden layers but params "
+                         f"have {len(params) - 1}")
+    params = tuple({name: v[:out, :inp] if name == "w" else v[:out] for name, v in layer.items()}
+                   for layer, inp, out in zip(params, sizes, sizes[1:], strict=False))
+    state = tuple({name: v[:w] for name, v in entry.items()}
+                  for entry, w in zip(state, sizes[1:-1], strict=True))
+    return params, state
 
 
 def _is_concrete_number(value) -> bool:
@@ -175,10 +219,21 @@ def _layout(params, x, vmapped_runs=False) -> layout.Layout:
     return layout.choose(x, vmapped_runs=vmapped_runs)
 
 
-def _forward(params, state, lay, *, key, train, dropout, momentum, eps):
+def _forward(params, state, lay, *, key, train, dropout, momentum, eps, widths=None):
     """`affine -> (batchnorm -> relu -> dropout -> affine) x (L-1)` on the batch `lay`
     (`jaxnet.layout`); returns the logits in that layout, the new state and every layer's
-    residuals."""
+    residuals.
+
+    `widths` ((L-1,) ints, may be traced): the params are a narrower network's, zero-padded
+    (`init(..., widths=...)`); only the dropout masks need to know, to draw that network's
+    own (`layers.dropout_forward`'s `size`). Everything else holds by itself: a padded unit
+    has zero weights in and out, zero bias, gamma and beta, so its pre-activation is 0, its
+    batch mean and variance 0 (its running statistics, 0, stay 0; rsqrt(0 + eps) is
+    finite), its output 0, and every gradient reaching it or its parameters is exactly 0, so
+    the optimizer's moments of it stay 0 and decoupled weight decay or L2 of 0 is 0. The
+    network's own units compute what they compute alone, up to the order of the sums in
+    the products (the padding adds exact zeros).
+    """
     axis = lay.batch_axis
     drop = train and _maybe_nonzero(dropout)
     keys = jax.random.split(key, len(state)) if drop else [None] * len(state)
@@ -204,7 +259,9 @@ def _forward(params, state, lay, *, key, train, dropout, momentum, eps):
         h, r = layers.relu_forward(h)
         res.relu.append(r)
         if drop:
-            h, r = layers.dropout_forward(h, dropout, keys[i])
+            size = None if widths is None else (
+                (h.shape[0], widths[i]) if axis == 0 else (widths[i], h.shape[1]))
+            h, r = layers.dropout_forward(h, dropout, keys[i], size=size)
         else:
             r = None
         res.dropout.append(r)
@@ -247,7 +304,8 @@ def _l2(params, reg):
 
 
 def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
-         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False, class_weight=None):
+         momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False, class_weight=None,
+         widths=None):
     """Mean softmax cross-entropy plus `0.5 * reg * sum(w**2)` over the weight matrices.
 
     Args:
@@ -261,6 +319,8 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
       vmapped_runs: True where the call runs under `jax.vmap` over runs' parameters that
         share x (sweeps): the first layer's product then takes the form XLA runs faster
         there (`jaxnet.layout`). The same numbers up to round-off either way.
+      widths: None, or the (L-1,) hidden widths (may be traced) of the network the params
+        hold zero-padded (`init`'s `widths`): dropout then draws that network's masks.
 
     Returns:
       The scalar loss and the new batchnorm state (so `jax.value_and_grad(loss,
@@ -271,15 +331,17 @@ def loss(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
     _check_class_weight(params, class_weight)
     data_loss, new_state = _data_loss(params, state, _layout(params, x, vmapped_runs), y,
                                       key=key, train=train, dropout=dropout,
-                                      momentum=momentum, eps=eps, class_weight=class_weight)
+                                      momentum=momentum, eps=eps, class_weight=class_weight,
+                                      widths=widths)
     return data_loss + _l2(params, reg), new_state
 
 
-def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps, class_weight):
+def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps, class_weight,
+               widths=None):
     """Mean (class-weighted, with `class_weight`) softmax cross-entropy (no L2 term) and
     the new state."""
     logits, new_state, _ = _forward(params, state, lay, key=key, train=train, dropout=dropout,
-                                    momentum=momentum, eps=eps)
+                                    momentum=momentum, eps=eps, widths=widths)
     return (layers.softmax_xent_forward(logits, jnp.asarray(y), class_weight=class_weight,
                                         batch_axis=lay.batch_axis)[0],
             new_state)
@@ -287,10 +349,10 @@ def _data_loss(params, state, lay, y, *, key, train, dropout, momentum, eps, cla
 
 def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0,
                           momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS, vmapped_runs=False,
-                          class_weight=None):
+                          class_weight=None, widths=None):
     """`jax.value_and_grad(loss, has_aux=True)` computed by the hand-written backward passes.
 
-    Same arguments and same result as that call (`class_weight` included); no autodiff is
+    Same arguments and same result as that call (`class_weight`, `widths` included); no autodiff is
     used. Jittable and vmappable (`vmapped_runs` as in `loss`). The input gradient of the
     first layer is never computed.
 
@@ -302,13 +364,15 @@ def manual_value_and_grad(params, state, x, y, *, key=None, train=True, dropout=
     _check_class_weight(params, class_weight)
     return _manual(params, state, _layout(params, x, vmapped_runs), y, key=key, train=train,
                    dropout=dropout, reg=reg, momentum=momentum, eps=eps,
-                   class_weight=class_weight)
+                   class_weight=class_weight, widths=widths)
 
 
-def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps, class_weight):
+def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps, class_weight,
+            widths=None):
     axis = lay.batch_axis
     logits, new_state, res = _forward(params, state, lay, key=key, train=train,
-                                      dropout=dropout, momentum=momentum, eps=eps)
+                                      dropout=dropout, momentum=momentum, eps=eps,
+                                      widths=widths)
     data_loss, xent_res = layers.softmax_xent_forward(logits, jnp.asarray(y),
                                                       class_weight=class_weight, batch_axis=axis)
     value = data_loss + _l2(params, reg)
@@ -334,13 +398,13 @@ def _manual(params, state, lay, y, *, key, train, dropout, reg, momentum, eps, c
 
 def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=None, train=True,
                               dropout=0.0, momentum=DEFAULT_MOMENTUM, eps=DEFAULT_EPS,
-                              class_weight=None):
+                              class_weight=None, widths=None):
     """The loss and gradients given the first layer's product `first = x @ params[0]["w"].T`
     (N, H1) in place of x, for trainers that hold the first layer's weights in another
     form (`jaxnet.input_span`). No L2 term: it depends on that form.
 
     Args:
-      params, state, y, key, train, dropout, momentum, eps, class_weight: as in `loss`;
+      params, state, y, key, train, dropout, momentum, eps, class_weight, widths: as in `loss`;
         params[0]["w"] is not read.
       first: (N, H1) the first layer's product, without its bias.
       grad: "manual" (the hand-written backward) or "autodiff" (`jax.grad`).
@@ -352,12 +416,12 @@ def value_and_grad_from_first(params, state, first, y, *, grad="manual", key=Non
     if grad == "manual":
         return _manual(params, state, layout.choose_for_product(first), y, key=key,
                        train=train, dropout=dropout, reg=0.0, momentum=momentum, eps=eps,
-                       class_weight=class_weight)
+                       class_weight=class_weight, widths=widths)
 
     def from_first(params, first):
         return _data_loss(params, state, layout.choose_for_product(first), y, key=key,
                           train=train, dropout=dropout, momentum=momentum, eps=eps,
-                          class_weight=class_weight)
+                          class_weight=class_weight, widths=widths)
 
     value, (grads, d_first) = jax.value_and_grad(from_first, argnums=(0, 1), has_aux=True)(
         params, first)

@@ -166,6 +166,61 @@ def sweep_line(rows: list[dict], axes: list[str], metric: str, path, *,
     return _save(fig, path)
 
 
+def sweep_widths(rows: list[dict], others: list[str], metric: str, path) -> pathlib.Path:
+    """A width sweep: `metric` against the width of the hidden layers, one line per depth
+    and per value of the `others` axes.
+
+    Args:
+      rows: one dict per setting with "hidden" (a tuple of widths), the `others` axes'
+        values, `metric`, "diverged" and optionally "epochs_trained" (successive halving:
+        settings that stopped early are hollow markers, their metric after fewer epochs).
+      others: the other swept axes (a line per combination of their values, up to 10
+        labelled).
+      metric: the key plotted on y.
+      path: the PNG to write.
+
+    Returns:
+      The path written. The x value of an architecture whose layers differ is its widest
+      layer's width. Diverged settings are red crosses along the bottom edge.
+    """
+    def width(r):
+        return max(r["hidden"], default=0)
+
+    most = max((r.get("epochs_trained", 0) for r in rows), default=0)
+    series: dict[tuple, list[dict]] = {}
+    for r in sorted((r for r in rows if not r["diverged"]), key=width):
+        key = (len(r["hidden"]), *(r[a] for a in others))
+        series.setdefault(key, []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, (key, group) in enumerate(sorted(series.items())):
+        parts = [f"{key[0]} hidden layer{'' if key[0] == 1 else 's'}"]
+        parts += [f"{a}={v:.3g}" for a, v in zip(others, key[1:], strict=True)]
+        line = ax.plot([width(r) for r in group], [r[metric] for r in group], "-", lw=1,
+                       label=", ".join(parts) if n < 10 else None)[0]
+        full = [r for r in group if r.get("epochs_trained", 0) == most]
+        early = [r for r in group if r.get("epochs_trained", 0) != most]
+        ax.plot([width(r) for r in full], [r[metric] for r in full], "o", ms=5,
+                color=line.get_color())
+        ax.plot([width(r) for r in early], [r[metric] for r in early], "o", ms=5,
+                mfc="none", color=line.get_color())
+    _mark_diverged(ax, [width(r) for r in rows if r["diverged"]])
+    widths = sorted({width(r) for r in rows})
+    if widths and widths[0] > 0 and widths[-1] >= 4 * widths[0]:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.minorticks_off()
+    if metric != "val_accuracy" and _spans_decades([r[metric] for g in series.values() for r in g]):
+        ax.set_yscale("log")
+    note = " (hollow: stopped early by halving)" if any(
+        r.get("epochs_trained", 0) != most for r in rows if not r["diverged"]) else ""
+    ax.set(xlabel="width of the hidden layers (the widest, where they differ)", ylabel=metric,
+           title=f"{metric} against width{note}")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def sweep_rungs(rungs: list[dict], metric: str, path) -> pathlib.Path:
     """Successive halving: each setting's `metric` at every rung it reached.
 

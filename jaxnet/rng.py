@@ -86,25 +86,60 @@ def normal(key, shape, dtype):
     """`jax.random.normal(key, shape, dtype)`, the same numbers bit for bit: `uniform`'s
     floats mapped through jax's own transform."""
     floats = _unit_floats(key, shape, dtype)
-    if floats is None:
-        return jax.random.normal(key, shape, dtype=dtype)
+    return jax.random.normal(key, shape, dtype=dtype) if floats is None else _to_normal(floats)
+
+
+def _to_normal(floats):
     # jax.random.normal: sqrt(2) * erfinv(u), u uniform in [nextafter(-1, 0), 1).
+    dtype = floats.dtype
     lo = jnp.asarray(np.nextafter(np.array(-1, dtype), np.array(0, dtype)), dtype)
     u = jnp.maximum(lo, floats * (jnp.asarray(1, dtype) - lo) + lo)
     return jnp.asarray(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
 
 
-def _unit_floats(key, shape, dtype):
+def uniform_within(key, shape, dtype, size):
+    """`jax.random.uniform(key, size, dtype)` in the leading corner `[:size[0], :size[1],
+    ...]` of an array of `shape`, bit for bit; other numbers (of no use) elsewhere.
+
+    For width sweeps (`jaxnet.sweep`): a run of a narrower network, padded to the widest,
+    draws its own network's dropout masks and initial weights. `size` (one int per axis, each
+    at most `shape`'s) may be traced: runs of several widths share one program. Written out
+    on every backend (jax's counters are the flat index within `size`); it needs jax's
+    default generator (Threefry-2x32, partitionable) and float32 or float64.
+    """
+    floats = _unit_floats(key, shape, dtype, within=size)
+    if floats is None:
+        raise ValueError(
+            "drawing a narrower network's numbers inside a padded array (a width sweep) needs "
+            "jax's default generator: jax_default_prng_impl='threefry2x32' with "
+            f"jax_threefry_partitionable=True, and float32 or float64 (got {jnp.dtype(dtype)})")
+    return floats
+
+
+def normal_within(key, shape, dtype, size):
+    """`jax.random.normal(key, size, dtype)` in the leading corner of `shape`, as
+    `uniform_within` draws it."""
+    return _to_normal(uniform_within(key, shape, dtype, size))
+
+
+def _unit_floats(key, shape, dtype, within=None):
     """jax.random's floats in [0, 1) for `uniform` and `normal`, or None where they hand the
-    draw to `jax.random`: off the CPU, for other generators, dtypes, or 2**32 entries or more."""
+    draw to `jax.random`: off the CPU, for other generators, dtypes, or 2**32 entries or more.
+    `within` (`uniform_within`'s `size`) draws on every backend, counting within it."""
     dtype = jnp.dtype(dtype)
-    words = _threefry_key(key) if _hand_written() else None
+    words = _threefry_key(key) if _hand_written() or within is not None else None
     size = math.prod(shape)
     if (words is None or size >= 2**32 or dtype not in (jnp.float32, jnp.float64)
             or (dtype == jnp.float64 and not jax.config.jax_enable_x64)):
         return None
     # jax.random's counters: a 64-bit iota over the flat index, split in (high, low) words.
-    low = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    if within is None:
+        low = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    else:  # the flat index of each entry in an array of shape `within`
+        low, stride = jnp.zeros(shape, jnp.uint32), jnp.uint32(1)
+        for axis in reversed(range(len(shape))):
+            low = low + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * stride
+            stride = stride * jnp.asarray(within[axis]).astype(jnp.uint32)
     hi, lo = _threefry2x32(words[0], words[1], jnp.zeros(shape, jnp.uint32), low)
     if dtype == jnp.float32:  # 23 mantissa bits of hi ^ lo under the exponent of 1.0
         bits = ((hi ^ lo) >> jnp.uint32(9)) | jnp.uint32(0x3F800000)

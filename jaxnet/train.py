@@ -46,8 +46,9 @@ class TrainState(NamedTuple):
     opt_state: Any  # optax state, with the injected hyperparameters
     step: jax.Array  # int32 count of steps taken
     key: jax.Array  # PRNG key the next epoch's shuffle and dropout keys are split from
-    # Per-run values the step reads: swept "reg" / "dropout" (absent: the config's), and
-    # "class_weight", the (C,) loss weights of `config.class_weight` (absent: unweighted)
+    # Per-run values the step reads: swept "reg" / "dropout" (absent: the config's),
+    # "class_weight", the (C,) loss weights of `config.class_weight` (absent: unweighted),
+    # and "widths", the hidden widths of a width sweep's zero-padded run (`model.init`)
     hyper: dict
 
 
@@ -217,7 +218,7 @@ def make_train_step(config: TrainConfig, optimizer, *, vmapped_runs: bool = Fals
         (loss, bn_state), grads = grad_fn(
             ts.params, ts.bn_state, x, y, key=key, train=True, dropout=dropout, reg=reg,
             momentum=config.bn_momentum, eps=config.bn_eps, vmapped_runs=vmapped_runs,
-            class_weight=ts.hyper.get("class_weight"),
+            class_weight=ts.hyper.get("class_weight"), widths=ts.hyper.get("widths"),
         )
         return apply_gradients(ts, optimizer, grads, bn_state), {"loss": loss}
 

@@ -111,10 +111,17 @@ def _field(group, field, text, *, sweep=False, **kwargs):
 
 def add_network_flags(p, *, sweep=False):
     g = p.add_argument_group("network")
-    g.add_argument("--layers", type=positive_int,
-                   help=f"total layers L, as in the notebook (default {DEFAULT_LAYERS})")
-    g.add_argument("--hidden", type=hidden_list, help="width of every hidden layer, or a comma "
-                   f"list of L-1 widths (default {DEFAULT_HIDDEN})")
+    if sweep:  # lists of settings, as every swept flag takes (jaxnet.cli.sweep.architectures)
+        g.add_argument("--layers", metavar="L[,L...]", help="total layers L, as in the "
+                       f"notebook (default {DEFAULT_LAYERS}); a list L1,L2 sweeps the depth")
+        g.add_argument("--hidden", metavar="W[,W...]", help="width of every hidden layer "
+                       f"(default {DEFAULT_HIDDEN}); a list W1,W2 sweeps the width; one "
+                       "architecture layer by layer is written 256x128")
+    else:
+        g.add_argument("--layers", type=positive_int,
+                       help=f"total layers L, as in the notebook (default {DEFAULT_LAYERS})")
+        g.add_argument("--hidden", type=hidden_list, help="width of every hidden layer, or a "
+                       f"comma list of L-1 widths (default {DEFAULT_HIDDEN})")
     _field(g, "init", "weight init: normal = weight_scale * randn, he = sqrt(2/fan_in) * randn",
            choices=INIT_METHODS)
     _field(g, "weight_scale", "std of the normal init", type=number, sweep=sweep)
@@ -223,15 +230,47 @@ def resolve_hidden(layers, hidden) -> tuple[int, ...]:
 
 
 def config_from_args(args, *, hidden=None, **overrides) -> cfg.TrainConfig:
-    """A validated TrainConfig from parsed flags: flags not given keep the config's defaults."""
+    """A validated TrainConfig from parsed flags: flags not given keep the config's defaults,
+    or the values of the `--config` file where one is given."""
     values = {f: getattr(args, f) for f in CONFIG_FLAGS if getattr(args, f, None) is not None}
     values.update(overrides)
     if getattr(args, "data", None) is not None:
         values["data_path"] = args.data
+    given = set(values)
+    saved = read_config(args.config).to_dict() if getattr(args, "config", None) else {}
+    if hidden is None and saved and args.layers is None and args.hidden is None:
+        hidden = tuple(saved["hidden"])
     values["hidden"] = hidden if hidden is not None else resolve_hidden(args.layers, args.hidden)
-    cfg.check_unused(values.get("init", cfg.default("init")), values)
+    values = {**saved, **values}
+    cfg.check_unused(values.get("init", cfg.default("init")), given)
     setup_jax(values.get("dtype", cfg.default("dtype")))
-    return cfg.TrainConfig(**values).validate()
+    return cfg.TrainConfig.from_dict(values).validate()
+
+
+def read_config(path) -> cfg.TrainConfig:
+    """The TrainConfig saved in the JSON file `path`: under "config" (a sweep's best.json,
+    results.json, a run's metrics.json) or the whole file."""
+    import json
+
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror}); pass a sweep's "
+                         "best.json or a run's metrics.json") from None
+    except ValueError as err:
+        raise UsageError(f"--config {path}: not JSON ({err}); pass a sweep's best.json") from None
+    values = saved.get("config", saved) if isinstance(saved, dict) else None
+    if not isinstance(values, dict) or "hidden" not in values:
+        raise UsageError(f"--config {path} holds no jaxnet config (no \"config\" with "
+                         "\"hidden\"); pass a sweep's best.json or a run's metrics.json"
+                         + (" (this sweep had no best setting: every one diverged)"
+                            if isinstance(saved, dict) and saved.get("config", 0) is None
+                            else ""))
+    try:
+        return cfg.TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--config {path}: its config cannot be used ({err})") from None
 
 
 def load_data(config, *, quiet: bool = False):

@@ -13,9 +13,12 @@ import numpy as np
 
 from jaxnet import ranges
 from jaxnet.cli import common
-from jaxnet.constants import DEFAULT_EPOCHS, LOG_AXES
-from jaxnet.constants import SWEEPABLE as AXIS_FLAGS  # flags taking "V", "V1,V2,..." or "LO:HI"
+from jaxnet.constants import DEFAULT_EPOCHS, LOG_AXES, SWEEPABLE
 from jaxnet.errors import UsageError
+
+# Flags taking "V", "V1,V2,..." or "LO:HI"; --hidden and --layers take lists of their own
+# (`architectures`), which make the "hidden" axis.
+AXIS_FLAGS = tuple(name for name in SWEEPABLE if name != "hidden")
 
 PRESETS = ("notebook",)
 # What a sweep leaves in its folder: --overwrite deletes them first, so a folder never mixes
@@ -34,6 +37,14 @@ points, log-spaced for lr, weight_scale, reg and weight_decay and evenly spaced 
 with --random N it gives the bounds to draw from. --grid (the default) takes every
 combination of the swept axes, --zip pairs them one to one.
 
+--hidden and --layers sweep the architecture: --hidden 32,64,128 trains every hidden layer
+at each width, --layers 2,3 at each depth (L-1 hidden layers), and both together every
+combination (paired one to one with --zip). Commas separate settings, as for every flag
+here; one architecture layer by layer is written with x: --hidden 256x128 (a list:
+256x128,128x64). The runs of one depth train in one compiled program (a few, when widths
+differ more than 4x), each network zero-padded to the widest and trained exactly as it
+would be alone.
+
 --halving ETA turns the sweep into successive halving: every run trains --min-epochs, then
 only the best 1/ETA of the settings (by val accuracy, else final loss; diverged ones first
 out) go on from where they stopped, to ETA times as many epochs, and so on up to --epochs
@@ -46,11 +57,15 @@ examples:
   jaxnet sweep --lr 1e-4:1e-1 --num 4 --reg 0,1e-3   a 4 x 2 grid on digits
   jaxnet sweep --optimizer momentum --random 20 --lr 1e-3:1 --momentum 0.5:0.99 --seeds 3
   jaxnet sweep --lr 1e-4:3e-2 --num 6 --reg 0,1e-3,1e-2 --epochs 27 --halving 3 --min-epochs 1
+  jaxnet sweep --hidden 32,64,128,256 --layers 2,3 --lr 1e-3,3e-3,1e-2 --epochs 27 --halving 3
   jaxnet sweep ... --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0   (on each host)
 
 Outputs (in --out): results.json (per setting: means and stds over seeds; per run),
-results.csv (one row per run, with the epochs it trained and the rung where it stopped),
-best.json, sweep.png, loss_curves.png and, with --halving, rungs.png. A run whose loss,
+results.csv (one row per run, with the epochs it trained and the rung where it stopped;
+"hidden" written 64x64, and "layers"), best.json (the best setting, and the whole config to
+retrain it alone: jaxnet train --config best.json), sweep.png (with --hidden or --layers:
+the criterion against the width, one line per depth and value of the other axes),
+loss_curves.png and, with --halving, rungs.png. A run whose loss,
 weights, batchnorm statistics or optimizer state became non-finite is reported as diverged
 (numbers left empty) and never chosen as best.
 """
@@ -169,10 +184,14 @@ def run(args) -> int:
             axes[name] = values
     for name in AXIS_FLAGS:
         setattr(args, name, None)
+    archs = architectures(args.hidden, args.layers, mode)
+    args.hidden = args.layers = None
+    if len(archs) > 1:
+        axes = {"hidden": archs, **axes}
     if mode == "random" and not axes:
         raise UsageError(f"--random {args.random} needs at least one axis given as a range "
                            "LO:HI, e.g. --lr 1e-4:1e-1")
-    config = common.config_from_args(args, **{**overrides, **static})
+    config = common.config_from_args(args, hidden=archs[0], **{**overrides, **static})
     config = dataclasses.replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
     settings = make_settings(axes, mode, n_random=args.random or 0, seed=config.seed) if axes else [{}]
     # What sweep() would refuse, refused before any folder, device or data is touched.
@@ -186,6 +205,66 @@ def run(args) -> int:
     folder = pathlib.Path(args.out) if args.out else common.new_run_dir("sweep")
     with runlock.hold(folder if common.writes_outputs(args) else None, "jaxnet sweep"):
         return _run(args, config, settings, mode, folder)
+
+
+def architectures(hidden: str | None, layers: str | None, mode: str) -> list[tuple[int, ...]]:
+    """The architectures (tuples of hidden widths) that --hidden and --layers ask for.
+
+    --hidden lists widths W (every hidden layer W wide) or architectures layer by layer
+    (256x128); --layers lists total layer counts L (L-1 hidden layers). Widths and depths
+    combine every way (one to one in "zip" mode, when both list several); an architecture
+    written layer by layer has its own depth, so --layers may only confirm it. Duplicates
+    are dropped; one architecture is a fixed network, several make the "hidden" axis.
+    """
+    def ints(flag, text, sep, what):
+        try:
+            values = [int(v) for v in text.split(sep)]
+        except ValueError:
+            values = []
+        if not values or any(v <= 0 for v in values):
+            raise UsageError(f"{flag} expects {what}, got {text!r}")
+        return values
+
+    depths = None if layers is None else ints("--layers", str(layers).replace(" ", ""), ",",
+                                               "positive layer counts like 3 or 2,3,4")
+    if hidden is None:
+        items: list = [common.DEFAULT_HIDDEN]
+    else:
+        items = [tuple(ints("--hidden", item, "x", "widths like 64, a list like 32,64,128 or an "
+                            "architecture layer by layer like 256x128"))
+                 if "x" in item else ints("--hidden", item, "x", "positive widths like 64")[0]
+                 for item in str(hidden).replace(" ", "").split(",")]
+    layered = [item for item in items if isinstance(item, tuple)]
+    if layered and depths is not None:
+        shown = "x".join(map(str, layered[0]))
+        if len(depths) > 1 or any(len(a) != depths[0] - 1 for a in layered):
+            raise UsageError(f"--hidden {shown} gives the width of each hidden layer, so it sets "
+                             f"the depth ({len(layered[0]) + 1} layers) and --layers {layers} "
+                             "cannot change it; drop --layers, or give single widths (--hidden "
+                             "64,128) to combine with --layers")
+    if depths is not None and 1 in depths and hidden is not None:
+        raise UsageError("--layers 1 is a network without hidden layers, so --hidden has nothing "
+                         "to size; drop --hidden or 1 from --layers")
+    depths = depths or [common.DEFAULT_LAYERS]
+    if mode == "zip" and len(items) > 1 and len(depths) > 1:
+        if len(items) != len(depths):
+            raise UsageError(f"--zip pairs --hidden and --layers one to one, so they need equal "
+                             f"lengths; got {len(items)} and {len(depths)}")
+        pairs = list(zip(items, depths, strict=True))
+    else:
+        pairs = [(item, depth) for item in items for depth in depths]
+    archs = [item if isinstance(item, tuple) else (item,) * (depth - 1) for item, depth in pairs]
+    return list(dict.fromkeys(archs))
+
+
+def hidden_text(hidden) -> str:
+    """An architecture as --hidden and results.csv write it: (64, 32) -> "64x32", () -> "-"."""
+    return "x".join(str(int(w)) for w in hidden) or "-"
+
+
+def value_text(name: str, value) -> str:
+    """A swept value for a person: "64x64" for "hidden", else the shortest exact number."""
+    return hidden_text(value) if name == "hidden" else f"{float(value)!r}"
 
 
 def check_useful(settings: list[dict], *, seeds: int, halving: int | None) -> None:
@@ -228,8 +307,18 @@ def _sweep(args, config, settings, mode, out, env) -> int:
         if args.halving:
             epochs = halving_rungs(config.epochs, args.halving, args.min_epochs)
             rungs = f" (successive halving, eta {args.halving}: rungs at {epochs} epochs)"
+        if "hidden" in settings[0]:
+            from jaxnet.sweep import arch_groups
+
+            groups = arch_groups(settings, config.hidden)
+            archs = ", ".join(dict.fromkeys(hidden_text(s["hidden"]) for s in settings))
+            net = (f"hidden layers {archs} (in {len(groups)} compiled program"
+                   f"{'' if len(groups) == 1 else 's'}, padded to "
+                   f"{', '.join(hidden_text(h) for h, _ in groups)})")
+        else:
+            net = str((data.num_features, *config.hidden, data.num_classes))
         print(f"sweeping {len(settings)} settings x {args.seeds} seed(s) = {n_runs} runs of "
-              f"{(data.num_features, *config.hidden, data.num_classes)} on {data.summary()}, "
+              f"{net} on {data.summary()}, "
               f"{_epochs(config.epochs)} of {config.optimizer}{rungs}, {config.dtype}, "
               f"{env.num_devices} device(s)", file=sys.stderr)
     bar = common.progress_bar(None, unit="chunk", quiet=quiet)
@@ -256,7 +345,7 @@ def _fmt(v):
 
 def _swept(result) -> list[str]:
     first = result.settings[0] if result.settings else {}
-    return [k for k in AXIS_FLAGS if k in first]
+    return [k for k in SWEEPABLE if k in first]
 
 
 def print_report(result, out, *, preset=None):
@@ -267,7 +356,8 @@ def print_report(result, out, *, preset=None):
     last_rung = len(result.rungs) - 1
     if preset == "notebook" or len(result.settings) <= 20:
         for s in result.settings:
-            hp = " ".join(f"{k}: {s[k]:.6g}" for k in swept)
+            hp = " ".join(f"{k}: {hidden_text(s[k]) if k == 'hidden' else f'{s[k]:.6g}'}"
+                          for k in swept)
             line = f"{hp}  loss: {_fmt(s['final_loss'])}"
             if seeds > 1 and not s["diverged"]:
                 line += f" ± {s['final_loss_std']:.2g}"
@@ -292,6 +382,8 @@ def print_report(result, out, *, preset=None):
         if result.criterion == "val_accuracy":
             print(f"best val accuracy: {best['val_accuracy']:.4f}"
                   + (f" ± {best['val_accuracy_std']:.4f} over {seeds} seeds" if seeds > 1 else ""))
+        if swept:
+            print(f"retrain the best setting alone: jaxnet train --config {out / 'best.json'}")
     print(f"{len(result.settings)} settings, {n_div} diverged (flagged, never chosen); "
           f"compile {result.compile_seconds:.2f} s, run {result.run_seconds:.2f} s"
           + (" (first layer trained in the span of the inputs)" if result.in_span else "")
@@ -300,7 +392,7 @@ def print_report(result, out, *, preset=None):
 
 def setting_text(setting: dict, names) -> str:
     """"lr=0.001, reg=0.0": a setting's values as they were swept (shortest exact repr)."""
-    return ", ".join(f"{name}={float(setting[name])!r}" for name in names)
+    return ", ".join(f"{name}={value_text(name, setting[name])}" for name in names)
 
 
 def _epochs(n: int) -> str:
@@ -327,6 +419,18 @@ def print_rungs(result):
           f"({100 * result.epochs_spent / full:.0f}%)")
 
 
+def best_file(result, config) -> dict:
+    """best.json: the criterion, the best setting's row, and "config", the whole TrainConfig
+    of that setting (the sweep's config with its swept values), which `jaxnet train --config
+    best.json` trains alone (its seed: the sweep's first). No best: "config" is None."""
+    best = result.best
+    values = None
+    if best is not None:
+        swept = {k: best[k] for k in _swept(result)}
+        values = dataclasses.replace(config, **swept).to_dict()
+    return {"criterion": result.criterion, "best": best, "config": values}
+
+
 def _log_scale(rows, axis) -> bool:
     """Log axes for positive values spanning at least a decade (a 0 in reg would vanish)."""
     values = [r[axis] for r in rows]
@@ -347,17 +451,23 @@ def write_outputs(out, result, config, *, top=8, mode="grid"):
                 "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
                 "epochs_spent": result.epochs_spent, "in_span": result.in_span,
                 "rungs": result.rungs, "settings": result.settings, "runs": result.runs})
-    write_json(out / "best.json", {"criterion": result.criterion, "best": result.best})
+    write_json(out / "best.json", best_file(result, config))
     fields = list(dict.fromkeys(k for r in result.runs for k in r))
+    if "hidden" in fields:  # the depth beside the widths, as --layers counts it
+        fields.insert(fields.index("hidden") + 1, "layers")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        for r in jsonable(result.runs):
+        for run, r in zip(result.runs, jsonable(result.runs), strict=True):
+            if "hidden" in run:
+                r.update(hidden=hidden_text(run["hidden"]), layers=len(run["hidden"]) + 1)
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     swept = _swept(result)
     metric = "val_accuracy" if result.criterion == "val_accuracy" else "final_loss"
     rows = [dict(s) for s in result.settings]
-    if len(swept) == 1 or (swept and mode == "zip"):
+    if "hidden" in swept:
+        plots.sweep_widths(rows, [a for a in swept if a != "hidden"], metric, out / "sweep.png")
+    elif len(swept) == 1 or (swept and mode == "zip"):
         plots.sweep_line(rows, swept, metric, out / "sweep.png",
                          log_x=_log_scale(rows, swept[0]))
     elif len(swept) >= 2:
@@ -374,7 +484,8 @@ def write_outputs(out, result, config, *, top=8, mode="grid"):
         order.sort(key=lambda i: (-result.runs[i]["rung"], result.runs[i]["final_loss"]))
     curves = {}
     for i in order[:top]:
-        label = ", ".join(f"{k}={result.runs[i][k]:.3g}" for k in [*swept, "seed"])
+        label = ", ".join(f"{k}={hidden_text(result.runs[i][k])}" if k == "hidden"
+                          else f"{k}={result.runs[i][k]:.3g}" for k in [*swept, "seed"])
         curve = result.loss_curves[i]  # NaN after the epochs a run trained (halving)
         steps = len(curve) * result.runs[i]["epochs_trained"] // result.epochs
         curves[label if label not in curves else f"{label} (run {i})"] = curve[:steps]

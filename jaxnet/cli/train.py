@@ -11,7 +11,7 @@ from jaxnet.errors import UsageError
 
 # Flags that would change a resumed run's settings; the checkpoint's saved config wins.
 _RESUME_CONFLICTS = (*(f for f in common.CONFIG_FLAGS if f != "epochs"), "layers", "hidden",
-                     "data", "out", "seeds", "overwrite")
+                     "data", "out", "seeds", "overwrite", "config")
 # What runs leave in their folder: --overwrite deletes these before the new run writes
 # anything, so a folder never mixes two runs (an old checkpoint with new metrics).
 _RUN_FILES = (*common.RUN_MARKERS, "curves.png", "evaluation.json", "confusion.png")
@@ -27,6 +27,8 @@ def add_parser(subparsers):
     common.add_output_flags(p)
     p.add_argument("--interactive", action="store_true", help="ask for the layers like the notebook")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--config", metavar="FILE", help="start from the settings in FILE (a sweep's "
+                   "best.json, or any jaxnet JSON with a \"config\"); flags given override them")
     p.add_argument("--seeds", type=common.positive_int,
                    help="train K seeds at once (vmapped) and keep them as one ensemble model "
                    "(mean of the members' probabilities; each member keeps its own best "

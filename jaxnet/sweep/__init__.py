@@ -15,10 +15,11 @@ from jax.sharding import PartitionSpec as P
 from jaxnet import distributed, input_span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
+from jaxnet.errors import ConfigError
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
 from jaxnet.sweep.chunks import _chunk_layout
 from jaxnet.sweep.chunks import default_group as default_group
-from jaxnet.sweep.halving import _best, _Plan, _survivors, _train_rungs
+from jaxnet.sweep.halving import _best, _Plan, _Program, _survivors, _train_rungs
 from jaxnet.sweep.halving import halving_rungs as halving_rungs
 from jaxnet.sweep.records import SweepResult as SweepResult
 from jaxnet.sweep.records import _Record
@@ -30,6 +31,7 @@ from jaxnet.sweep.settings import OPTIMIZER_AXES as OPTIMIZER_AXES
 from jaxnet.sweep.settings import POSITIVE_AXES as POSITIVE_AXES
 from jaxnet.sweep.settings import STEP_AXES as STEP_AXES
 from jaxnet.sweep.settings import SWEEPABLE as SWEEPABLE
+from jaxnet.sweep.settings import arch_groups as arch_groups
 from jaxnet.sweep.settings import check_sweep as check_sweep
 from jaxnet.sweep.settings import make_settings as make_settings
 from jaxnet.train import class_weights, device_splits, dims_for, program_config, steps_per_epoch
@@ -50,7 +52,10 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       config: the architecture, data and optimizer; the swept values override its fields.
       data: the dataset; shared by every run (never copied per setting).
       settings: dicts of swept values (see `make_settings`), all with the same keys, from
-        SWEEPABLE.
+        SWEEPABLE. "hidden" (a tuple of widths) sweeps the architecture: the settings of
+        each depth train in one compiled program (or a few: `arch_groups`), each run's
+        network zero-padded to the program's widest (`model.init`'s `widths`), which
+        trains exactly as the run's own network would alone (up to the order of sums).
       seeds: K seeds per setting: config.seed, config.seed + 1, ... (init, shuffle, dropout).
       chunk: the most runs per compiled call (memory); None runs them all at once. The runs
         are split into equal chunks (the last one padded), so every chunk (and rung) reuses
@@ -80,6 +85,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
         (its best epoch's by `train.improves`, else its last; a run cut by halving: as it
         stopped) in `SweepResult.params`, stacked on the host, and their epochs in
         `SweepResult.best_epochs`. They are what the reported numbers were computed from.
+        One architecture only (ConfigError when the settings' "hidden" differ).
 
     Returns:
       A SweepResult. A run whose loss, parameters, batchnorm statistics or optimizer state
@@ -93,44 +99,64 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     """
     check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
                 min_epochs=min_epochs)
+    if keep_params and len({tuple(s.get("hidden", ())) for s in settings}) > 1:
+        raise ConfigError("`keep_params=True` stacks the runs' parameters, which needs one "
+                          "architecture; sweep one `hidden` at a time to keep parameters")
     if config.epochs is None:
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
-    dims = dims_for(config, data)
     n_train = len(data.x_train)
-    in_span = input_span.choose(config, set(settings[0]), n_train, dims[0], in_span)
+    in_span = input_span.choose(config, set(settings[0]) - {"hidden"}, n_train,
+                                data.num_features, in_span)
     dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
     splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
                            host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
-    # Every rung runs in the first rung's layout, so they all share one compiled program.
-    _, size, per_group = _chunk_layout(len(rows), chunk, 1 if mesh is None else mesh.size,
-                                       default_group() if group == "auto" else group)
-    _, init, train = _programs(
-        dataclasses.replace(program_config(config), init=config.init), dims, n_train,
-        "val" in splits, in_span, config.epochs, per_group,
-        None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0])))
-    plan = _Plan(train, splits, seeds, size, per_group, mesh, tuple(rung_epochs),
-                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
     keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
     seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
-    values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0]}
+    values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0] if k != "hidden"}
     weights = class_weights(config, data.y_train, data.num_classes)
     if weights is not None:  # every run's own copy: an argument, like the swept values
         values["class_weight"] = np.tile(weights.astype(dtype), (len(rows), 1))
     fixed = _fixed_values(config)
+    sharding = None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0]))
 
-    def fresh(ids):  # the initial carries of runs `ids`
-        return init(*plan.place((seed_keys[ids], {a: v[ids] for a, v in values.items()})), fixed)
+    def place(tree):
+        return tree if mesh is None else distributed.put_rows(tree, mesh)
 
+    programs = []
+    for hidden, members in arch_groups(settings, config.hidden):
+        group_config = dataclasses.replace(config, hidden=hidden)
+        padded = any(tuple(settings[i].get("hidden", hidden)) != hidden for i in members)
+        run_values = dict(values)
+        if padded:  # each run's own widths, which its zero-padded network has
+            run_values["widths"] = np.asarray(
+                [r["hidden"] if len(r["hidden"]) == len(hidden) else hidden for r in rows],
+                np.int32).reshape(len(rows), len(hidden))  # rows of other depths: unused
+        # Every rung runs in the first rung's layout, so they all share one compiled program.
+        _, size, per_group = _chunk_layout(len(members) * seeds, chunk,
+                                           1 if mesh is None else mesh.size,
+                                           default_group() if group == "auto" else group)
+        _, init, train = _programs(
+            dataclasses.replace(program_config(group_config), init=config.init),
+            dims_for(group_config, data), n_train, "val" in splits, in_span, config.epochs,
+            per_group, sharding)
+
+        def fresh(ids, init=init, run_values=run_values):  # the initial carries of runs `ids`
+            return init(*place((seed_keys[ids], {a: v[ids] for a, v in run_values.items()})),
+                        fixed)
+
+        programs.append(_Program(train, fresh, np.asarray(members), size, per_group))
+    plan = _Plan(tuple(programs), splits, seeds, mesh, tuple(rung_epochs),
+                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
     record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
                            config.epochs)
     kept = None
     if keep_params:
         x_span = data.x_train.reshape(n_train, -1).astype(dtype) if in_span else None
         kept = _KeptParams(len(rows), steps_per_epoch(config, n_train), x_span)
-    rung_records, compile_s, run_s = _train_rungs(plan, fresh, record, on_chunk, kept)
+    rung_records, compile_s, run_s = _train_rungs(plan, record, on_chunk, kept)
     summary = record.setting_rows(range(len(settings)))
     return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
                        record.curves, plan.criterion, compile_s, run_s, rung_records,

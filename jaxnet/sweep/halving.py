@@ -82,14 +82,24 @@ def _best(summary: list[dict], criterion: str) -> dict | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Program:
+    """One compiled program of a sweep and the settings it trains: a sweep of one
+    architecture has one; a width sweep one per group of architectures (`settings.arch_groups`)."""
+
+    train: Any  # the compiled-once program (`runs._programs`)
+    fresh: Callable  # run ids -> the initial carries of those runs, placed
+    settings: np.ndarray  # the indices of the settings it trains, sorted
+    size: int  # runs per compiled call (chunk), in every rung
+    per_group: int | None  # runs vmapped together in a chunk (None: the whole chunk)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Plan:
     """What stays fixed through a sweep's rungs."""
 
-    train: Any  # the compiled-once program (`runs._programs`)
+    programs: tuple[_Program, ...]
     splits: dict  # on device: "train" and, if any, "val" (x, y)
     seeds: int
-    size: int  # runs per compiled call (chunk), in every rung
-    per_group: int | None  # runs vmapped together in a chunk (None: the whole chunk)
     mesh: Any
     rung_epochs: tuple[int, ...]  # epochs trained by the end of each rung
     counts: tuple[int, ...]  # settings that enter each rung (at most)
@@ -101,10 +111,12 @@ class _Plan:
     def place(self, tree):
         return tree if self.mesh is None else distributed.put_rows(tree, self.mesh)
 
-    def chunks_from(self, rung: int, alive: int) -> int:
-        """Compiled calls left from `rung` on with `alive` settings (diverged settings
-        never go on, so rungs may shrink)."""
-        return sum(math.ceil(min(c, alive) * self.seeds / self.size) for c in self.counts[rung:])
+    def chunks_from(self, rung: int, alive) -> int:
+        """Compiled calls left from `rung` on with the settings `alive` (at most: diverged
+        settings never go on, so rungs may shrink, and a later rung keeps settings of some
+        programs only)."""
+        return sum(math.ceil(min(c, np.isin(alive, p.settings).sum()) * self.seeds / p.size)
+                   for c in self.counts[rung:] for p in self.programs)
 
 
 class _ChunkProgress:
@@ -119,38 +131,49 @@ class _ChunkProgress:
             self.on_chunk(self.done, self.total)
 
 
-def _train_rungs(plan: _Plan, fresh, record: _Record, on_chunk,
+def _train_rungs(plan: _Plan, record: _Record, on_chunk,
                  keep: Callable[[np.ndarray, Any], None] | None = None
                  ) -> tuple[list[dict], float, float]:
-    """Trains the rungs in turn into `record`: rung 0 from `fresh(run ids)`, each later one
-    from the state of the settings the one before kept; `keep(run ids, host carries)` (if
+    """Trains the rungs in turn into `record`, each program its own settings: rung 0 from
+    `fresh(run ids)`, each later one from the state of the settings the one before kept
+    (ranked together, whatever program trained them); `keep(run ids, host carries)` (if
     given) sees every rung's carries, so a run cut by halving leaves its last. Returns
     (rung records, compile seconds, run seconds)."""
     seeds, rung_epochs, criterion = plan.seeds, plan.rung_epochs, plan.criterion
-    progress = _ChunkProgress(plan.chunks_from(0, plan.counts[0]), on_chunk)
-    rung_records = []
     alive = np.arange(plan.counts[0])  # the settings in the current rung
-    state = None  # host copy of the alive runs' carries (after rung 0)
+    progress = _ChunkProgress(plan.chunks_from(0, alive), on_chunk)
+    rung_records = []
+    # Per program: its alive settings and the host copy of their runs' carries (after rung 0).
+    states: dict[int, tuple[np.ndarray, Any]] = {}
     compile_s = run_s = 0.0
     done_epochs = 0
     for k, until in enumerate(rung_epochs):
-        run_ids = (alive[:, None] * seeds + np.arange(seeds)).reshape(-1)
         keep_state = k < len(rung_epochs) - 1
+        carries = {}
+        for p, program in enumerate(plan.programs):
+            mine = alive[np.isin(alive, program.settings)]
+            if not mine.size:
+                continue
+            run_ids = (mine[:, None] * seeds + np.arange(seeds)).reshape(-1)
+            state = states.get(p)
 
-        def inputs_at(pos, state=state, run_ids=run_ids):
-            if state is None:  # rung 0: fresh runs
-                return fresh(run_ids[pos])
-            return plan.place(jax.tree.map(lambda a: a[pos], state))
+            def inputs_at(pos, state=state, run_ids=run_ids, program=program):
+                if state is None:  # rung 0: fresh runs
+                    return program.fresh(run_ids[pos])
+                return plan.place(jax.tree.map(lambda a: a[pos], state[1]))
 
-        out, carry, seconds = _run_chunks(plan.train, inputs_at, plan.splits, len(run_ids),
-                                          plan.size, plan.per_group, until - done_epochs,
-                                          keep_state=keep_state or keep is not None,
-                                          on_chunk=progress.step)
-        if keep is not None:
-            keep(run_ids, carry)
-        out["loss_curve"] = out["loss_curve"][:, :(until - done_epochs) * record.steps_per_epoch]
-        compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
-        record.add(run_ids, out, k, done_epochs, until)
+            out, carry, seconds = _run_chunks(program.train, inputs_at, plan.splits,
+                                              len(run_ids), program.size, program.per_group,
+                                              until - done_epochs,
+                                              keep_state=keep_state or keep is not None,
+                                              on_chunk=progress.step)
+            if keep is not None:
+                keep(run_ids, carry)
+            out["loss_curve"] = out["loss_curve"][:, :(until - done_epochs)
+                                                  * record.steps_per_epoch]
+            compile_s, run_s = compile_s + seconds[0], run_s + seconds[1]
+            record.add(run_ids, out, k, done_epochs, until)
+            carries[p] = (mine, carry)
         done_epochs = until
         in_rung = record.setting_rows(alive)
         kept = _kept(in_rung, criterion, plan.counts[k + 1] if keep_state else 0)
@@ -161,8 +184,12 @@ def _train_rungs(plan: _Plan, fresh, record: _Record, on_chunk,
         if not kept.size:
             break
         if keep_state:  # compact: only the kept settings' runs go on
-            progress.total = progress.done + plan.chunks_from(k + 1, kept.size)
-            pos = (kept[:, None] * seeds + np.arange(seeds)).reshape(-1)
-            state = jax.tree.map(lambda a, pos=pos: a[pos], carry)
             alive = alive[kept]
+            progress.total = progress.done + plan.chunks_from(k + 1, alive)
+            states = {}
+            for p, (mine, carry) in carries.items():
+                which = np.flatnonzero(np.isin(mine, alive))
+                if which.size:
+                    pos = (which[:, None] * seeds + np.arange(seeds)).reshape(-1)
+                    states[p] = (mine[which], jax.tree.map(lambda a, pos=pos: a[pos], carry))
     return rung_records, compile_s, run_s

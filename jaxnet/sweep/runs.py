@@ -37,7 +37,8 @@ def _fixed_values(config: TrainConfig) -> dict:
 
 def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None = None, *,
              has_val: bool | None = None):
-    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}, fixed=None) -> runs`:
+    """The jitted `(seed keys (runs, 2), {axis: values (runs,)}, fixed=None) -> runs`
+    (values may hold "widths" (runs, L-1) int32: each run's network, zero-padded to `dims`):
     stacked TrainStates, or `input_span.SpanRun`s when `n_train` is given (the first layer
     in the span form); as carries with no best epoch yet (`_fresh_carry`) when `has_val`
     is given. The swept values override `fixed` (`_fixed_values`; None: `config`'s, built
@@ -50,7 +51,7 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None
         ws = values.get("weight_scale", fixed["weight_scale"])
         init_key, _ = jax.random.split(seed_key)
         params, bn_state = model.init(init_key, dims, init=config.init, weight_scale=ws,
-                                      dtype=jnp.dtype(config.dtype))
+                                      dtype=jnp.dtype(config.dtype), widths=values.get("widths"))
         if n_train is not None:
             params, w0 = input_span.to_span(params, n_train)
         ts = init_train_state(config, dims, optimizer, seed_key, params=params, bn_state=bn_state)
@@ -58,7 +59,7 @@ def _init_fn(config: TrainConfig, dims, optimizer, sharding, n_train: int | None
                       **{OPTIMIZER_AXES[k]: v for k, v in values.items() if k in OPTIMIZER_AXES}}
         ts = ts._replace(opt_state=optim.set_hyperparams(ts.opt_state, **opt_values),
                          hyper={k: v for k, v in values.items()
-                                if k in STEP_AXES or k == "class_weight"})
+                                if k in STEP_AXES or k in ("class_weight", "widths")})
         run = ts if n_train is None else input_span.SpanRun(ts, w0)
         return run if has_val is None else _fresh_carry(run, has_val, config.dtype)
 
