@@ -8,7 +8,6 @@ import math
 import pathlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from jaxnet import checkpoint as ckpt
 from jaxnet import fitting, runlock, train
@@ -19,8 +18,8 @@ from jaxnet.errors import ConfigError
 # What the search varies (the rest of the config stays as given). Measured on iris, wine,
 # breast_cancer and digits (scripts/bench_tabular.py): the run time of a small-table sweep
 # is a fraction of a second, its compilation seconds, so the space is wide in the values one
-# compiled program holds (lr, dropout) and narrow in architectures (one program per depth,
-# one per architecture before sweeps could vary widths). Listed simplest first: settings
+# compiled program holds (lr, dropout) and narrow in architectures (one program per depth:
+# (64,) and (256,) share one, padded and masked). Listed simplest first: settings
 # that tie (same val accuracy and final loss) keep this order, so a tie goes to the smaller.
 SPACE: dict[str, tuple] = {
     "hidden": ((64,), (256,), (128, 128)),
@@ -168,56 +167,18 @@ def search(config: TrainConfig, data: Dataset | None = None, *,
 
 
 def _search_sweep(config: TrainConfig, data: Dataset, settings: list[dict]):
-    """(table, best row, rungs, compiled programs) of the halving sweep over `settings`."""
-    rows, best, rungs, programs = _sweep_architectures(config, data, settings)
+    """(table, best row, rungs, compiled programs) of the halving sweep over `settings`:
+    one `jaxnet.sweep.sweep` call, one compiled program per depth (narrower widths padded
+    and masked, `jaxnet.sweep.arch_groups`), halving across every candidate."""
+    from jaxnet.sweep import arch_groups, sweep
+
+    result = sweep(config, data, settings, halving=HALVING)
+    rows = [{**row, "hidden": tuple(row["hidden"])} for row in result.settings]
+    best = None if result.best is None else {**result.best, "hidden": tuple(result.best["hidden"])}
     keep = ("hidden", *(k for k in settings[0] if k != "hidden"), "val_accuracy",
             "final_loss", "diverged", "epochs_trained", "rung")
     table = [{k: row[k] for k in keep if k in row} for row in rows]
-    return table, best, rungs, programs
-
-
-# --- SHIM (delete after merging wt-width): sweeps that cannot vary "hidden" yet. ---------
-def _sweep_architectures(config: TrainConfig, data: Dataset, settings: list[dict]):
-    """`sweep(config, data, settings, halving=HALVING)` with "hidden" in the settings.
-
-    Where `sweep` takes "hidden" (one compiled program per depth, halving across every
-    setting), one call. Where it refuses it ("cannot sweep 'hidden'"), one sweep per
-    architecture with the config's `hidden` replaced: each halves its own settings, and the
-    best of the architectures' bests wins (the sweep's rule: val accuracy, then the lower
-    final loss, then the order given).
-
-    Returns:
-      (setting rows in the order of `settings`, the best row or None, rungs, programs).
-    """
-    from jaxnet.sweep import sweep
-
-    try:
-        result = sweep(config, data, settings, halving=HALVING)
-    except ConfigError as err:
-        if "cannot sweep 'hidden'" not in str(err):
-            raise
-    else:
-        rows = [{**row, "hidden": tuple(row["hidden"])} for row in result.settings]
-        best = None if result.best is None else {**result.best,
-                                                 "hidden": tuple(result.best["hidden"])}
-        return rows, best, len(result.rungs), len({len(s["hidden"]) for s in settings})
-    groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(settings):
-        groups.setdefault(s["hidden"], []).append(i)
-    rows: list[Any] = [None] * len(settings)
-    bests, rungs = [], 0
-    for hidden, ids in groups.items():
-        result = sweep(dataclasses.replace(config, hidden=hidden), data,
-                       [{k: v for k, v in settings[i].items() if k != "hidden"} for i in ids],
-                       halving=HALVING)
-        for i, row in zip(ids, result.settings, strict=True):
-            rows[i] = {**row, "hidden": hidden}
-        if result.best is not None:
-            bests.append({**result.best, "hidden": hidden})
-        rungs = max(rungs, len(result.rungs))
-    best = min(bests, key=lambda r: (-r["val_accuracy"], r["final_loss"]), default=None)
-    return rows, best, rungs, len(groups)
-# --- end of SHIM --------------------------------------------------------------------------
+    return table, best, len(result.rungs), len(arch_groups(settings, config.hidden))
 
 
 def _jsonable(row: dict) -> dict:
