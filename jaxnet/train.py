@@ -313,12 +313,16 @@ def make_epoch(config: TrainConfig, optimizer, n_train: int, batch_sharding=None
 
 
 # Fit runs several epochs per compiled call (`make_epochs`) when an epoch's work is this
-# many FLOPs or fewer: its host round trip (dispatch, evaluation call, device-to-host copy,
-# checkpoint, ~5-20 ms on 2 cores) would cost more than the epoch itself. Above it the
-# round trip is a few percent of the epoch and fit keeps one epoch per call (a live bar,
-# a checkpoint after every epoch). Measured in docs/fast2-readme.md.
+# many FLOPs or fewer. An epoch's host round trip (dispatch, evaluation call, copies to the
+# host, checkpoint) cost ~15-20 ms on 2 cores (train_loop's time per epoch, the default
+# network, 32 epochs, one epoch per call against chunks: 28.5 against 7.0 ms at 0.03
+# GFLOP an epoch, 46.7 against 30.9 at 0.29 (digits), 126.5 against 115.1 at 1.26): about
+# a tenth of an epoch of ~1.5 GFLOP. Above this, one epoch per call costs little and keeps
+# a live bar and a checkpoint after every epoch.
 CHUNK_FLOPS = 2e9
-CHUNK_EPOCHS = 16  # the most epochs per call: one compiled program serves any count up to it
+# The most epochs per call (one compiled program serves any count up to it): ~1 ms of
+# round trip an epoch left, and a killed run loses at most this many epochs (~3 s of them).
+CHUNK_EPOCHS = 16
 
 
 def epochs_per_call(config: TrainConfig, dims, n_train: int) -> int:
