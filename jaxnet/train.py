@@ -384,9 +384,11 @@ def make_epochs(config: TrainConfig, optimizer, n_train: int, batch_sharding=Non
                 best_loss = jnp.where(better, loss, best_loss)
             else:
                 better = recorded
+            # Conditional copies, not a select per leaf (as in `make_epoch`): ~2x faster to
+            # trace, lower and load from the compilation cache.
             kept = {"params": new.params, "bn_state": new.bn_state}
-            best = jax.tree.map(lambda n, b: jnp.where(better, n, b), kept, best)
-            saved = jax.tree.map(lambda n, s: jnp.where(recorded, n, s), new, saved)
+            best = jax.lax.cond(better, lambda: kept, lambda: best)
+            saved = jax.lax.cond(recorded, lambda: new, lambda: saved)
             out = {"losses": losses.astype(loss_dtype), "step": new.step, "scores": scores}
             return (new, saved, best, best_acc, best_loss, ~recorded), out
 
