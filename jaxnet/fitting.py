@@ -109,12 +109,16 @@ def fit(config: TrainConfig, data: Dataset | None = None, *, out_dir=None, resum
       data: a loaded, raw Dataset; None loads `config.dataset`. Inputs are standardised
         here with training statistics when `config.standardize`.
       out_dir: when given, `checkpoint.safetensors` is written there atomically after every
-        epoch, and `metrics.json` and `curves.png` at the end (by process 0 only).
+        epoch, and `metrics.json` and `curves.png` at the end (by process 0 only). On small
+        data (`train.epochs_per_call`) several epochs run per compiled call and the
+        checkpoint is written after each call: a killed run loses at most that call's
+        epochs (16 at most; the results are the same as one epoch per call).
       resume: continue from the checkpoint in `out_dir` (same config and data).
-      on_epoch: called after each epoch (once its checkpoint is written) with a copy of that
-        epoch's history row plus "best_epoch", "best_val_accuracy" (None without a val
-        set), "stale_epochs" (epochs since the last improvement) and "seconds" (the epoch's
-        wall time; the first epoch of a call includes compilation), for progress reports.
+      on_epoch: called after each epoch (once a checkpoint holding it, or a later epoch of
+        its call, is written) with a copy of that epoch's history row plus "best_epoch",
+        "best_val_accuracy" (None without a val set), "stale_epochs" (epochs since the last
+        improvement) and "seconds" (the epoch's wall time, its call's shared evenly among
+        the epochs of a call; the first epoch includes compilation), for progress reports.
       env: devices to shard each minibatch over (data parallelism); None: one device.
 
     With `config.class_weight="balanced"` the training loss weights each class by
@@ -157,6 +161,9 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     env = DeviceEnv(None) if env is None else env
     n_train, dims = len(data.x_train), train.dims_for(config, data)
     optimizer, epoch_fn, eval_fn = _jitted(program_config(config), n_train, env.batch_sharding)
+    chunk = train.epochs_per_call(config, dims, n_train)
+    epochs_fn = (_jitted_epochs(program_config(config), n_train, env.batch_sharding, chunk)
+                 if chunk > 1 else None)
     state = train.init_train_state(config, dims, optimizer)
     state = state._replace(opt_state=optim.set_hyperparams(
         state.opt_state, **train.injected_hyperparams(config)))
@@ -174,17 +181,16 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     if weights is not None:
         meta["class_weights"] = weights.tolist()
 
-    def after_epoch(progress: train.Progress):
-        if out_dir is not None and env.is_lead:
-            tree = {"train_state": train.with_class_weight(progress.state, None),
-                    "best": progress.best}
-            ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
-                                 {**meta, **progress.meta()})
-        if on_epoch is not None:
-            on_epoch(_epoch_report(progress))
+    def save(progress: train.Progress):
+        tree = {"train_state": train.with_class_weight(progress.state, None),
+                "best": progress.best}
+        ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
+                             {**meta, **progress.meta()})
 
-    loop = train.train_loop(config, splits, progress, epoch_fn=epoch_fn, eval_fn=eval_fn,
-                            on_epoch=after_epoch)
+    loop = train.train_loop(
+        config, splits, progress, epoch_fn=epoch_fn, eval_fn=eval_fn, epochs_fn=epochs_fn,
+        max_epochs=chunk, on_save=save if out_dir is not None and env.is_lead else None,
+        on_epoch=None if on_epoch is None else lambda p: on_epoch(_epoch_report(p)))
     metrics = summarize(config, loop, splits, eval_fn, n_train)
     metrics.update(wall_seconds=time.perf_counter() - started, devices=env.num_devices,
                    message=loop.message)
@@ -216,6 +222,15 @@ def _jitted(config: TrainConfig, n_train: int, batch_sharding):
                        donate_argnums=0)
     eval_fn = jax.jit(functools.partial(train.evaluate_splits, config=config))
     return optimizer, epoch_fn, eval_fn
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_epochs(config: TrainConfig, n_train: int, batch_sharding, max_epochs: int):
+    """Jitted `train.make_epochs` for small data (`train.epochs_per_call`), kept across
+    calls like `_jitted`'s programs; it uses the same optimizer."""
+    optimizer = _jitted(config, n_train, batch_sharding)[0]
+    return jax.jit(train.make_epochs(config, optimizer, n_train, batch_sharding,
+                                     max_epochs=max_epochs), donate_argnums=0)
 
 
 def _resume(config, out_dir, progress: train.Progress, raw_fingerprint: str,

@@ -18,6 +18,7 @@ from jaxnet.data.validate import (
     lookup,
     preview,
 )
+from jaxnet.standardize import mean_and_scale
 
 _LABEL_KINDS = {"int": np.int64, "str": str}
 _ROWS = 1 << 16  # rows per float64 chunk when fitting the standardisation
@@ -140,14 +141,11 @@ class Preprocessing:
         if not standardize:
             return cls(mean=None, scale=None, classes=np.asarray(classes), num_features=width,
                        feature_names=feature_names, table=table)
-        # Imported here: scikit-learn takes about as long to import as JAX itself.
-        from sklearn.preprocessing import StandardScaler
-
-        scaler = StandardScaler()
-        for start in range(0, len(x), _ROWS):  # in float64 a few rows at a time: one call
-            scaler.partial_fit(x[start:start + _ROWS].astype(np.float64))  # for small sets
+        # scikit-learn's StandardScaler, fitted in float64 a few rows at a time (one
+        # partial_fit for small sets), computed without importing scikit-learn
+        mean, scale = mean_and_scale(x, _ROWS)
         return cls(
-            mean=scaler.mean_, scale=scaler.scale_, classes=np.asarray(classes),
+            mean=mean, scale=scale, classes=np.asarray(classes),
             num_features=width, feature_names=feature_names, table=table,
         )
 

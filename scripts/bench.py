@@ -2,6 +2,7 @@
 
 Usage: python scripts/bench.py [--quick] [--out bench.json]
                                [--only gemm,step,peers,compile,sweep,dp,e2e,latency]
+                               [--before DIR]
 
 Prints a table and writes bench.json: a list of rows with impl (jaxnet, jax, flax, equinox,
 numpy, torch, gemm-bound), work, batch, optimizer, grad, dtype, dropout, shuffled, median_s,
@@ -59,6 +60,7 @@ DIMS = (3 * 32 * 32, 100, 100, 100, 100, 10)  # the notebook's default network
 BATCHES = (50, 256, 4096)
 OPTIMIZERS = {"momentum": "momentum", "adam": "adam"}  # bench name -> jaxnet name
 LR = 1e-3  # every JAX row's learning rate (NumPy and PyTorch keep their 1e-2: same work)
+REPO = pathlib.Path(__file__).resolve().parent.parent  # the checkout the jaxnet rows run
 PARTS = ("gemm", "step", "peers", "compile", "sweep", "dp", "e2e", "latency")
 BATCH_PARTS = ("gemm", "step", "peers", "compile")  # the parts `--batches` selects rows of
 
@@ -326,10 +328,15 @@ def latency_rows(args):
     command (1 with --quick), the commands interleaved: `jaxnet --version`, `--help`, `train
     --help`; `jaxnet train` (defaults) on digits and on iris written as a 150-row CSV, with a
     cold compilation cache (a new empty folder each time) and a warm one (filled by one
-    untimed run first); scikit-learn's StandardScaler + MLPClassifier() script on each."""
+    untimed run first); scikit-learn's StandardScaler + MLPClassifier() script on each.
+    With `--before DIR` (another checkout of jaxnet, e.g. a worktree of an older commit),
+    its `jaxnet train` rows run too, in the same rounds, for a before-and-after table."""
     from sklearn.datasets import load_iris
 
     repeats = 1 if args.quick else 3
+    checkouts = {None: str(REPO)}
+    if args.before:
+        checkouts["before"] = str(pathlib.Path(args.before).resolve())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         iris = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
@@ -337,25 +344,28 @@ def latency_rows(args):
         iris.to_csv(csv_path, index=False)
         jaxnet = [sys.executable, "-m", "jaxnet"]
         data = {"digits": [], "iris-csv": ["--data", str(csv_path), "--target", "species"]}
-        cases = [("version", "jaxnet --version", None, None, [*jaxnet, "--version"]),
-                 ("help", "jaxnet --help", None, None, [*jaxnet, "--help"]),
-                 ("train-help", "jaxnet train --help", None, None, [*jaxnet, "train", "--help"])]
+        cases = [("version", "jaxnet --version", None, None, [*jaxnet, "--version"], None),
+                 ("help", "jaxnet --help", None, None, [*jaxnet, "--help"], None),
+                 ("train-help", "jaxnet train --help", None, None, [*jaxnet, "train", "--help"],
+                  None)]
         for name, flags in data.items():
-            for cache in ("cold", "warm"):
-                cases.append(("train", "jaxnet train", name, cache,
-                              [*jaxnet, "train", "--quiet", *flags]))
+            for checkout in checkouts:
+                for cache in ("cold", "warm"):
+                    cases.append(("train", "jaxnet train" + (f" ({checkout})" if checkout else ""),
+                                  name, cache, [*jaxnet, "train", "--quiet", *flags], checkout))
             cases.append(("sklearn", "scikit-learn script", name, None,
                           [sys.executable, "-c", _SKLEARN_SCRIPT,
-                           "digits" if name == "digits" else str(csv_path)]))
+                           "digits" if name == "digits" else str(csv_path)], None))
         runs = 0
 
         def seconds(case):
             nonlocal runs
-            task, _, _, cache, argv = case
+            task, _, _, cache, argv, checkout = case
             runs += 1
-            env = {**os.environ, "JAXNET_CACHE_DIR": ""}
+            env = {**os.environ, "JAXNET_CACHE_DIR": "", "PYTHONPATH": checkouts[checkout]}
             if cache:
-                env["JAXNET_CACHE_DIR"] = str(tmp / ("warm" if cache == "warm" else f"cold{runs}"))
+                folder = f"warm-{checkout}" if cache == "warm" else f"cold{runs}"
+                env["JAXNET_CACHE_DIR"] = str(tmp / folder)
             out = ["--out", str(tmp / f"run{runs}")] if task == "train" else []
             t0 = time.perf_counter()
             subprocess.run([*argv, *out], check=True, cwd=tmp, env=env,
@@ -370,9 +380,10 @@ def latency_rows(args):
             for i, case in enumerate(cases):
                 times[i].append(seconds(case))
     rows = []
-    for (task, command, dataset, cache, _), ts in zip(cases, times, strict=True):
+    for (task, command, dataset, cache, _, checkout), ts in zip(cases, times, strict=True):
         rows.append({"impl": "sklearn" if task == "sklearn" else "jaxnet", "work": "latency",
                      "task": task, "command": command, "dataset": dataset, "cache": cache,
+                     "checkout": checkout,
                      "best_s": min(ts), "times_s": ts,
                      "notes": f"process start to exit, best of {repeats}"})
     print(latency_table(rows), flush=True)
@@ -398,6 +409,8 @@ def latency_table(rows) -> str:
     for r in latency:
         key = ((r["task"], r.get("dataset"), r.get("cache")) if r["task"] == "train"
                else (r["task"], None))
+        if r.get("checkout"):  # another checkout's row (--before): no target of its own
+            key = None
         seconds, times = LATENCY_TARGETS.get(key, (None, None))
         over = r["best_s"] / sklearn[r["dataset"]] if r.get("dataset") in sklearn else None
         target = f"<= {seconds} s" if seconds else f"<= {times}x" if times else ""
@@ -544,6 +557,9 @@ def main(argv=None):
     parser.add_argument("--out", default="bench.json", help="where to write the rows (default bench.json)")
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma list of parts to run, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--before", metavar="DIR",
+                        help="latency part: also time `jaxnet train` from the jaxnet checkout "
+                             "in DIR (e.g. a worktree of an older commit), side by side")
     parser.add_argument("--batches",
                         help="comma list of the batch sizes to time in the "
                              f"{', '.join(BATCH_PARTS)} parts, of "

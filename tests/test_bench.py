@@ -71,3 +71,14 @@ def test_latency_table_shows_each_command_over_scikit_learns_script_and_its_targ
         "| scikit-learn script | digits |  | 4.00 | 1.00x |  |",
         "| jaxnet train | iris-csv | warm | 3.00 |  | <= 1.5x |"]
     assert bench.latency_table(rows[:1]) == ""
+
+
+def test_latency_rows_of_another_checkout_show_their_ratio_and_no_target():
+    rows = [{"impl": "jaxnet", "work": "latency", "task": "train", "dataset": "digits",
+             "cache": "warm", "best_s": b, "command": c, "checkout": k}
+            for c, b, k in (("jaxnet train (before)", 6.0, "before"), ("jaxnet train", 2.0, None))]
+    rows.append({"impl": "sklearn", "work": "latency", "task": "sklearn", "dataset": "digits",
+                 "cache": None, "best_s": 2.0, "command": "scikit-learn script"})
+    assert bench.latency_table(rows).splitlines()[2:4] == [
+        "| jaxnet train (before) | digits | warm | 6.00 | 3.00x |  |",
+        "| jaxnet train | digits | warm | 2.00 | 1.00x | <= 1.0x |"]

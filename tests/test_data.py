@@ -8,9 +8,11 @@ import shlex
 
 import numpy as np
 import pytest
+from conftest import run_python, succeeded
 from sklearn.datasets import load_digits
 
 from jaxnet.data import DATASETS, DataError, Dataset, load_dataset, random_data, validate_arrays
+from jaxnet.data import split as split_mod
 from jaxnet.data.split import split_indices
 from jaxnet.errors import JaxnetError
 
@@ -554,3 +556,51 @@ def test_dataset_from_arrays():
         Dataset("mine", x, y, None, None, x, None, 3)
     with pytest.raises(DataError, match="x_val has 2 features but x_train has 3"):
         Dataset("mine", x, y, x[:, :2], y, None, None, 3)
+
+
+def _sklearn_holdout(n, n_hold, seed, stratify):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(n), test_size=n_hold, random_state=seed,
+                            stratify=stratify)
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_the_split_draws_what_scikit_learns_train_test_split_draws(case):
+    # jaxnet splits without importing scikit-learn (~1.2 s); the same seed must still give
+    # scikit-learn's split, plain and stratified (ties in the class shares included).
+    rng = np.random.default_rng(case)
+    k = int(rng.integers(2, 6))
+    counts = rng.integers(2, 30, size=k)
+    counts[0] = counts[1] if case % 3 == 0 else counts[0]  # tied shares
+    y = np.repeat(np.arange(k), counts)[rng.permutation(int(counts.sum()))]
+    if case % 4 == 1:
+        y = np.array(["setosa", "versicolor", "virginica", "x", "y"])[y]  # string labels
+    n = len(y)
+    n_hold = int(rng.integers(k, n - k + 1))
+    seed = int(rng.integers(0, 2**31 - 1)) if case % 2 else case
+    for stratify in (None, y):
+        got = split_mod._shuffle_split(n, n_hold, seed, stratify)
+        want = _sklearn_holdout(n, n_hold, seed, stratify)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+# What `jaxnet train` does before training (load, split, standardise) on digits and on a
+# CSV file, in a fresh process: scikit-learn and SciPy take ~1.2 s to import, as long as JAX.
+_PREPARE = """
+import sys
+import numpy as np
+from jaxnet import TrainConfig, fitting
+np.savetxt("t.csv", np.c_[np.arange(60.0).reshape(30, 2), np.arange(30) % 3], delimiter=",",
+           header="a,b,label", comments="")
+for config in (TrainConfig(), TrainConfig(dataset="csv", data_path="t.csv", target="label")):
+    fitting.prepare(config, fitting.load_data(config))
+print(sorted({m.split(".")[0] for m in sys.modules} & {"sklearn", "scipy", "matplotlib"}))
+"""
+
+
+@pytest.mark.slow
+def test_loading_splitting_and_standardising_import_no_scikit_learn(tmp_path):
+    out = succeeded(run_python(["-c", _PREPARE], cwd=tmp_path))
+    assert out.stdout.strip() == "[]"

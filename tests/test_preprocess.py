@@ -225,3 +225,26 @@ def test_datasets_and_preprocessing_share_one_rule_for_classes_and_inputs():
     assert str(from_data.value).removeprefix("s: ") == str(from_prep.value) == (
         "x holds 1 NaN or infinite values (first at row 1); the model needs finite numbers; "
         "clean or impute them first")
+
+
+@pytest.mark.parametrize("rows", [1 << 16, 7, 1])
+def test_standardisation_is_scikit_learns_standard_scaler_without_importing_it(rows):
+    # jaxnet computes StandardScaler's numbers in NumPy (no 1.2 s scikit-learn import):
+    # bitwise the same, over one chunk and over many (one partial_fit per chunk).
+    from sklearn.preprocessing import StandardScaler
+
+    from jaxnet.standardize import mean_and_scale
+
+    rng = np.random.default_rng(rows)
+    x = rng.normal(3.0, 2.0, size=(40, 6)) * np.array([1, 1e-9, 1e6, 1, 1, 1])
+    x[:, 3] = 5.0  # a constant feature: scale 1
+    x[:, 4] = np.round(x[:, 4])
+    x = x.astype(np.float32) if rows == 7 else x
+    scaler = StandardScaler()
+    for start in range(0, len(x), rows):
+        scaler.partial_fit(x[start:start + rows].astype(np.float64))
+    mean, scale = mean_and_scale(x, rows)
+    np.testing.assert_array_equal(mean, scaler.mean_)
+    np.testing.assert_array_equal(scale, scaler.scale_)
+    assert mean.dtype == scale.dtype == np.float64
+    assert scale[3] == 1.0

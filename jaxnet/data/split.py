@@ -47,13 +47,54 @@ def _holdout(
     idx: np.ndarray, y: np.ndarray, n_hold: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Splits ``idx`` into (rest, held-out) with ``n_hold`` held out, stratified if possible."""
-    # Imported here: scikit-learn takes about as long to import as JAX itself.
-    from sklearn.model_selection import train_test_split
-
     labels = y[idx]
     stratify = labels if _can_stratify(labels, n_hold) else None
-    rest, held = train_test_split(idx, test_size=n_hold, random_state=seed, stratify=stratify)
-    return _keep_every_class(np.asarray(rest), np.asarray(held), y)
+    rest, held = _shuffle_split(len(idx), n_hold, seed, stratify)
+    return _keep_every_class(idx[rest], idx[held], y)
+
+
+def _shuffle_split(
+    n: int, n_hold: int, seed: int, stratify: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held-out) positions in 0..n-1: the draw of scikit-learn's
+    ``train_test_split(test_size=n_hold, random_state=seed, stratify=stratify)``
+    (its ``ShuffleSplit`` / ``StratifiedShuffleSplit``), the same numbers for the same
+    seed (tests/test_data.py compares them), without importing scikit-learn and SciPy
+    (~1.2 s, as long as JAX) for a split."""
+    rng = np.random.RandomState(seed)
+    if stratify is None:
+        order = rng.permutation(n)
+        return order[n_hold:], order[:n_hold]
+    _, label_index, counts = np.unique(stratify, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(label_index, kind="stable"), np.cumsum(counts)[:-1])
+    n_rest = _approximate_mode(counts, n - n_hold, rng)
+    n_held = _approximate_mode(counts - n_rest, n_hold, rng)
+    rest: list = []
+    held: list = []
+    for group, r, h in zip(members, n_rest, n_held, strict=True):
+        shuffled = group.take(rng.permutation(len(group)), mode="clip")
+        rest.extend(shuffled[:r])
+        held.extend(shuffled[r:r + h])
+    return rng.permutation(rest), rng.permutation(held)
+
+
+def _approximate_mode(counts: np.ndarray, draws: int, rng) -> np.ndarray:
+    """How many of ``draws`` to take from each class of sizes ``counts``: scikit-learn's
+    ``_approximate_mode`` (floors of the proportional shares, the rest to the largest
+    remainders, ties broken with ``rng``)."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (tied,) = np.where(remainder == value)
+            add = min(len(tied), need)
+            floored[rng.choice(tied, size=add, replace=False)] += 1
+            need -= add
+            if need == 0:
+                break
+    return floored.astype(int)
 
 
 def split_indices(
