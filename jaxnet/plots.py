@@ -196,7 +196,7 @@ def sweep_widths(rows: list[dict], others: list[str], metric: str, path) -> path
     for r in sorted((r for r in rows if not r["diverged"]), key=width):
         key = (len(r["hidden"]), *(r[a] for a in others))
         series.setdefault(key, []).append(r)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _subplots(figsize=(7, 4.5))
     for n, (key, group) in enumerate(sorted(series.items())):
         parts = [f"{key[0]} hidden layer{'' if key[0] == 1 else 's'}"]
         parts += [f"{a}={v:.3g}" for a, v in zip(others, key[1:], strict=True)]
