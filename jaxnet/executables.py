@@ -46,16 +46,25 @@ def _environment() -> str:
     device, the settings that change lowering, and every byte of jaxnet's source (so an
     edited jaxnet never loads a program of its older self)."""
     import jaxlib
+    import numpy
+    import optax
 
     device = jax.devices()[0]
     source = hashlib.sha256()
     root = pathlib.Path(__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         source.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return json.dumps([jax.__version__, jaxlib.__version__, device.platform,
+    return json.dumps([jax.__version__, jaxlib.__version__, optax.__version__,
+                       numpy.__version__, device.platform,
                        device.client.platform_version, device.device_kind,
                        bool(jax.config.jax_enable_x64),
                        str(jax.config.jax_default_matmul_precision), source.hexdigest()])
+
+
+def _environment_tag() -> str:
+    """A short hash of `_environment()`, in each file's name: files with another tag were
+    written by another jaxnet, JAX or device and are removed when a program is written."""
+    return hashlib.sha256(_environment().encode()).hexdigest()[:12]
 
 
 def _signature(leaves) -> tuple:
@@ -83,12 +92,13 @@ class Kept:
     from JAX's cache incompletely (it fails when run). Should one still come from JAX's
     cache, it is used but not written.
 
-    `out_tree(*args)` gives the output's tree structure from the arguments (leaves of any
-    value), which `deserialize_and_load` needs: rebuilt from known structures, never
-    unpickled from the file.
+    `deserialize_and_load` needs the output's tree structure: `out_tree(*args)` gives it
+    from the arguments (leaves of any value); None: it is rebuilt from the JSON description
+    in the file (`_describe`: tuples, lists, dicts, None and jaxnet's or optax's named
+    tuples only), never unpickled.
     """
 
-    def __init__(self, fun, name: str, description: str, out_tree: Callable, *,
+    def __init__(self, fun, name: str, description: str, out_tree: Callable | None, *,
                  donate_argnums=(), plain=None):
         def kept(*args):
             return fun(*args)
@@ -113,20 +123,22 @@ class Kept:
     def _path(self, folder, tree, signature) -> pathlib.Path:
         text = json.dumps([_FORMAT, self.name, self.description, str(tree), signature,
                            _environment()])
-        return folder / f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.xla"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return folder / f"{self.name}-{_environment_tag()}-{digest}.xla"
 
     def _load_or_compile(self, folder, args, tree, signature):
         from jax.experimental import serialize_executable
 
         path = self._path(folder, tree, signature)
-        out_tree = self.out_tree(*args)
+        out_tree = None if self.out_tree is None else self.out_tree(*args)
         try:
             raw = path.read_bytes()
             header, blob = raw.split(b"\n", 1)
             meta = json.loads(header)
-            if (meta.get("format") == _FORMAT and meta.get("out_tree") == str(out_tree)
+            expected = _rebuild(meta["described"]) if out_tree is None else out_tree
+            if (meta.get("format") == _FORMAT and meta.get("out_tree") == str(expected)
                     and meta.get("sha256") == hashlib.sha256(blob).hexdigest()):
-                program = serialize_executable.deserialize_and_load(blob, tree, out_tree)
+                program = serialize_executable.deserialize_and_load(blob, tree, expected)
                 jax.monitoring.record_event(LOADED_EVENT)
                 return program
         except Exception:  # unreadable, corrupt, or from another JAX: compile it afresh
@@ -139,8 +151,9 @@ class Kept:
             program = lowered.compile()
         finally:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
-        if getattr(_jax_cache_hits, "n", 0) == hits and str(program.out_tree) == str(out_tree):
-            _write(path, program, out_tree)
+        if getattr(_jax_cache_hits, "n", 0) == hits and (
+                out_tree is None or str(program.out_tree) == str(out_tree)):
+            _write(path, program, program.out_tree)
         return program
 
 
@@ -149,8 +162,12 @@ def _write(path: pathlib.Path, program, out_tree) -> None:
     from jax.experimental import serialize_executable
 
     try:
+        described = _describe(out_tree)
+        if str(_rebuild(described)) != str(out_tree):
+            return
         blob = serialize_executable.serialize(program)[0]
         header = json.dumps({"format": _FORMAT, "out_tree": str(out_tree),
+                             "described": described,
                              "sha256": hashlib.sha256(blob).hexdigest()}).encode()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -162,6 +179,51 @@ def _write(path: pathlib.Path, program, out_tree) -> None:
             pathlib.Path(tmp).unlink(missing_ok=True)
             raise
         jax.monitoring.record_event(WRITTEN_EVENT)
-    except (OSError, ValueError, NotImplementedError):
+        for old in path.parent.glob("*.xla"):  # programs no process like this one can load
+            if old.name.split("-")[1:2] != [_environment_tag()]:
+                old.unlink(missing_ok=True)
+    except (OSError, ValueError, TypeError, NotImplementedError):
         pass
+
+
+_BUILTIN_NODES = {"tuple": tuple, "list": list, "dict": dict, "NoneType": type(None)}
+_NAMED_TUPLE_PACKAGES = ("jaxnet", "optax")
+
+
+def _describe(tree):
+    """A JSON description of the tree structure `tree`: "*" for a leaf, else [kind, dict
+    keys or None, children], kind a builtin's name or "module:qualname" of a named tuple
+    from jaxnet or optax. Raises TypeError for any other node."""
+    data = tree.node_data()
+    if data is None:
+        return "*"
+    kind, aux = data
+    children = [_describe(child) for child in tree.children()]
+    if kind in _BUILTIN_NODES.values():
+        return [kind.__name__, list(aux) if kind is dict else None, children]
+    if (issubclass(kind, tuple) and hasattr(kind, "_fields")
+            and kind.__module__.split(".")[0] in _NAMED_TUPLE_PACKAGES):
+        return [f"{kind.__module__}:{kind.__qualname__}", None, children]
+    raise TypeError(f"no JSON description for a {kind} node")
+
+
+def _rebuild(described):
+    """The tree structure `_describe` described; only the node kinds it writes."""
+    import importlib
+
+    if described == "*":
+        return jax.tree.structure(0)
+    name, aux, children = described
+    kind = _BUILTIN_NODES.get(name)
+    if kind is None:
+        module, _, qualname = name.partition(":")
+        if module.split(".")[0] not in _NAMED_TUPLE_PACKAGES:
+            raise ValueError(f"unexpected node kind {name!r}")
+        kind = importlib.import_module(module)
+        for part in qualname.split("."):
+            kind = getattr(kind, part)
+        if not (isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields")):
+            raise ValueError(f"{name!r} is not a named tuple")
+    return jax.tree_util.PyTreeDef.from_node_data_and_children(
+        jax.tree_util.default_registry, (kind, aux), [_rebuild(c) for c in children])
 

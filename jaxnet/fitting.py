@@ -274,7 +274,7 @@ def _jitted_fresh_state(config: TrainConfig, n_train: int, dims: tuple, init: st
     return executables.Kept(
         fresh, "fresh_state", f"{config!r} n_train={n_train} dims={dims} "
         f"init={init!r} weight_scale={weight_scale!r}",
-        lambda key: jax.tree.structure(jax.eval_shape(fresh, key)), plain=fresh)
+        None, plain=fresh)  # the state's structure: from the file's description
 
 
 def _resume(config, out_dir, progress: train.Progress, raw_fingerprint: str,

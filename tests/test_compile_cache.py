@@ -133,9 +133,13 @@ def test_kept_executables_give_the_same_run_and_a_corrupt_one_is_recompiled(tmp_
             "--quiet"]
     folder = tmp_path / "c"
     runs = {"plain": _run(tmp_path, [*argv, "--no-compile-cache", "--out", "plain"])}
+    stale = folder / executables.FOLDER / "epochs-000000000000-0.xla"  # another jaxnet's
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"{}\n")
     for name in ("cold", "warm"):
         runs[name] = _run(tmp_path, [*argv, "--compile-cache", str(folder), "--out", name])
     kept = sorted((folder / executables.FOLDER).glob("*.xla"))
+    assert not stale.exists()  # removed when the cold run wrote its programs
     assert [p.name.split("-")[0] for p in kept] == ["epochs", "evaluate", "fresh_state"]
     assert runs["plain"]["loaded"] == runs["plain"]["written"] == 0
     assert runs["cold"]["written"] == 3 and runs["cold"]["loaded"] == 0
@@ -195,3 +199,21 @@ def test_a_file_in_place_of_the_folder_leaves_the_cache_off_with_a_note(tmp_path
                                               f"{blocker / 'jax'} (")
     assert cache.enable(_args(["--compile-cache", str(blocker / "jax"), "--quiet"]), {}) is None
     assert capsys.readouterr().err == ""
+
+
+def test_an_output_structure_is_rebuilt_from_json_and_only_from_known_node_kinds():
+    import jax
+    import optax
+
+    from jaxnet import train
+
+    state = train.TrainState(({"w": 0, "b": 1},), ({"mean": 0, "var": 1},),
+                             optax.adam(1e-3).init({"w": np.zeros(2)}), 0, 0, {})
+    tree = jax.tree.structure((state, None, [0]))
+    described = json.loads(json.dumps(executables._describe(tree)))
+    assert executables._rebuild(described) == tree
+    for bad in (["os:system", None, []], ["jaxnet.train:improves", None, []]):
+        with pytest.raises(ValueError):
+            executables._rebuild(bad)
+    with pytest.raises(TypeError):  # a node kind it would not rebuild: not described
+        executables._describe(jax.tree.structure(jax.tree_util.Partial(print)))
