@@ -42,8 +42,8 @@ jax.monitoring.register_event_listener(_count_hits)
 
 @functools.cache
 def _environment() -> str:
-    """What a kept program depends on besides its own description: JAX and jaxlib, the
-    device, the settings that change lowering, and every byte of jaxnet's source (so an
+    """What a kept program depends on besides its own description and JAX's settings:
+    JAX, jaxlib, optax and NumPy, the device, and every byte of jaxnet's source (so an
     edited jaxnet never loads a program of its older self)."""
     import jaxlib
     import numpy
@@ -56,9 +56,7 @@ def _environment() -> str:
         source.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return json.dumps([jax.__version__, jaxlib.__version__, optax.__version__,
                        numpy.__version__, device.platform,
-                       device.client.platform_version, device.device_kind,
-                       bool(jax.config.jax_enable_x64),
-                       str(jax.config.jax_default_matmul_precision), source.hexdigest()])
+                       device.client.platform_version, device.device_kind, source.hexdigest()])
 
 
 def _environment_tag() -> str:
@@ -121,8 +119,10 @@ class Kept:
         return program(*args)
 
     def _path(self, folder, tree, signature) -> pathlib.Path:
+        # The settings that change lowering are read now: a process may switch them.
         text = json.dumps([_FORMAT, self.name, self.description, str(tree), signature,
-                           _environment()])
+                           _environment(), bool(jax.config.jax_enable_x64),
+                           str(jax.config.jax_default_matmul_precision)])
         digest = hashlib.sha256(text.encode()).hexdigest()[:32]
         return folder / f"{self.name}-{_environment_tag()}-{digest}.xla"
 
