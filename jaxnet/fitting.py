@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import optim, runlock, train
+from jaxnet import executables, optim, runlock, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
@@ -164,7 +164,11 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     chunk = train.epochs_per_call(config, dims, n_train)
     epochs_fn = (_jitted_epochs(program_config(config), n_train, env.batch_sharding, chunk)
                  if chunk > 1 else None)
-    state = train.init_train_state(config, dims, optimizer)
+    if env.batch_sharding is None:
+        state = _jitted_fresh_state(program_config(config), n_train, dims, config.init,
+                                    config.weight_scale)(jax.random.PRNGKey(config.seed))
+    else:
+        state = train.init_train_state(config, dims, optimizer)
     state = state._replace(opt_state=optim.set_hyperparams(
         state.opt_state, **train.injected_hyperparams(config)))
     progress = train.new_progress(state)
@@ -218,10 +222,22 @@ def _jitted(config: TrainConfig, n_train: int, batch_sharding):
     optimizer's state gets the fit's own hyperparameters (`train.injected_hyperparams`).
     """
     optimizer = train.make_optimizer(config, n_train)
-    epoch_fn = jax.jit(train.make_epoch(config, optimizer, n_train, batch_sharding),
-                       donate_argnums=0)
-    eval_fn = jax.jit(functools.partial(train.evaluate_splits, config=config))
+    epoch = train.make_epoch(config, optimizer, n_train, batch_sharding)
+    evaluate = functools.partial(train.evaluate_splits, config=config)
+    if batch_sharding is not None:
+        return optimizer, jax.jit(epoch, donate_argnums=0), jax.jit(evaluate)
+    # One device: kept on disk when the command's compilation cache is on.
+    described = f"{config!r} n_train={n_train}"
+    epoch_fn = executables.Kept(epoch, "epoch", described,
+                                lambda ts, x, y: jax.tree.structure((ts, 0)), donate_argnums=0)
+    eval_fn = executables.Kept(evaluate, "evaluate", described,
+                               lambda p, b, splits, *w: jax.tree.structure(_scores(splits)))
     return optimizer, epoch_fn, eval_fn
+
+
+def _scores(splits) -> dict:
+    """The structure of `train.evaluate_splits`' result on `splits` (leaves: 0)."""
+    return {name: (0, 0) for name, split in splits.items() if split is not None}
 
 
 @functools.lru_cache(maxsize=8)
@@ -229,8 +245,36 @@ def _jitted_epochs(config: TrainConfig, n_train: int, batch_sharding, max_epochs
     """Jitted `train.make_epochs` for small data (`train.epochs_per_call`), kept across
     calls like `_jitted`'s programs; it uses the same optimizer."""
     optimizer = _jitted(config, n_train, batch_sharding)[0]
-    return jax.jit(train.make_epochs(config, optimizer, n_train, batch_sharding,
-                                     max_epochs=max_epochs), donate_argnums=0)
+    epochs = train.make_epochs(config, optimizer, n_train, batch_sharding, max_epochs=max_epochs)
+    if batch_sharding is not None:
+        return jax.jit(epochs, donate_argnums=0)
+
+    def out_tree(ts, splits, *scalars):  # (state, saved, best, record)
+        best = {"params": ts.params, "bn_state": ts.bn_state}
+        return jax.tree.structure((ts, ts, best, {"losses": 0, "step": 0,
+                                                  "scores": _scores(splits)}))
+
+    return executables.Kept(epochs, "epochs",
+                            f"{config!r} n_train={n_train} max_epochs={max_epochs}", out_tree,
+                            donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_fresh_state(config: TrainConfig, n_train: int, dims: tuple, init: str,
+                        weight_scale: float):
+    """`train.init_train_state(...)` of `config` (a `program_config`) as a function of the
+    key, kept on disk as `_jitted`'s programs are (`executables.Kept`)."""
+    optimizer = _jitted(config, n_train, None)[0]
+
+    def fresh(key):
+        return train.init_train_state(dataclasses.replace(config, init=init,
+                                                          weight_scale=weight_scale),
+                                      dims, optimizer, key)
+
+    return executables.Kept(
+        fresh, "fresh_state", f"{config!r} n_train={n_train} dims={dims} "
+        f"init={init!r} weight_scale={weight_scale!r}",
+        None, plain=fresh)  # the state's structure: from the file's description
 
 
 def _resume(config, out_dir, progress: train.Progress, raw_fingerprint: str,

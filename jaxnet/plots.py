@@ -13,7 +13,11 @@ from matplotlib.figure import Figure
 def training_curves(history: list[dict], path, *, kept_epoch: int | None = None,
                     test_accuracy: float | None = None) -> pathlib.Path:
     """Loss and accuracy per epoch (train/val) in one PNG (see `curves_figure`)."""
-    return _save(curves_figure(history, kept_epoch=kept_epoch, test_accuracy=test_accuracy), path)
+    fig = curves_figure(history, kept_epoch=kept_epoch, test_accuracy=test_accuracy)
+    # Fixed margins, room for 6-character tick labels: one drawing pass, where
+    # `tight_layout` measures the text first (~0.06 s of `jaxnet train`'s ~3 s).
+    fig.subplots_adjust(left=0.09, right=0.985, bottom=0.12, top=0.92, wspace=0.22)
+    return _save(fig, path, tight=False)
 
 
 def curves_figure(history: list[dict], *, kept_epoch: int | None = None,
@@ -76,8 +80,9 @@ def _subplots(*grid, figsize):
     return fig, fig.subplots(*grid)
 
 
-def _save(fig, path) -> pathlib.Path:
-    fig.tight_layout()
+def _save(fig, path, *, tight=True) -> pathlib.Path:
+    if tight:
+        fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=120)
     return path

@@ -1,6 +1,7 @@
 """The jaxnet command's persistent compilation cache: where it lives, how it is turned off, that
 a second identical run compiles nothing (counted with jax.monitoring's cache events, not
-timed), and that a folder it cannot write never fails a run."""
+timed), that fit's programs kept as executables (`jaxnet.executables`) give the same run and
+a corrupt one is recompiled, and that a folder it cannot write never fails a run."""
 
 import json
 import os
@@ -8,9 +9,11 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import subprocess_env
 
+from jaxnet import executables
 from jaxnet.cli import build_parser, cache, main
 
 # A short run of the real command: digits, a small net, one epoch.
@@ -25,7 +28,9 @@ events = collections.Counter()
 jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "hits": events["/jax/compilation_cache/cache_hits"],
-                  "misses": events["/jax/compilation_cache/cache_misses"]}))
+                  "misses": events["/jax/compilation_cache/cache_misses"],
+                  "loaded": events["/jaxnet/executables/loaded"],
+                  "written": events["/jaxnet/executables/written"]}))
 """
 
 
@@ -47,6 +52,11 @@ def _run(tmp_path, argv, **env):
 
 def _files(folder: pathlib.Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def _jax_files(folder: pathlib.Path) -> list[str]:
+    """JAX's own cache files in `folder` (not jaxnet's kept executables)."""
+    return [f for f in _files(folder) if not f.startswith(executables.FOLDER)]
 
 
 def _args(argv=()):
@@ -95,14 +105,61 @@ def test_turned_off_it_leaves_jax_alone(tmp_path):
 def test_a_second_identical_run_compiles_nothing(tmp_path):
     folder = tmp_path / "xdg" / "jaxnet" / "jax"  # the default, under XDG_CACHE_HOME
     first = _run(tmp_path, [*TRAIN, "--out", "a"], JAXNET_CACHE_DIR=None)
-    assert first["code"] == 0 and first["misses"] > 0
+    assert first["code"] == 0 and first["misses"] > 0 and first["written"] > 0
     written = _files(folder)
-    assert len(written) == first["misses"]  # one file per program written
+    assert len(_jax_files(folder)) == first["misses"]  # one file per program written
     second = _run(tmp_path, [*TRAIN, "--out", "b"], JAXNET_CACHE_DIR=None)
-    assert second["code"] == 0 and second["misses"] == 0
-    assert second["hits"] == first["hits"] + first["misses"]  # every program from the cache
+    assert second["code"] == 0 and second["misses"] == 0 and second["written"] == 0
+    # Every program from a cache: JAX's (its "misses" count the programs it writes), or
+    # fit's kept executables, loaded untraced (not in JAX's cache).
+    assert second["loaded"] == first["written"]
+    assert second["hits"] + second["loaded"] == first["hits"] + first["misses"] + first["written"]
     assert _files(folder) == written
     assert not (tmp_path / "home" / ".cache" / "jaxnet").exists()
+
+
+def _outputs(folder: pathlib.Path):
+    from safetensors.numpy import load_file
+
+    return (json.loads((folder / "metrics.json").read_text())["history"],
+            load_file(folder / "checkpoint.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.x64
+def test_kept_executables_give_the_same_run_and_a_corrupt_one_is_recompiled(tmp_path):
+    # Three epochs: the first call runs one epoch, the second a chunk (`train.make_epochs`).
+    argv = ["train", "--epochs", "3", "--layers", "2", "--hidden", "8", "--dtype", "float64",
+            "--quiet"]
+    folder = tmp_path / "c"
+    runs = {"plain": _run(tmp_path, [*argv, "--no-compile-cache", "--out", "plain"])}
+    stale = folder / executables.FOLDER / "epochs-000000000000-0.xla"  # another jaxnet's
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"{}\n")
+    for name in ("cold", "warm"):
+        runs[name] = _run(tmp_path, [*argv, "--compile-cache", str(folder), "--out", name])
+    kept = sorted((folder / executables.FOLDER).glob("*.xla"))
+    assert not stale.exists()  # removed when the cold run wrote its programs
+    assert [p.name.split("-")[0] for p in kept] == ["epochs", "evaluate", "fresh_state"]
+    assert runs["plain"]["loaded"] == runs["plain"]["written"] == 0
+    assert runs["cold"]["written"] == 3 and runs["cold"]["loaded"] == 0
+    assert runs["warm"]["loaded"] == 3 and runs["warm"]["written"] == 0
+    chunk = next(p for p in kept if p.name.startswith("epochs-"))
+    raw = bytearray(chunk.read_bytes())
+    raw[-100] ^= 0xFF  # one bit pattern changed inside the executable
+    chunk.write_bytes(bytes(raw))
+    runs["corrupt"] = _run(tmp_path, [*argv, "--compile-cache", str(folder), "--out", "corrupt"])
+    assert runs["corrupt"]["loaded"] == 2 and runs["corrupt"]["written"] == 1  # replaced
+    assert "Traceback" not in runs["corrupt"]["stderr"]
+    assert chunk.read_bytes() != bytes(raw)
+    history, arrays = _outputs(tmp_path / "plain")
+    assert len(history) == 3
+    for name in ("cold", "warm", "corrupt"):
+        other_history, other = _outputs(tmp_path / name)
+        assert other_history == history
+        assert other.keys() == arrays.keys()
+        for k in arrays:  # bitwise
+            np.testing.assert_array_equal(other[k], arrays[k], err_msg=f"{name}: {k}")
 
 
 @pytest.mark.slow
@@ -142,3 +199,21 @@ def test_a_file_in_place_of_the_folder_leaves_the_cache_off_with_a_note(tmp_path
                                               f"{blocker / 'jax'} (")
     assert cache.enable(_args(["--compile-cache", str(blocker / "jax"), "--quiet"]), {}) is None
     assert capsys.readouterr().err == ""
+
+
+def test_an_output_structure_is_rebuilt_from_json_and_only_from_known_node_kinds():
+    import jax
+    import optax
+
+    from jaxnet import train
+
+    state = train.TrainState(({"w": 0, "b": 1},), ({"mean": 0, "var": 1},),
+                             optax.adam(1e-3).init({"w": np.zeros(2)}), 0, 0, {})
+    tree = jax.tree.structure((state, None, [0]))
+    described = json.loads(json.dumps(executables._describe(tree)))
+    assert executables._rebuild(described) == tree
+    for bad in (["os:system", None, []], ["jaxnet.train:improves", None, []]):
+        with pytest.raises(ValueError):
+            executables._rebuild(bad)
+    with pytest.raises(TypeError):  # a node kind it would not rebuild: not described
+        executables._describe(jax.tree.structure(jax.tree_util.Partial(print)))

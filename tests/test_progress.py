@@ -183,4 +183,4 @@ def test_the_history_scores_train_and_val_per_epoch_and_the_test_set_once():
     assert math.isfinite(result.metrics["test_loss"])
     # One evaluation program for the epochs and the summary: no second compilation.
     eval_fn = fitting._jitted(fitting.program_config(config), len(raw.x_train), None)[2]
-    assert eval_fn._cache_size() == 1
+    assert eval_fn.plain._cache_size() == 1  # the jitted program (no kept-program folder)

@@ -73,4 +73,7 @@ def enable(args=None, environ=os.environ) -> pathlib.Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    from jaxnet import executables
+
+    executables.keep_in(path / executables.FOLDER)
     return path
