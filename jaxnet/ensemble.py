@@ -13,8 +13,8 @@ import numpy as np
 from jaxnet import checkpoint as ckpt
 from jaxnet import train
 from jaxnet.config import TrainConfig
-from jaxnet.predict import DEFAULT_BATCH, TrainedModel, _precision, scores
 from jaxnet.preprocess import Preprocessing
+from jaxnet.trained import DEFAULT_BATCH, TrainedModel, _precision, scores
 
 # How each member chose the parameters it keeps, as the metadata states it.
 EARLY_STOPPING = ("each member keeps its own best epoch by validation accuracy, a tie going to "

@@ -8,7 +8,7 @@ from sklearn.datasets import load_iris, load_wine
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
-from jaxnet import fitting, model, predict
+from jaxnet import fitting, model, trained
 from jaxnet.config import TrainConfig
 from jaxnet.data import DataError
 from jaxnet.data.columns import IgnoredColumnsWarning
@@ -192,10 +192,10 @@ def test_loading_a_folder_without_a_trained_run_is_a_clear_error(tmp_path):
 def test_predicting_compiles_once_per_batch_shape(wine_run, wine_model):
     _, data, _, _ = wine_run
     wine_model.predict(data.x_test, batch_size=8)  # 36 rows: 5 calls of one 8-row shape
-    before = predict._log_probs._cache_size()
+    before = trained._log_probs._cache_size()
     wine_model.predict(data.x_test[:20], batch_size=8)
     wine_model.predict(data.x_test, batch_size=8)
-    assert predict._log_probs._cache_size() == before
+    assert trained._log_probs._cache_size() == before
 
 
 def test_a_float64_run_loads_and_predicts_in_float64_leaving_x64_as_it_was(wine_file, tmp_path):
