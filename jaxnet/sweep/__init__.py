@@ -119,6 +119,34 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     weights = class_weights(config, data.y_train, data.num_classes)
     if weights is not None:  # every run's own copy: an argument, like the swept values
         values["class_weight"] = np.tile(weights.astype(dtype), (len(rows), 1))
+    programs = _arch_programs(config, data, settings, rows, seed_keys, values, seeds=seeds,
+                              chunk=chunk, group=group, mesh=mesh, has_val="val" in splits,
+                              in_span=in_span)
+    plan = _Plan(programs, splits, seeds, mesh, tuple(rung_epochs),
+                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
+    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
+                           config.epochs)
+    kept = None
+    if keep_params:
+        x_span = data.x_train.reshape(n_train, -1).astype(dtype) if in_span else None
+        kept = _KeptParams(len(rows), steps_per_epoch(config, n_train), x_span)
+    rung_records, compile_s, run_s = _train_rungs(plan, record, on_chunk, kept)
+    summary = record.setting_rows(range(len(settings)))
+    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
+                       record.curves, plan.criterion, compile_s, run_s, rung_records,
+                       int(record.epochs_trained.sum()), config.epochs, in_span,
+                       None if kept is None else kept.tree,
+                       None if kept is None else kept.epochs)
+
+
+def _arch_programs(config: TrainConfig, data: Dataset, settings: list[dict], rows: list[dict],
+                   seed_keys: np.ndarray, values: dict, *, seeds: int, chunk, group, mesh,
+                   has_val: bool, in_span: bool) -> tuple[_Program, ...]:
+    """The compiled programs of a sweep, one per architecture group (`arch_groups`: one per
+    depth, widths more than MAX_PAD_RATIO apart split), each with its settings, chunk
+    layout and `fresh(run ids)`, the initial carries of its runs (a padded group's runs
+    carry their own widths, which their zero-padded networks have)."""
+    n_train = len(data.x_train)
     fixed = _fixed_values(config)
     sharding = None if mesh is None else NamedSharding(mesh, P(mesh.axis_names[0]))
 
@@ -140,7 +168,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
                                            default_group() if group == "auto" else group)
         _, init, train = _programs(
             dataclasses.replace(program_config(group_config), init=config.init),
-            dims_for(group_config, data), n_train, "val" in splits, in_span, config.epochs,
+            dims_for(group_config, data), n_train, has_val, in_span, config.epochs,
             per_group, sharding)
 
         def fresh(ids, init=init, run_values=run_values):  # the initial carries of runs `ids`
@@ -148,21 +176,7 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
                         fixed)
 
         programs.append(_Program(train, fresh, np.asarray(members), size, per_group))
-    plan = _Plan(tuple(programs), splits, seeds, mesh, tuple(rung_epochs),
-                 tuple(_survivors(len(settings), halving, len(rung_epochs))))
-    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
-                           config.epochs)
-    kept = None
-    if keep_params:
-        x_span = data.x_train.reshape(n_train, -1).astype(dtype) if in_span else None
-        kept = _KeptParams(len(rows), steps_per_epoch(config, n_train), x_span)
-    rung_records, compile_s, run_s = _train_rungs(plan, record, on_chunk, kept)
-    summary = record.setting_rows(range(len(settings)))
-    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
-                       record.curves, plan.criterion, compile_s, run_s, rung_records,
-                       int(record.epochs_trained.sum()), config.epochs, in_span,
-                       None if kept is None else kept.tree,
-                       None if kept is None else kept.epochs)
+    return tuple(programs)
 
 
 class _KeptParams:
