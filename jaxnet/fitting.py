@@ -20,6 +20,7 @@ from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
 from jaxnet.errors import ConfigError
+from jaxnet.preload import preload
 from jaxnet.preprocess import Preprocessing
 from jaxnet.train import program_config as program_config  # fit's rule, used by sweeps too
 
@@ -191,6 +192,8 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
         ckpt.save_checkpoint(out_dir, to_host({**tree, "preprocessing": prep.to_arrays()}),
                              {**meta, **progress.meta()})
 
+    if out_dir is not None and env.is_lead:
+        preload("jaxnet.plots")  # imported while the epochs run, drawn after them
     loop = train.train_loop(
         config, splits, progress, epoch_fn=epoch_fn, eval_fn=eval_fn, epochs_fn=epochs_fn,
         max_epochs=chunk, on_save=save if out_dir is not None and env.is_lead else None,

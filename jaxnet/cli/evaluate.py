@@ -62,6 +62,7 @@ def _examples(config, split, columns=None, table=None):
 
 def run(args) -> int:
     from jaxnet import predict
+    from jaxnet.preload import preload
 
     other = args.dataset is not None or args.data is not None
     if args.target is not None and args.data is None:
@@ -73,6 +74,7 @@ def run(args) -> int:
     if not args.overwrite:
         _refuse_existing(out / names[0], out / names[1])
     model = predict.load(args.run_dir)
+    preload("jaxnet.plots")  # for confusion.png, imported while the model predicts
     config = model.config
     if other:
         from jaxnet.data import dataset_for

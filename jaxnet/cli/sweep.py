@@ -297,6 +297,7 @@ def _run(args, config, settings, mode, folder) -> int:
 
 def _sweep(args, config, settings, mode, out, env) -> int:
     from jaxnet import fitting
+    from jaxnet.preload import preload
     from jaxnet.sweep import halving_rungs, sweep
 
     quiet = args.quiet or not env.is_lead
@@ -321,6 +322,8 @@ def _sweep(args, config, settings, mode, out, env) -> int:
               f"{net} on {data.summary()}, "
               f"{_epochs(config.epochs)} of {config.optimizer}{rungs}, {config.dtype}, "
               f"{env.num_devices} device(s)", file=sys.stderr)
+    if env.is_lead:
+        preload("jaxnet.plots")  # imported while the sweep trains, drawn after it
     bar = common.progress_bar(None, unit="chunk", quiet=quiet)
 
     def on_chunk(done, total):
