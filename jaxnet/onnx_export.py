@@ -326,21 +326,13 @@ def _metadata(model, specs: list[dict[str, Any]]) -> dict[str, str]:
             "best_epochs": list(model.best_epochs)}),
     }
 
+
 def save(model, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Writes `to_onnx(model)` to `path`, atomically (a temporary file renamed over it).
+    """Writes `to_onnx(model)` to the .onnx file `path` as `jaxnet.export.save` writes its
+    .safetensors file: atomically, refusing an existing `path` unless `overwrite` is True.
 
-    Args:
-      model: a TrainedModel.
-      path: the .onnx file to write.
-      overwrite: replace `path` if it exists.
-
-    Returns:
-      `path` as a Path.
-
-    Raises:
-      OutputExistsError (a FileExistsError): `path` exists and `overwrite` is False.
-      MissingExtraError: the onnx package is not installed.
-      CheckpointError: the file could not be written.
+    Args, Returns and Raises: as `jaxnet.export.save`'s (`model` may also be an ensemble),
+    and MissingExtraError when the onnx package is not installed.
     """
     from jaxnet.checkpoint import writable
 
