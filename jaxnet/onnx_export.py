@@ -232,10 +232,7 @@ def to_onnx(model):
     g = _Graph(onnx, np.dtype(model.config.dtype))
     best = _probabilities(g, _network_input(g, model.preprocessing, specs), model)
     classes = model.preprocessing.classes
-    label_type = onnx.TensorProto.STRING if classes.dtype.kind == "U" else onnx.TensorProto.INT64
-    class_array = classes.astype(object) if classes.dtype.kind == "U" else classes.astype(np.int64)
-    g.op("Gather", g.const("classes", class_array, class_array.dtype), best, axis=0, out="label")
-    proto = _model_proto(g, specs, len(classes), label_type)
+    proto = _model_proto(g, specs, len(classes), label_type=_label(g, classes, best))
     onnx.helper.set_model_props(proto, _metadata(model, specs))
     onnx.checker.check_model(proto, full_check=True)
     return proto
@@ -285,7 +282,16 @@ def _probabilities(g: _Graph, x: str, model) -> str:
     return g.op("ArgMax", mean, axis=1, keepdims=0)
 
 
-def _model_proto(g: _Graph, specs: list[dict[str, Any]], n_classes: int, label_type):
+def _label(g: _Graph, classes: np.ndarray, best: str):
+    """Adds the `label` output, `classes[best]` in the run's own labels; returns its ONNX
+    element type (string or int64)."""
+    text = classes.dtype.kind == "U"
+    class_array = classes.astype(object) if text else classes.astype(np.int64)
+    g.op("Gather", g.const("classes", class_array, class_array.dtype), best, axis=0, out="label")
+    return g.onnx.TensorProto.STRING if text else g.onnx.TensorProto.INT64
+
+
+def _model_proto(g: _Graph, specs: list[dict[str, Any]], n_classes: int, *, label_type):
     """The ModelProto of `g`'s nodes, with the inputs `specs` and the two outputs."""
     from jaxnet import __version__
 
