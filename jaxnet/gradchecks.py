@@ -252,6 +252,38 @@ def _loss_differences(tensors, state, x, y, key, class_weight, flat_indices, *, 
     return _central_differences(scalar_loss, tensors, flat_indices, step)
 
 
+def _weighted(class_weight, dtype) -> dict:
+    # Only a given class_weight is passed: a gradient under test may not take the argument.
+    return {} if class_weight is None else {"class_weight": jnp.asarray(class_weight, dtype)}
+
+
+def _autodiff_errors(value_and_grad, params, state, x, y, key, class_weight, options, *,
+                     entries, floor):
+    """Per-tensor relative error of the gradient under test vs `jax.grad` of `jaxnet.loss`,
+    both run eagerly in the params' dtype."""
+    options = {**options, **_weighted(class_weight, jnp.result_type(params[0]["w"]))}
+    _, manual = value_and_grad(params, state, x, y, key=key, **options)
+    auto, _ = jax.grad(model.loss, has_aux=True)(params, state, x, y, key=key, **options)
+    return [relative_error(m, a, floor=floor)
+            for m, a in zip(_in_order(manual, entries), _in_order(auto, entries), strict=True)]
+
+
+def _numeric_errors_x64(value_and_grad, params, state, x, y, key, class_weight, options, *,
+                        entries, picks, step, floor):
+    """Per-tensor relative error of the gradient under test vs central differences of
+    `jaxnet.loss` at the `picks`, both run in float64 on float64 copies of the inputs."""
+    with jax.enable_x64(True):
+        params64, state64, x64, y64 = _to_x64((params, state, x, y))
+        weighted = _weighted(class_weight, jnp.float64)
+        _, manual64 = value_and_grad(params64, state64, x64, y64, key=key, **options,
+                                     **weighted)
+        numeric = _loss_differences(_in_order(params64, entries), state64, x64, y64, key,
+                                    weighted.get("class_weight"),
+                                    jnp.asarray(np.concatenate(picks)), entries=entries,
+                                    step=step, **options)
+        return _numeric_errors(_in_order(manual64, entries), numeric, picks, floor)
+
+
 def _network_name(params):
     return "-".join(str(d) for d in (params[0]["w"].shape[-1],
                                      *(layer["w"].shape[-2] for layer in params)))
@@ -309,28 +341,12 @@ def gradcheck(params, state, x, y, *, key=None, train=True, dropout=0.0, reg=0.0
     rtol_autodiff, floor_autodiff = _autodiff_tolerance(dtype, rtol_autodiff, floor_autodiff)
     entries = _param_entries(params)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    if class_weight is not None:  # only then: a gradient under test may not take it
-        options["class_weight"] = jnp.asarray(class_weight, dtype)
-
-    _, manual = value_and_grad(params, state, x, y, key=key, **options)
-    auto, _ = jax.grad(model.loss, has_aux=True)(params, state, x, y, key=key, **options)
-    options.pop("class_weight", None)
-    auto_errors = [relative_error(m, a, floor=floor_autodiff)
-                   for m, a in zip(_in_order(manual, entries), _in_order(auto, entries),
-                                   strict=True)]
-
+    auto_errors = _autodiff_errors(value_and_grad, params, state, x, y, key, class_weight,
+                                   options, entries=entries, floor=floor_autodiff)
     picks = _pick_entries(_in_order(params, entries), samples, seed)
-    with jax.enable_x64(True):
-        params64, state64, x64, y64 = _to_x64((params, state, x, y))
-        weights64 = None if class_weight is None else jnp.asarray(class_weight, jnp.float64)
-        weighted = {} if weights64 is None else {"class_weight": weights64}
-        _, manual64 = value_and_grad(params64, state64, x64, y64, key=key, **options,
-                                     **weighted)
-        numeric = _loss_differences(_in_order(params64, entries), state64, x64, y64, key,
-                                    weights64, jnp.asarray(np.concatenate(picks)),
-                                    entries=entries, step=float(step), **options)
-        numeric_errors = _numeric_errors(_in_order(manual64, entries), numeric, picks,
-                                         floor_numeric)
+    numeric_errors = _numeric_errors_x64(value_and_grad, params, state, x, y, key, class_weight,
+                                         options, entries=entries, picks=picks,
+                                         step=float(step), floor=floor_numeric)
 
     rows = tuple(
         GradcheckRow(

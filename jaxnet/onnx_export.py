@@ -227,13 +227,20 @@ def to_onnx(model):
         output (rename the column and train again).
     """
     onnx = _import_onnx()
-    from jaxnet import __version__
-
-    helper = onnx.helper
-    dtype = np.dtype(model.config.dtype)
-    float_type = helper.np_dtype_to_tensor_dtype(dtype)
     specs = inputs(model)
-    names = [s["name"] for s in specs]
+    _check_input_names([s["name"] for s in specs])
+    g = _Graph(onnx, np.dtype(model.config.dtype))
+    best = _probabilities(g, _network_input(g, model.preprocessing, specs), model)
+    classes = model.preprocessing.classes
+    proto = _model_proto(g, specs, len(classes), label_type=_label(g, classes, best))
+    onnx.helper.set_model_props(proto, _metadata(model, specs))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _check_input_names(names: list[str]) -> None:
+    """JaxnetError when an input's name is another input's, an output's or one of the graph's
+    own ("jaxnet/...")."""
     clash = sorted({n for n in names if names.count(n) > 1 or n in OUTPUTS
                     or n.startswith("jaxnet/")})
     if clash:
@@ -241,8 +248,11 @@ def to_onnx(model):
                           f"graph (its inputs {', '.join(map(repr, names))}, its outputs "
                           f"{', '.join(OUTPUTS)}, its own names starting 'jaxnet/'); rename "
                           "that column and train again")
-    g = _Graph(onnx, dtype)
-    prep = model.preprocessing
+
+
+def _network_input(g: _Graph, prep, specs: list[dict[str, Any]]) -> str:
+    """The network's input from the graph inputs `specs`: `x`, or the table's column features
+    side by side, then standardised as `Preprocessing.transform` does."""
     if prep.table is None:
         x = "x"
     else:
@@ -252,28 +262,46 @@ def to_onnx(model):
             features += _column_features(g, column, own)
         x = g.op("Concat", *features, axis=1) if len(features) > 1 else features[0]
     if prep.standardize:  # Sub then Div, in the run's dtype, as Preprocessing.transform does
-        x = g.op("Div", g.op("Sub", x, g.const("mean", prep.mean.astype(dtype))),
-                 g.const("scale", prep.scale.astype(dtype)))
+        x = g.op("Div", g.op("Sub", x, g.const("mean", prep.mean.astype(g.dtype))),
+                 g.const("scale", prep.scale.astype(g.dtype)))
+    return x
+
+
+def _probabilities(g: _Graph, x: str, model) -> str:
+    """Adds the `probabilities` output of `model` on the network input `x`; returns the index
+    of each row's best class (N,)."""
     members = getattr(model, "members", None)  # an ensemble (jaxnet.ensemble.EnsembleModel)
     if members is None:
         h = _logits(g, x, model, "")
         g.op("Softmax", h, axis=1, out="probabilities")
-        best = g.op("ArgMax", h, axis=1, keepdims=0)  # on the logits: ties as numpy's argmax
-    else:  # the mean of the members' probabilities, as EnsembleModel.predict_proba
-        probs = [g.op("Softmax", _logits(g, x, m, f"m{k}_"), axis=1) for k, m in enumerate(members)]
-        total = g.op("Sum", *probs) if len(probs) > 1 else probs[0]
-        mean = g.op("Div", total, g.const("members", len(probs)), out="probabilities")
-        best = g.op("ArgMax", mean, axis=1, keepdims=0)
-    classes = prep.classes
-    label_type = onnx.TensorProto.STRING if classes.dtype.kind == "U" else onnx.TensorProto.INT64
-    class_array = classes.astype(object) if classes.dtype.kind == "U" else classes.astype(np.int64)
-    g.op("Gather", g.const("classes", class_array, class_array.dtype), best, axis=0, out="label")
+        return g.op("ArgMax", h, axis=1, keepdims=0)  # on the logits: ties as numpy's argmax
+    # the mean of the members' probabilities, as EnsembleModel.predict_proba
+    probs = [g.op("Softmax", _logits(g, x, m, f"m{k}_"), axis=1) for k, m in enumerate(members)]
+    total = g.op("Sum", *probs) if len(probs) > 1 else probs[0]
+    mean = g.op("Div", total, g.const("members", len(probs)), out="probabilities")
+    return g.op("ArgMax", mean, axis=1, keepdims=0)
 
+
+def _label(g: _Graph, classes: np.ndarray, best: str):
+    """Adds the `label` output, `classes[best]` in the run's own labels; returns its ONNX
+    element type (string or int64)."""
+    text = classes.dtype.kind == "U"
+    class_array = classes.astype(object) if text else classes.astype(np.int64)
+    g.op("Gather", g.const("classes", class_array, class_array.dtype), best, axis=0, out="label")
+    return g.onnx.TensorProto.STRING if text else g.onnx.TensorProto.INT64
+
+
+def _model_proto(g: _Graph, specs: list[dict[str, Any]], n_classes: int, *, label_type):
+    """The ModelProto of `g`'s nodes, with the inputs `specs` and the two outputs."""
+    from jaxnet import __version__
+
+    onnx, helper = g.onnx, g.onnx.helper
+    float_type = helper.np_dtype_to_tensor_dtype(g.dtype)
     graph_inputs = [helper.make_tensor_value_info(
         s["name"], float_type if s["type"] != "string" else onnx.TensorProto.STRING,
         s["shape"], doc_string=s["doc"]) for s in specs]
     graph_outputs = [
-        helper.make_tensor_value_info("probabilities", float_type, [BATCH, len(classes)],
+        helper.make_tensor_value_info("probabilities", float_type, [BATCH, n_classes],
                                       doc_string="column j is the probability of classes[j]"),
         helper.make_tensor_value_info("label", label_type, [BATCH],
                                       doc_string="the most probable class, as trained"),
@@ -281,40 +309,36 @@ def to_onnx(model):
     graph = helper.make_graph(g.nodes, "jaxnet", graph_inputs, graph_outputs,
                               initializer=g.initializers)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)]
-    proto = helper.make_model(graph, opset_imports=opsets, producer_name="jaxnet",
-                              producer_version=__version__,
-                              ir_version=helper.find_min_ir_version_for(opsets),
-                              doc_string="A jaxnet run from raw input columns to "
-                              "probabilities and labels; see jaxnet.onnx_export.")
-    helper.set_model_props(proto, {
+    return helper.make_model(graph, opset_imports=opsets, producer_name="jaxnet",
+                             producer_version=__version__,
+                             ir_version=helper.find_min_ir_version_for(opsets),
+                             doc_string="A jaxnet run from raw input columns to "
+                             "probabilities and labels; see jaxnet.onnx_export.")
+
+
+def _metadata(model, specs: list[dict[str, Any]]) -> dict[str, str]:
+    """The "jaxnet.*" metadata_props `to_onnx` documents."""
+    from jaxnet import __version__
+
+    prep, members = model.preprocessing, getattr(model, "members", None)
+    return {
         "jaxnet.version": __version__,
         "jaxnet.config": json_text(model.config.to_dict()),
-        "jaxnet.classes": json_text(classes.tolist()),
+        "jaxnet.classes": json_text(prep.classes.tolist()),
         "jaxnet.inputs": json_text(specs),
         "jaxnet.table": json_text(None if prep.table is None else prep.table.to_json()),
         "jaxnet.ensemble": json_text(None if members is None else {
             "members": len(members), "seeds": list(model.seeds),
             "best_epochs": list(model.best_epochs)}),
-    })
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    }
 
 
 def save(model, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Writes `to_onnx(model)` to `path`, atomically (a temporary file renamed over it).
+    """Writes `to_onnx(model)` to the .onnx file `path` as `jaxnet.export.save` writes its
+    .safetensors file: atomically, refusing an existing `path` unless `overwrite` is True.
 
-    Args:
-      model: a TrainedModel.
-      path: the .onnx file to write.
-      overwrite: replace `path` if it exists.
-
-    Returns:
-      `path` as a Path.
-
-    Raises:
-      OutputExistsError (a FileExistsError): `path` exists and `overwrite` is False.
-      MissingExtraError: the onnx package is not installed.
-      CheckpointError: the file could not be written.
+    Args, Returns and Raises: as `jaxnet.export.save`'s (`model` may also be an ensemble),
+    and MissingExtraError when the onnx package is not installed.
     """
     from jaxnet.checkpoint import writable
 

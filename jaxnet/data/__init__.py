@@ -54,8 +54,17 @@ def _dataset_key(name) -> str:
     return key
 
 
-def _check_source(key: str, path, target):
-    """DataError unless dataset `key` takes the `path` and `target` given (or not)."""
+def _split_options(val_fraction, test_fraction, seed, dtype) -> dict[str, Any]:
+    """The loaders' split and dtype keywords, checked (ConfigError: bad fractions; DataError:
+    not a float dtype)."""
+    check_fractions(val_fraction, test_fraction)
+    return {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
+            "dtype": float_dtype(dtype)}
+
+
+def _check_source(key: str, path, target, table: dict[str, Any]):
+    """DataError unless dataset `key` takes the `path`, `target` and csv `table` options given
+    (or not)."""
     if target is not None and key != "csv":
         raise DataError(
             f"target={target!r} names a column of a csv file, but dataset {key!r} is not csv; "
@@ -68,6 +77,9 @@ def _check_source(key: str, path, target):
         )
     if key not in ("digits", "random") and path is None:
         raise DataError(f"dataset {key!r} needs `data_path=PATH` ({_FILE_KIND[key]}); none was given")
+    if table and key != "csv":
+        raise DataError(f"{', '.join(f'`{k}`' for k in table)} name how a csv file's columns "
+                        f"are read, but dataset {key!r} is not csv; drop them")
 
 
 def load_dataset(
@@ -132,26 +144,21 @@ def load_dataset(
         ``classes`` (C,) the original labels.
 
     Raises:
-        DataError: Unknown name, missing or unexpected ``path`` or ``target``, or any
-            file/array problem (the message names the file and the problem).
+        DataError: Unknown name, missing or unexpected ``path``, ``target`` or csv
+            ``**table`` options, a dtype that is not float, or any file/array problem (the
+            message names the file and the problem).
         ConfigError: Bad split fractions.
     """
     key = _dataset_key(name)
-    check_fractions(val_fraction, test_fraction)
-    dt = float_dtype(dtype)
-    _check_source(key, path, target)
-    split = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
-             "dtype": dt}
-    if table and key != "csv":
-        raise DataError(f"{', '.join(f'`{k}`' for k in table)} name how a csv file's columns "
-                        f"are read, but dataset {key!r} is not csv; drop them")
+    split = _split_options(val_fraction, test_fraction, seed, dtype)
+    _check_source(key, path, target, table)
     if key == "digits":
         return load_digits(**split)
     if key == "random":
-        return random_data(seed=231 + seed, dtype=dt)
+        return random_data(seed=231 + seed, dtype=split["dtype"])
     p = os.fspath(path)
     if key == "cifar10":
-        return load_cifar10(p, dt)
+        return load_cifar10(p, split["dtype"])
     if key == "npz":
         return load_npz(p, **split)
     return load_csv(p, target=target, columns=columns, **table, **split)

@@ -15,7 +15,6 @@ from jax.sharding import PartitionSpec as P
 from jaxnet import distributed, input_span
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
-from jaxnet.errors import ConfigError
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
 from jaxnet.sweep.chunks import _chunk_layout
 from jaxnet.sweep.chunks import default_group as default_group
@@ -98,17 +97,33 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
       choose its best epoch and rank the settings, are class-weighted too.
     """
     check_sweep(config, settings, seeds=seeds, group=group, halving=halving,
-                min_epochs=min_epochs)
-    if keep_params and len({tuple(s.get("hidden", ())) for s in settings}) > 1:
-        raise ConfigError("`keep_params=True` stacks the runs' parameters, which needs one "
-                          "architecture; sweep one `hidden` at a time to keep parameters")
+                min_epochs=min_epochs, keep_params=keep_params)
     if config.epochs is None:
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
     n_train = len(data.x_train)
     in_span = input_span.choose(config, set(settings[0]) - {"hidden"}, n_train,
                                 data.num_features, in_span)
-    dtype = np.dtype(config.dtype)
     rows = [{**s, "seed": config.seed + k} for s in settings for k in range(seeds)]
+    plan = _plan(config, data, settings, rows, seeds=seeds, chunk=chunk, group=group, mesh=mesh,
+                 halving=halving, min_epochs=min_epochs, in_span=in_span)
+    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
+                           config.epochs)
+    kept = _KeptParams(config, data, len(rows), in_span) if keep_params else None
+    rung_records, compile_s, run_s = _train_rungs(plan, record, on_chunk, kept)
+    summary = record.setting_rows(range(len(settings)))
+    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
+                       record.curves, plan.criterion, compile_s, run_s, rung_records,
+                       int(record.epochs_trained.sum()), config.epochs, in_span,
+                       None if kept is None else kept.tree,
+                       None if kept is None else kept.epochs)
+
+
+def _plan(config: TrainConfig, data: Dataset, settings: list[dict], rows: list[dict], *,
+          seeds: int, chunk, group, mesh, halving, min_epochs, in_span: bool) -> _Plan:
+    """What stays fixed through the sweep's rungs: the splits on device, the rungs' epochs
+    and survivors, and the compiled programs with each run's arguments (its seed's key, its
+    swept values and the class weights)."""
+    dtype = np.dtype(config.dtype)
     splits = device_splits(data, dtype, distributed.DeviceEnv(mesh),
                            host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
@@ -122,21 +137,8 @@ def sweep(config: TrainConfig, data: Dataset, settings: list[dict], *, seeds: in
     programs = _arch_programs(config, data, settings, rows, seed_keys, values, seeds=seeds,
                               chunk=chunk, group=group, mesh=mesh, has_val="val" in splits,
                               in_span=in_span)
-    plan = _Plan(programs, splits, seeds, mesh, tuple(rung_epochs),
+    return _Plan(programs, splits, seeds, mesh, tuple(rung_epochs),
                  tuple(_survivors(len(settings), halving, len(rung_epochs))))
-    record = _Record.empty(rows, settings, seeds, steps_per_epoch(config, n_train),
-                           config.epochs)
-    kept = None
-    if keep_params:
-        x_span = data.x_train.reshape(n_train, -1).astype(dtype) if in_span else None
-        kept = _KeptParams(len(rows), steps_per_epoch(config, n_train), x_span)
-    rung_records, compile_s, run_s = _train_rungs(plan, record, on_chunk, kept)
-    summary = record.setting_rows(range(len(settings)))
-    return SweepResult(record.run_rows(), summary, _best(summary, plan.criterion),
-                       record.curves, plan.criterion, compile_s, run_s, rung_records,
-                       int(record.epochs_trained.sum()), config.epochs, in_span,
-                       None if kept is None else kept.tree,
-                       None if kept is None else kept.epochs)
 
 
 def _arch_programs(config: TrainConfig, data: Dataset, settings: list[dict], rows: list[dict],
@@ -185,8 +187,12 @@ class _KeptParams:
     ordinary form (a run trained in the span gets its first layer built back), and the
     1-based epoch they come from."""
 
-    def __init__(self, n_runs: int, spe: int, x_span: np.ndarray | None):
-        self.n_runs, self.spe, self.x_span = n_runs, spe, x_span
+    def __init__(self, config: TrainConfig, data: Dataset, n_runs: int, in_span: bool):
+        n_train = len(data.x_train)
+        self.n_runs, self.spe = n_runs, steps_per_epoch(config, n_train)
+        # a run trained in the span has coefficients over these inputs, not first-layer weights
+        self.x_span = (data.x_train.reshape(n_train, -1).astype(config.dtype) if in_span
+                       else None)
         self.tree = None
         self.epochs = np.zeros(n_runs, int)
 

@@ -137,7 +137,7 @@ def arch_groups(settings: list[dict], hidden: tuple[int, ...],
 
 def check_sweep(config: TrainConfig, settings: list[dict], *, seeds: int = 1,
                 group: int | str | None = "auto", halving: int | None = None,
-                min_epochs: int | None = None) -> None:
+                min_epochs: int | None = None, keep_params: bool = False) -> None:
     """Raises ConfigError for whatever `sweep` would refuse, before any data or compiling.
 
     Takes `sweep`'s arguments (a config with epochs=None trains DEFAULT_EPOCHS).
@@ -147,6 +147,9 @@ def check_sweep(config: TrainConfig, settings: list[dict], *, seeds: int = 1,
         config = dataclasses.replace(config, epochs=DEFAULT_EPOCHS)
     _check_settings(config, settings)
     _check_options(config, seeds, group, halving, min_epochs)
+    if keep_params and len({tuple(s.get("hidden", ())) for s in settings}) > 1:
+        raise ConfigError("`keep_params=True` stacks the runs' parameters, which needs one "
+                          "architecture; sweep one `hidden` at a time to keep parameters")
 
 
 def _check_settings(config: TrainConfig, settings: list[dict]):
