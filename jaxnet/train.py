@@ -679,8 +679,6 @@ def _chunked_loop(config, splits, progress: Progress, epochs_fn, max_epochs, on_
     has_val, patience = splits.get("val") is not None, config.stop_patience
     message, diverged, seconds, timed = None, False, 0.0, 0
     epoch = start = len(progress.history)
-    dtype = splits["train"][0].dtype
-    loss_dtype = dtype if jnp.finfo(dtype).bits >= 32 else np.float32  # as `widen`
     while epoch < config.num_epochs and message is None:
         count = 1 if epoch == start else min(max_epochs, config.num_epochs - epoch)
         if patience is not None:  # no stop can come sooner than patience - stale epochs
@@ -689,8 +687,8 @@ def _chunked_loop(config, splits, progress: Progress, epochs_fn, max_epochs, on_
                      if has_val and progress.best_epoch else math.inf)
         t0 = time.perf_counter()
         ts, saved, best, record = epochs_fn(
-            progress.state, splits, np.int32(count), np.float32(progress.best_score),
-            np.asarray(best_loss, loss_dtype))
+            progress.state, splits, *chunk_arguments(splits, count, progress.best_score,
+                                                     best_loss))
         record = jax.device_get(record)
         elapsed = time.perf_counter() - t0
         best = _copy(best)  # the next call donates the state, whose buffers `best` may share
@@ -724,6 +722,14 @@ def _chunked_loop(config, splits, progress: Progress, epochs_fn, max_epochs, on_
             if on_epoch is not None:
                 on_epoch(report)
     return LoopResult(progress, diverged, message, seconds, timed)
+
+
+def chunk_arguments(splits, count=1, best_acc=-math.inf, best_loss=math.inf) -> tuple:
+    """`make_epochs`' arguments after the state and the splits, as host scalars of the
+    dtypes its program is compiled for."""
+    dtype = splits["train"][0].dtype
+    loss_dtype = dtype if jnp.finfo(dtype).bits >= 32 else np.float32  # as `widen`
+    return np.int32(count), np.float32(best_acc), np.asarray(best_loss, loss_dtype)
 
 
 def _stopped(progress: Progress, has_val: bool) -> str:
