@@ -527,7 +527,9 @@ class LoopResult:
 
 
 def _copy(tree):
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+    # A copy in new buffers, with no program compiled (`jnp.array(a, copy=True)` compiled
+    # one per shape: 5 for the default network, ~0.1-0.2 s of a cold run).
+    return jax.device_put(tree, may_alias=False)
 
 
 def new_progress(ts: TrainState) -> Progress:
