@@ -527,9 +527,11 @@ class LoopResult:
 
 
 def _copy(tree):
-    # A copy in new buffers, with no program compiled (`jnp.array(a, copy=True)` compiled
-    # one per shape: 5 for the default network, ~0.1-0.2 s of a cold run).
-    return jax.device_put(tree, may_alias=False)
+    # A copy in new buffers, with no program compiled where the array is all on this
+    # process's devices (`jnp.array(a, copy=True)` compiles one per shape: 5 for the
+    # default network, ~0.1-0.2 s of a cold run); an array across processes is copied so.
+    return jax.tree.map(lambda a: jax.device_put(a, may_alias=False) if a.is_fully_addressable
+                        else jnp.array(a, copy=True), tree)
 
 
 def new_progress(ts: TrainState) -> Progress:
