@@ -137,13 +137,15 @@ class Kept:
         that it overlaps other work (XLA's compile and load release the GIL); the first
         call with arguments of the same structure, shapes and dtypes waits for it and
         raises its error, if any. `args`' leaves may be arrays or `jax.ShapeDtypeStruct`s.
+        The thread traces under this thread's x64, matmul precision and promotion settings.
         Does nothing without a folder (plain jit compiles on the first call)."""
         folder = _state["folder"]
         if folder is None:
             return
         key = _key(args)
         if key not in self._programs:
-            self._programs[key] = _pool().submit(self._load_or_compile, folder, args, *key)
+            self._programs[key] = _pool().submit(_in_settings(_settings(), self._load_or_compile),
+                                                 folder, args, *key)
 
     def _path(self, folder, tree, signature) -> pathlib.Path:
         # The settings that change lowering are read now: a process may switch them.
@@ -183,6 +185,28 @@ class Kept:
 def _key(args) -> tuple:
     leaves, tree = jax.tree.flatten((args, {}))
     return tree, _signature(leaves)
+
+
+def _settings() -> tuple:
+    """This thread's values of the JAX settings that shape a trace: a thread sees another's
+    values only where they are global, and the caller's may be its own
+    (`with jax.enable_x64(True):`)."""
+    config = jax.config
+    return (config.jax_enable_x64, config.jax_default_matmul_precision,
+            config.jax_numpy_dtype_promotion, config.jax_numpy_rank_promotion)
+
+
+def _in_settings(settings: tuple, fun: Callable) -> Callable:
+    """`fun` run under `settings` (`_settings()`), in whichever thread calls it."""
+    x64, precision, dtype_promotion, rank_promotion = settings
+
+    def run(*args):
+        with (jax.enable_x64(x64), jax.default_matmul_precision(precision),
+              jax.numpy_dtype_promotion(dtype_promotion),
+              jax.numpy_rank_promotion(rank_promotion)):
+            return fun(*args)
+
+    return run
 
 
 @functools.cache

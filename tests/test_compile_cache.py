@@ -235,6 +235,12 @@ def test_a_program_prepared_in_a_thread_is_the_one_called_and_its_error_surfaces
         def broken(a):
             raise ValueError("broken program")
 
+        # The thread traces under the caller's settings, here its own x64.
+        with jax.enable_x64(True):
+            wide = jnp.arange(3.0, dtype=jnp.float64)
+            double.prepare(jax.ShapeDtypeStruct(wide.shape, wide.dtype))
+            assert double(wide)[0].dtype == jnp.float64
+
         bad = executables.Kept(broken, "test_broken", "v1", None)
         bad.prepare(x)
         for _ in range(2):  # the thread's error, then the same from a compile of its own
