@@ -147,6 +147,11 @@ class Kept:
             self._programs[key] = _pool().submit(_in_settings(_settings(), self._load_or_compile),
                                                  folder, args, *key)
 
+    def on_disk(self, *args) -> bool:
+        """Whether a file for `args` is in the folder (it may still prove unusable)."""
+        folder = _state["folder"]
+        return folder is not None and self._path(folder, *_key(args)).is_file()
+
     def _path(self, folder, tree, signature) -> pathlib.Path:
         # The settings that change lowering are read now: a process may switch them.
         text = json.dumps([_FORMAT, self.name, self.description, str(tree), signature,

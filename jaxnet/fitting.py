@@ -172,7 +172,9 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     if env.batch_sharding is None:
         fresh = _jitted_fresh_state(program_config(config), n_train, dims, config.init,
                                     config.weight_scale)
-        if executables.keeping():
+        # Compiling: side by side. Loading (a warm run, known by the initial state's file):
+        # one after the other, as called; threads made it slower on a busy 2-core machine.
+        if executables.keeping() and not fresh.on_disk(key):
             _start_programs(config, fresh, key, epochs_fn or epoch_fn, eval_fn, splits,
                             weights, chunked=epochs_fn is not None)
         state = fresh(key)
@@ -217,10 +219,10 @@ def _with_hyperparams(config: TrainConfig, state: train.TrainState) -> train.Tra
 
 
 def _start_programs(config, fresh, key, run_fn, eval_fn, splits, weights, *, chunked):
-    """Starts loading or compiling fit's three programs side by side
+    """Starts compiling (or loading) fit's three programs side by side
     (`executables.Kept.prepare`), from the shapes of the state they will get: the epoch or
-    chunk program (the longest to compile; digits': ~3.7 s of ~5.4 s on 2 cores), the
-    initial state's and the evaluation's."""
+    chunk program (the longest: digits' ~3.7 s of ~5.4 s of compile, in one thread), the
+    initial state's and the evaluation's (~1.0 and ~0.7 s), which a free core hides."""
     state = jax.eval_shape(
         lambda k: train.with_class_weight(_with_hyperparams(config, fresh.plain(k)), weights),
         key)

@@ -227,10 +227,12 @@ def test_a_program_prepared_in_a_thread_is_the_one_called_and_its_error_surfaces
     executables.keep_in(tmp_path)
     try:
         double = executables.Kept(lambda a: (2 * a,), "test_double", "v1", None)
+        assert not double.on_disk(x)
         double.prepare(jax.ShapeDtypeStruct(x.shape, x.dtype))  # from shapes alone
         np.testing.assert_array_equal(double(x)[0], [0.0, 2.0, 4.0])
         assert len(double._programs) == 1  # the call used the prepared program
         assert [p.name.split("-")[0] for p in tmp_path.glob("*.xla")] == ["test_double"]
+        assert double.on_disk(x)
 
         def broken(a):
             raise ValueError("broken program")
