@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import json
@@ -22,6 +24,7 @@ _FORMAT = 1
 FOLDER = "executables"  # in the command's compilation cache folder
 _state = {"folder": None}
 _jax_cache_hits = threading.local()
+_global_setting = threading.Lock()
 LOADED_EVENT = "/jaxnet/executables/loaded"  # jax.monitoring event per program loaded
 WRITTEN_EVENT = "/jaxnet/executables/written"
 
@@ -29,6 +32,11 @@ WRITTEN_EVENT = "/jaxnet/executables/written"
 def keep_in(folder) -> None:
     """Keep fit's programs in `folder` (created on first write); None: plain jit."""
     _state["folder"] = None if folder is None else pathlib.Path(folder)
+
+
+def keeping() -> bool:
+    """Whether fit's programs are kept (`keep_in` named a folder)."""
+    return _state["folder"] is not None
 
 
 def _count_hits(event, **kwargs):
@@ -105,18 +113,44 @@ class Kept:
         self.jitted = jax.jit(kept, donate_argnums=donate_argnums)
         self.plain = jax.jit(fun, donate_argnums=donate_argnums) if plain is None else plain
         self.name, self.description, self.out_tree = name, description, out_tree
-        self._programs: dict = {}
+        self._programs: dict = {}  # (tree, signature) -> program, or a Future of one
 
     def __call__(self, *args):
         folder = _state["folder"]
         if folder is None:
             return self.plain(*args)
-        leaves, tree = jax.tree.flatten((args, {}))
-        key = (tree, _signature(leaves))
+        key = _key(args)
         program = self._programs.get(key)
+        if isinstance(program, concurrent.futures.Future):
+            try:
+                program = program.result()  # what `prepare` started; its error, if any
+            except BaseException:
+                del self._programs[key]  # a later call tries again
+                raise
+            self._programs[key] = program
         if program is None:
             program = self._programs[key] = self._load_or_compile(folder, args, *key)
         return program(*args)
+
+    def prepare(self, *args) -> None:
+        """Starts loading or compiling the program for `args` in a thread of its own, so
+        that it overlaps other work (XLA's compile and load release the GIL); the first
+        call with arguments of the same structure, shapes and dtypes waits for it and
+        raises its error, if any. `args`' leaves may be arrays or `jax.ShapeDtypeStruct`s.
+        The thread traces under this thread's x64, matmul precision and promotion settings.
+        Does nothing without a folder (plain jit compiles on the first call)."""
+        folder = _state["folder"]
+        if folder is None:
+            return
+        key = _key(args)
+        if key not in self._programs:
+            self._programs[key] = _pool().submit(_in_settings(_settings(), self._load_or_compile),
+                                                 folder, args, *key)
+
+    def on_disk(self, *args) -> bool:
+        """Whether a file for `args` is in the folder (it may still prove unusable)."""
+        folder = _state["folder"]
+        return folder is not None and self._path(folder, *_key(args)).is_file()
 
     def _path(self, folder, tree, signature) -> pathlib.Path:
         # The settings that change lowering are read now: a process may switch them.
@@ -145,16 +179,69 @@ class Kept:
             pass
         hits = getattr(_jax_cache_hits, "n", 0)
         lowered = self.jitted.lower(*args)
-        keep = jax.config.jax_persistent_cache_min_compile_time_secs
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", math.inf)
-        try:
+        with _not_in_jax_cache():
             program = lowered.compile()
-        finally:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
         if getattr(_jax_cache_hits, "n", 0) == hits and (
                 out_tree is None or str(program.out_tree) == str(out_tree)):
             _write(path, program, program.out_tree)
         return program
+
+
+def _key(args) -> tuple:
+    leaves, tree = jax.tree.flatten((args, {}))
+    return tree, _signature(leaves)
+
+
+def _settings() -> tuple:
+    """This thread's values of the JAX settings that shape a trace: a thread sees another's
+    values only where they are global, and the caller's may be its own
+    (`with jax.enable_x64(True):`)."""
+    config = jax.config
+    return (config.jax_enable_x64, config.jax_default_matmul_precision,
+            config.jax_numpy_dtype_promotion, config.jax_numpy_rank_promotion)
+
+
+def _in_settings(settings: tuple, fun: Callable) -> Callable:
+    """`fun` run under `settings` (`_settings()`), in whichever thread calls it."""
+    x64, precision, dtype_promotion, rank_promotion = settings
+
+    def run(*args):
+        with (jax.enable_x64(x64), jax.default_matmul_precision(precision),
+              jax.numpy_dtype_promotion(dtype_promotion),
+              jax.numpy_rank_promotion(rank_promotion)):
+            return fun(*args)
+
+    return run
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    # Fit keeps three programs; more threads than cores would only slow the longest one.
+    return concurrent.futures.ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1),
+                                                 thread_name_prefix="jaxnet-executables")
+
+
+@contextlib.contextmanager
+def _not_in_jax_cache():
+    """JAX's cache keeps no program compiled inside (see `Kept`). JAX's setting for it has
+    a thread-local form, not public: the programs `Kept.prepare` compiles in threads must
+    not keep the main thread's programs out of JAX's cache. Without it (another JAX), the
+    global setting is changed, one compile at a time."""
+    try:
+        from jax._src.config import persistent_cache_min_compile_time_secs as setting
+    except ImportError:
+        setting = None
+    if setting is not None:
+        with setting(math.inf):
+            yield
+        return
+    with _global_setting:
+        keep = jax.config.jax_persistent_cache_min_compile_time_secs
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", math.inf)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
 
 
 def _write(path: pathlib.Path, program, out_tree) -> None:

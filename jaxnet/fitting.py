@@ -165,22 +165,27 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     chunk = train.epochs_per_call(config, dims, n_train)
     epochs_fn = (_jitted_epochs(program_config(config), n_train, env.batch_sharding, chunk)
                  if chunk > 1 else None)
-    if env.batch_sharding is None:
-        state = _jitted_fresh_state(program_config(config), n_train, dims, config.init,
-                                    config.weight_scale)(jax.random.PRNGKey(config.seed))
-    else:
-        state = train.init_train_state(config, dims, optimizer)
-    state = state._replace(opt_state=optim.set_hyperparams(
-        state.opt_state, **train.injected_hyperparams(config)))
-    progress = train.new_progress(state)
-    if resume:
-        progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
     # An argument of the compiled epoch (in the state), derived from the training labels;
     # checkpoints leave it out (a resume derives it again from the same data).
     weights = train.class_weights(config, data.y_train, data.num_classes)
+    splits = train.device_splits(data, jnp.dtype(config.dtype), env)
+    key = jax.random.PRNGKey(config.seed)
+    if env.batch_sharding is None:
+        fresh = _jitted_fresh_state(program_config(config), n_train, dims, config.init,
+                                    config.weight_scale)
+        # Compiling: side by side. Loading (a warm run, known by the initial state's file):
+        # one after the other, as called; threads made it slower on a busy 2-core machine.
+        if executables.keeping() and not fresh.on_disk(key):
+            _start_programs(config, fresh, key, epochs_fn or epoch_fn, eval_fn, splits,
+                            weights, chunked=epochs_fn is not None)
+        state = fresh(key)
+    else:
+        state = train.init_train_state(config, dims, optimizer, key)
+    progress = train.new_progress(_with_hyperparams(config, state))
+    if resume:
+        progress = _resume(config, out_dir, progress, raw_fingerprint, prep)
     progress.state = train.with_class_weight(progress.state, weights)
     progress.state, progress.best = env.replicate((progress.state, progress.best))
-    splits = train.device_splits(data, jnp.dtype(config.dtype), env)
     meta = {"config": config.to_dict(), "dims": list(dims), "data_fingerprint": raw_fingerprint,
             "preprocessing": prep.to_json()}
     if weights is not None:
@@ -208,6 +213,29 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     p = loop.progress
     return TrainResult(p.best["params"], p.best["bn_state"], p.state, p.history, metrics,
                        loop.diverged, loop.message, prep)
+
+
+def _with_hyperparams(config: TrainConfig, state: train.TrainState) -> train.TrainState:
+    """A fresh state of `config`'s program with `config`'s own optimizer values."""
+    return state._replace(opt_state=optim.set_hyperparams(
+        state.opt_state, **train.injected_hyperparams(config)))
+
+
+def _start_programs(config, fresh, key, run_fn, eval_fn, splits, weights, *, chunked):
+    """Starts compiling (or loading) fit's three programs side by side
+    (`executables.Kept.prepare`), from the shapes of the state they will get: the epoch or
+    chunk program (the longest: digits' ~3.7 s of ~5.4 s of compile, in one thread), the
+    initial state's and the evaluation's (~1.0 and ~0.7 s), which a free core hides."""
+    state = jax.eval_shape(
+        lambda k: train.with_class_weight(_with_hyperparams(config, fresh.plain(k)), weights),
+        key)
+    if chunked:
+        run_fn.prepare(state, splits, *train.chunk_arguments(splits))
+    else:
+        run_fn.prepare(state, *splits["train"])
+    fresh.prepare(key)
+    eval_fn.prepare(state.params, state.bn_state, splits,
+                    *(() if weights is None else (state.hyper["class_weight"],)))
 
 
 def _epoch_report(progress: train.Progress) -> dict:

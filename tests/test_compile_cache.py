@@ -217,3 +217,36 @@ def test_an_output_structure_is_rebuilt_from_json_and_only_from_known_node_kinds
             executables._rebuild(bad)
     with pytest.raises(TypeError):  # a node kind it would not rebuild: not described
         executables._describe(jax.tree.structure(jax.tree_util.Partial(print)))
+
+
+def test_a_program_prepared_in_a_thread_is_the_one_called_and_its_error_surfaces(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.arange(3.0)
+    executables.keep_in(tmp_path)
+    try:
+        double = executables.Kept(lambda a: (2 * a,), "test_double", "v1", None)
+        assert not double.on_disk(x)
+        double.prepare(jax.ShapeDtypeStruct(x.shape, x.dtype))  # from shapes alone
+        np.testing.assert_array_equal(double(x)[0], [0.0, 2.0, 4.0])
+        assert len(double._programs) == 1  # the call used the prepared program
+        assert [p.name.split("-")[0] for p in tmp_path.glob("*.xla")] == ["test_double"]
+        assert double.on_disk(x)
+
+        def broken(a):
+            raise ValueError("broken program")
+
+        # The thread traces under the caller's settings, here its own x64.
+        with jax.enable_x64(True):
+            wide = jnp.arange(3.0, dtype=jnp.float64)
+            double.prepare(jax.ShapeDtypeStruct(wide.shape, wide.dtype))
+            assert double(wide)[0].dtype == jnp.float64
+
+        bad = executables.Kept(broken, "test_broken", "v1", None)
+        bad.prepare(x)
+        for _ in range(2):  # the thread's error, then the same from a compile of its own
+            with pytest.raises(ValueError, match="broken program"):
+                bad(x)
+    finally:
+        executables.keep_in(None)
