@@ -210,6 +210,8 @@ def test_cli_train_seeds_then_predict_evaluate_export(tmp_path, monkeypatch, cap
                  "--quiet", "--out", "ens"]) == 0
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert out.startswith("2 seeds of (8,) on digits, 2 epochs each: test accuracy ")
+    assert metrics["seeds"] == 2
     assert f"test accuracy {metrics['ensemble']['test_accuracy']:.4f}" in out
     model = jaxnet.load(tmp_path / "ens")
     raw = fitting.load_data(model.config)

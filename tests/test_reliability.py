@@ -119,12 +119,8 @@ def test_flags_that_seeds_cannot_honour_are_refused(tmp_path, capsys, flags):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
-    assert main(["train", "--seeds", "2", "--epochs", "2", *TINY, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("2 seeds of (8,) on digits, 2 epochs each: test accuracy ")
-    assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == 2
+# That `train --seeds` says how many epochs its seeds trained: tests/test_ensemble.py::
+# test_cli_train_seeds_then_predict_evaluate_export (the same command).
 
 
 # ------------------------------------------------------------------ 3. exact resume per schedule
