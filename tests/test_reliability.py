@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import one_line_error, run_python, subprocess_env
+from conftest import one_line_error, popen_as_at_a_terminal, run_python, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -286,18 +286,10 @@ def uninterrupted(tmp_path_factory):
 
 
 def _start_training(cwd, run="run"):
-    return subprocess.Popen(
+    return popen_as_at_a_terminal(
         [sys.executable, "-m", "jaxnet", "train", "--epochs", str(KILL_EPOCHS), *KILL_ARGS,
          "--out", run], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=subprocess_env(), preexec_fn=_sigint_as_at_a_terminal)
-
-
-def _sigint_as_at_a_terminal():
-    # Python turns SIGINT into KeyboardInterrupt only if it starts with SIGINT not ignored,
-    # as under a terminal. A suite started in the background by a shell without job control
-    # (`bash .ci/run &` in a script) passes SIGINT on ignored, and the child would never see
-    # the test's Ctrl-C.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+        env=subprocess_env())
 
 
 def _wait_for_first_checkpoint(proc, run):
