@@ -9,6 +9,7 @@ import logging
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -146,6 +147,21 @@ def run_jaxnet(argv, *, devices: int = 1, cwd=None, timeout=SUBPROCESS_TIMEOUT):
     """`python -m jaxnet ARGV...`, which must succeed."""
     return succeeded(run_python(["-m", "jaxnet", *argv], devices=devices, cwd=cwd,
                                 timeout=timeout))
+
+
+def popen_as_at_a_terminal(args, **kwargs) -> subprocess.Popen:
+    """`subprocess.Popen(args, **kwargs)` whose child starts with SIGINT not ignored, as under
+    a terminal: Python turns SIGINT into KeyboardInterrupt only then. A suite started in the
+    background by a shell without job control (`bash .ci/run &` in a script) passes SIGINT on
+    ignored, and the child would never see a test's Ctrl-C. The parent sets a handler for the
+    moment of the start (a handler becomes the default in the child, an ignored signal stays
+    ignored), not a `preexec_fn`: that forks this multithreaded JAX process in Python, which
+    JAX warns may deadlock."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _free_port() -> int:

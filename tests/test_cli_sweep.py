@@ -36,11 +36,13 @@ def read_csv(path):
 
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory):
-    """`jaxnet sweep --preset notebook --epochs 3 --out DIR`, run once from a scratch cwd."""
+    """`jaxnet sweep --preset notebook --epochs 6 --out DIR`, run once from a scratch cwd.
+    6 full-batch steps: the largest learning rates overflow the float32 loss, so the tests
+    below see both finished and diverged settings."""
     cwd = tmp_path_factory.mktemp("notebook")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
-        code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "3",
+        code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "6",
                                     "--out", "out"])
     return code, stdout, stderr, cwd / "out"
 
@@ -72,7 +74,7 @@ def test_notebook_preset_writes_results_and_plots(notebook):
     results = strict_json(out / "results.json")
     config = results["config"]
     assert (config["dataset"], config["optimizer"], config["batch_size"], config["epochs"]) == (
-        "random", "sgd", 50, 3)
+        "random", "sgd", 50, 6)
     assert (config["dropout"], config["reg"], config["init"]) == (0.0, 0.0, "normal")
     assert config["hidden"] == [100, 100, 100, 100]
     assert results["criterion"] == "final_loss"
@@ -103,12 +105,10 @@ def test_notebook_preset_writes_results_and_plots(notebook):
 
 
 @pytest.mark.slow
-def test_notebook_preset_flags_diverged_settings(tmp_path, monkeypatch):
-    # 6 full-batch steps: the largest learning rates overflow the float32 loss.
-    monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = run(["sweep", "--preset", "notebook", "--epochs", "6", "--out", "o"])
+def test_notebook_preset_flags_diverged_settings(notebook):
+    code, stdout, stderr, out = notebook
     assert code == 0, stderr
-    settings = strict_json(tmp_path / "o" / "results.json")["settings"]
+    settings = strict_json(out / "results.json")["settings"]
     diverged = [s for s in settings if s["diverged"]]
     assert diverged, "expected some of lr up to 1e5 to diverge"
     assert all(s["final_loss"] is None and s["train_loss"] is None for s in diverged)
@@ -116,7 +116,7 @@ def test_notebook_preset_flags_diverged_settings(tmp_path, monkeypatch):
     assert [line.endswith("loss: diverged") for line in lines] == [s["diverged"] for s in settings]
     assert f"{len(diverged)} diverged (flagged, never chosen)" in stdout
     assert not re.search(r"\b(nan|inf)\b", stdout, re.IGNORECASE)
-    best = strict_json(tmp_path / "o" / "best.json")["best"]
+    best = strict_json(out / "best.json")["best"]
     assert not best["diverged"] and best["lr"] < 1e5
 
 

@@ -54,6 +54,16 @@ def _labels(raw, split):
     return getattr(raw, f"x_{split}"), raw.classes[getattr(raw, f"y_{split}")]
 
 
+@pytest.fixture(scope="module")
+def exported(ens_dir, raw, tmp_path_factory):
+    """The ensemble loaded, its PyTorch export (safetensors) and the test inputs: what the
+    export tests below share."""
+    with jax.enable_x64(True):
+        model = jaxnet.load(ens_dir)
+        path = export.export_run(ens_dir, tmp_path_factory.mktemp("export") / "ens.safetensors")
+    return model, path, _labels(raw, "test")[0]
+
+
 @pytest.mark.slow
 @pytest.mark.x64
 def test_predict_proba_is_the_mean_of_the_members_loaded_one_by_one(ens_dir, member_dirs, raw):
@@ -122,9 +132,8 @@ def _numpy_logits(tensors, prefix, n_hidden, eps, x):
 
 @pytest.mark.slow
 @pytest.mark.x64
-def test_pytorch_export_holds_each_member_under_its_prefix(ens_dir, raw, tmp_path):
-    model = jaxnet.load(ens_dir)
-    path = export.export_run(ens_dir, tmp_path / "ens.safetensors")
+def test_pytorch_export_holds_each_member_under_its_prefix(exported):
+    model, path, x = exported
     head = export.load_header(path)
     assert head["ensemble"]["members"] == SEEDS and head["ensemble"]["seeds"] == [0, 1, 2]
     assert head["ensemble"]["combine"] == export.COMBINE
@@ -139,7 +148,6 @@ def test_pytorch_export_holds_each_member_under_its_prefix(ens_dir, raw, tmp_pat
     assert len(tensors) == SEEDS * len(export.to_torch_state_dict(model.members[0]))
     # A numpy forward of the file alone (header preprocessing, members' softmax averaged)
     # reproduces predict_proba.
-    x, _ = _labels(raw, "test")
     prep = head["preprocessing"]
     z = (x - np.asarray(prep["mean"])) / np.asarray(prep["scale"])
     probs = [jax.nn.softmax(_numpy_logits(tensors, f"members.{k}.", 2, CONFIG.bn_eps, z))
@@ -150,13 +158,11 @@ def test_pytorch_export_holds_each_member_under_its_prefix(ens_dir, raw, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.x64
-def test_torch_module_averages_the_members(ens_dir, raw, tmp_path):
+def test_torch_module_averages_the_members(exported):
     torch = pytest.importorskip("torch")
-    model = jaxnet.load(ens_dir)
-    path = export.export_run(ens_dir, tmp_path / "ens.safetensors")
+    model, path, x = exported
     module = export.torch_module(path)
     prep = export.load_header(path)["preprocessing"]
-    x, _ = _labels(raw, "test")
     z = (x - np.asarray(prep["mean"])) / np.asarray(prep["scale"])
     with torch.no_grad():
         probs = module(torch.tensor(z, dtype=torch.float64)).numpy()
@@ -165,11 +171,10 @@ def test_torch_module_averages_the_members(ens_dir, raw, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.x64
-def test_onnx_graph_averages_the_members_probabilities(ens_dir, raw, tmp_path):
+def test_onnx_graph_averages_the_members_probabilities(exported, ens_dir, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    model = jaxnet.load(ens_dir)
+    model, _, x = exported
     path = export.export_run(ens_dir, tmp_path / "ens.onnx")
-    x, _ = _labels(raw, "test")
     probabilities, label = ort.InferenceSession(str(path)).run(None, {"x": x})
     np.testing.assert_allclose(probabilities, model.predict_proba(x), rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(label, model.predict(x))
@@ -205,6 +210,8 @@ def test_cli_train_seeds_then_predict_evaluate_export(tmp_path, monkeypatch, cap
                  "--quiet", "--out", "ens"]) == 0
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert out.startswith("2 seeds of (8,) on digits, 2 epochs each: test accuracy ")
+    assert metrics["seeds"] == 2
     assert f"test accuracy {metrics['ensemble']['test_accuracy']:.4f}" in out
     model = jaxnet.load(tmp_path / "ens")
     raw = fitting.load_data(model.config)

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import SUBPROCESS_TIMEOUT, subprocess_env
+from conftest import SUBPROCESS_TIMEOUT, popen_as_at_a_terminal, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -25,16 +25,11 @@ TRAIN = ["-m", "jaxnet", "train", "--layers", "2", "--hidden", "8", "--quiet", "
 NOTHING = ("{what}; nothing was saved", "{what} before the first epoch ended; nothing was saved")
 
 
-def _as_at_a_terminal():
+def _start(cwd, args):
     # A suite started in the background by a script passes SIGINT on ignored, and jaxnet
     # (like Python) leaves an ignored SIGINT ignored; at a terminal it is not.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(cwd, args):
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-                            preexec_fn=_as_at_a_terminal)
+    return popen_as_at_a_terminal([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=subprocess_env())
 
 
 def _wait_for(proc, ready):

@@ -9,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_python
 
 from jaxnet import fitting, plots, train
 from jaxnet.cli import main
@@ -134,13 +133,15 @@ def test_the_halving_legend_says_1_epoch(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_pipe_run_prints_one_line_per_epoch_matching_its_history(tmp_path):
-    proc = run_python(["-m", "jaxnet", "train", *TINY, "--max-epochs", "4", "--out", "run"],
-                      cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    banner, *lines = proc.stderr.splitlines()
+def test_a_pipe_run_prints_one_line_per_epoch_matching_its_history(tmp_path, monkeypatch,
+                                                                   capsys):
+    # In this process: capsys's stderr is no terminal (isatty() is False), as a pipe's.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--max-epochs", "4", "--out", "run"]) == 0
+    stdout, stderr = capsys.readouterr()
+    banner, *lines = stderr.splitlines()
     assert banner.startswith("training (64, 8, 10) on digits")
-    assert proc.stdout.startswith("test accuracy ") and len(proc.stdout.splitlines()) == 1
+    assert stdout.startswith("test accuracy ") and len(stdout.splitlines()) == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     history = metrics["history"]
     assert len(lines) == len(history) == 4

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import one_line_error, run_python, subprocess_env
+from conftest import one_line_error, popen_as_at_a_terminal, run_python, subprocess_env
 
 import jaxnet
 from jaxnet import checkpoint as ckpt
@@ -119,12 +119,8 @@ def test_flags_that_seeds_cannot_honour_are_refused(tmp_path, capsys, flags):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-def test_seeds_say_how_many_epochs_they_trained(tmp_path, capsys):
-    assert main(["train", "--seeds", "2", "--epochs", "2", *TINY, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("2 seeds of (8,) on digits, 2 epochs each: test accuracy ")
-    assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == 2
+# That `train --seeds` says how many epochs its seeds trained: tests/test_ensemble.py::
+# test_cli_train_seeds_then_predict_evaluate_export (the same command).
 
 
 # ------------------------------------------------------------------ 3. exact resume per schedule
@@ -290,18 +286,10 @@ def uninterrupted(tmp_path_factory):
 
 
 def _start_training(cwd, run="run"):
-    return subprocess.Popen(
+    return popen_as_at_a_terminal(
         [sys.executable, "-m", "jaxnet", "train", "--epochs", str(KILL_EPOCHS), *KILL_ARGS,
          "--out", run], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=subprocess_env(), preexec_fn=_sigint_as_at_a_terminal)
-
-
-def _sigint_as_at_a_terminal():
-    # Python turns SIGINT into KeyboardInterrupt only if it starts with SIGINT not ignored,
-    # as under a terminal. A suite started in the background by a shell without job control
-    # (`bash .ci/run &` in a script) passes SIGINT on ignored, and the child would never see
-    # the test's Ctrl-C.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+        env=subprocess_env())
 
 
 def _wait_for_first_checkpoint(proc, run):
