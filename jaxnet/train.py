@@ -370,14 +370,9 @@ def make_epochs(config: TrainConfig, optimizer, n_train: int, batch_sharding=Non
             ts.params, ts.bn_state)
         loss_dtype = jnp.result_type(next(iter(score_shapes.values()))[0].dtype)
 
-        # A while loop over the epochs that stops after the first one the host would not
-        # record. It carries the states before and after the last epoch (`prev`, `cur`: not
-        # reverted) and picks the ones to return and to save once, after the loop, where a
-        # scan of conditional epochs made three conditional copies of the state per epoch
-        # (`make_epoch`'s keep_finite, a skipped epoch's, the saved state's). The same
-        # numbers (float64 tests); digits' program: 8248 -> 7734 HLO ops after XLA's
-        # passes, lowering ~0.55 -> ~0.45 s, 16 epochs ~4% faster to run, its compile time
-        # unchanged within the noise of a shared 2-core machine (~3.7-5 s).
+        # A while loop that stops after the first epoch the host would not record, carrying
+        # the states before and after the last epoch (`prev`, `cur`: not reverted); the
+        # states to return and to save are picked once, after it (docs/performance.md).
         def body(carry):
             i, prev, cur, best, best_acc, best_loss, status, record = carry
             del prev
@@ -408,10 +403,7 @@ def make_epochs(config: TrainConfig, optimizer, n_train: int, batch_sharding=Non
             i, *_, status, _ = carry
             return (i < count) & (status == 0)
 
-        record = {"losses": jnp.zeros((max_epochs, spe), loss_dtype),
-                  "step": jnp.zeros(max_epochs, ts.step.dtype),
-                  "scores": jax.tree.map(lambda s: jnp.zeros((max_epochs, *s.shape), s.dtype),
-                                         score_shapes)}
+        record = _empty_record(max_epochs, spe, loss_dtype, ts.step.dtype, score_shapes)
         best = {"params": ts.params, "bn_state": ts.bn_state}
         init = (jnp.int32(0), ts, ts, best, best_acc, best_loss, jnp.int32(0), record)
         n, prev, cur, best, _, _, status, record = jax.lax.while_loop(more, body, init)
@@ -425,6 +417,14 @@ def make_epochs(config: TrainConfig, optimizer, n_train: int, batch_sharding=Non
         return ts, saved, best, record
 
     return epochs
+
+
+def _empty_record(max_epochs: int, steps: int, loss_dtype, step_dtype, score_shapes) -> dict:
+    """`make_epochs`' record before its first epoch: zeros of every row's shape."""
+    return {"losses": jnp.zeros((max_epochs, steps), loss_dtype),
+            "step": jnp.zeros(max_epochs, step_dtype),
+            "scores": jax.tree.map(lambda s: jnp.zeros((max_epochs, *s.shape), s.dtype),
+                                   score_shapes)}
 
 
 def widen(logits):
