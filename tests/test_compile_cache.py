@@ -250,3 +250,27 @@ def test_a_program_prepared_in_a_thread_is_the_one_called_and_its_error_surfaces
                 bad(x)
     finally:
         executables.keep_in(None)
+
+
+@pytest.mark.slow
+def test_the_programs_a_cold_fit_prepares_are_the_ones_it_calls(tmp_path, monkeypatch):
+    # The chunked path without class weights is the command's test above (3 written). Here
+    # one epoch per call and a class-weighted evaluation: a program `fitting._start_programs`
+    # prepared with other arguments than the loop's calls would be compiled and written twice.
+    import jax
+
+    from jaxnet import TrainConfig, fitting, train
+
+    written = []
+    jax.monitoring.register_event_listener(
+        lambda name, **kw: written.append(name) if name == executables.WRITTEN_EVENT else None)
+    monkeypatch.setattr(train, "CHUNK_FLOPS", 0)  # every epoch a call of its own
+    config = TrainConfig(hidden=(13,), epochs=2, class_weight="balanced")  # a shape of its own
+    executables.keep_in(tmp_path)
+    try:
+        fitting.fit(config)
+    finally:
+        executables.keep_in(None)
+    kept = sorted(p.name.split("-")[0] for p in tmp_path.glob("*.xla"))
+    assert kept == ["epoch", "evaluate", "fresh_state"]
+    assert len(written) == 3
