@@ -107,3 +107,20 @@ def test_jaxnet_sweep_is_the_function_although_the_subpackage_shares_its_name():
     from jaxnet.sweep import sweep
 
     assert jaxnet.sweep is sweep and callable(jaxnet.sweep)
+
+
+def test_the_process_command_leaves_its_heap_uncollected_to_the_exit(monkeypatch, capsys):
+    import gc
+
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit):  # called from Python: the caller's heap is its own
+            main(["--version"])
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setattr("sys.argv", ["jaxnet", "--version"])
+        with pytest.raises(SystemExit) as exit_info:  # the process's command
+            main()
+        assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("jaxnet ")
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
