@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import checkpoint as ckpt
-from jaxnet import executables, optim, runlock, train
+from jaxnet import executables, optim, rng, runlock, train
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset, load_dataset
 from jaxnet.distributed import DeviceEnv, to_host
@@ -169,7 +169,7 @@ def _fit(config, data, *, out_dir, resume, on_epoch, env) -> TrainResult:
     # checkpoints leave it out (a resume derives it again from the same data).
     weights = train.class_weights(config, data.y_train, data.num_classes)
     splits = train.device_splits(data, jnp.dtype(config.dtype), env)
-    key = jax.random.PRNGKey(config.seed)
+    key = rng.seed_key(config.seed)
     if env.batch_sharding is None:
         fresh = _jitted_fresh_state(program_config(config), n_train, dims, config.init,
                                     config.weight_scale)

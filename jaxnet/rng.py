@@ -76,6 +76,19 @@ def _threefry_key(key):
     return None
 
 
+def seed_key(seed: int) -> jax.Array:
+    """`jax.random.PRNGKey(seed)`, the same uint32 pair, built on the host where it can be:
+    under jax's default generator (Threefry-2x32, raw keys) a seed in [0, 2**31) is the pair
+    (0, seed). JAX compiles two small programs for it, and on a warm `jaxnet train`, which
+    loads its own programs untraced, they were most of what was left to lower (~0.1 s to
+    start MLIR). Other seeds and generators: `jax.random.PRNGKey` itself."""
+    if (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+            and 0 <= seed < 2**31 and jax.config.jax_default_prng_impl == "threefry2x32"
+            and not jax.config.jax_enable_custom_prng):
+        return jax.device_put(np.array([0, seed], np.uint32))
+    return jax.random.PRNGKey(seed)
+
+
 def uniform(key, shape, dtype):
     """`jax.random.uniform(key, shape, dtype)`, the same numbers bit for bit."""
     floats = _unit_floats(key, shape, dtype)

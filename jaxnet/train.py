@@ -182,7 +182,7 @@ def learning_rate_at(config: TrainConfig, n_train: int, step: int) -> tuple[floa
 def init_train_state(config: TrainConfig, dims, optimizer, key=None, *, params=None,
                      bn_state=None) -> TrainState:
     """A fresh TrainState; `key` defaults to PRNGKey(config.seed)."""
-    key = jax.random.PRNGKey(config.seed) if key is None else key
+    key = rng.seed_key(config.seed) if key is None else key
     return _fresh_state(key, params, bn_state, dims=tuple(dims), init=config.init,
                         weight_scale=config.weight_scale, dtype=config.dtype,
                         optimizer=optimizer)

@@ -26,9 +26,11 @@ import jax
 from jaxnet.cli import main
 events = collections.Counter()
 jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+jax.monitoring.register_event_duration_secs_listener(lambda name, secs, **kw: events.update([name]))
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "hits": events["/jax/compilation_cache/cache_hits"],
                   "misses": events["/jax/compilation_cache/cache_misses"],
+                  "lowered": events["/jax/core/compile/jaxpr_to_mlir_module_duration"],
                   "loaded": events["/jaxnet/executables/loaded"],
                   "written": events["/jaxnet/executables/written"]}))
 """
@@ -105,17 +107,24 @@ def test_turned_off_it_leaves_jax_alone(tmp_path):
 def test_a_second_identical_run_compiles_nothing(tmp_path):
     folder = tmp_path / "xdg" / "jaxnet" / "jax"  # the default, under XDG_CACHE_HOME
     first = _run(tmp_path, [*TRAIN, "--out", "a"], JAXNET_CACHE_DIR=None)
-    assert first["code"] == 0 and first["misses"] > 0 and first["written"] > 0
+    assert first["code"] == 0 and first["lowered"] > 0 and first["written"] > 0
     written = _files(folder)
     assert len(_jax_files(folder)) == first["misses"]  # one file per program written
     second = _run(tmp_path, [*TRAIN, "--out", "b"], JAXNET_CACHE_DIR=None)
     assert second["code"] == 0 and second["misses"] == 0 and second["written"] == 0
     # Every program from a cache: JAX's (its "misses" count the programs it writes), or
-    # fit's kept executables, loaded untraced (not in JAX's cache).
-    assert second["loaded"] == first["written"]
+    # fit's kept executables, loaded untraced (not in JAX's cache). A warm train loads
+    # fit's programs and lowers nothing (no JAX program for its key or its hyperparameters).
+    assert second["loaded"] == first["written"] and second["lowered"] == 0
     assert second["hits"] + second["loaded"] == first["hits"] + first["misses"] + first["written"]
     assert _files(folder) == written
     assert not (tmp_path / "home" / ".cache" / "jaxnet").exists()
+    # A sweep's programs are JAX's to keep: the second takes every one from its cache.
+    sweep = ["sweep", "--lr", "1e-2,1e-1", "--epochs", "1", "--layers", "2", "--hidden", "8",
+             "--quiet"]
+    runs = [_run(tmp_path, [*sweep, "--out", out], JAXNET_CACHE_DIR=None) for out in "cd"]
+    assert runs[0]["code"] == runs[1]["code"] == 0 and runs[0]["misses"] > 0
+    assert runs[1]["misses"] == 0 and runs[1]["hits"] == runs[0]["misses"] + runs[0]["hits"]
 
 
 def _outputs(folder: pathlib.Path):

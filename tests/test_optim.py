@@ -115,6 +115,22 @@ def test_get_and_set_hyperparams(name):
         optim.set_hyperparams(state, nope=1.0)
 
 
+@pytest.mark.parametrize("x64", [False, True])
+def test_set_hyperparams_converts_host_values_as_jax_does(x64):
+    # Numbers and NumPy arrays are converted by NumPy (no program compiled), traced values
+    # by JAX: each gives the array `jnp.asarray(value, dtype)` gives, dtype and bits.
+    with jax.enable_x64(x64):
+        state = _make("adam", learning_rate=0.1).init({"w": jnp.zeros(3)})
+        for value in (0.1, 3e-4, 1 / 3, 7, np.float64(0.2), np.array(1e-3), jnp.asarray(0.3)):
+            new = optim.get_hyperparams(optim.set_hyperparams(state, learning_rate=value))
+            expected = jnp.asarray(value, dtype=optim.get_hyperparams(state)["learning_rate"].dtype)
+            assert new["learning_rate"].dtype == expected.dtype and not new["learning_rate"].weak_type
+            np.testing.assert_array_equal(new["learning_rate"], expected)
+        traced = jax.jit(lambda lr: optim.get_hyperparams(
+            optim.set_hyperparams(state, learning_rate=lr))["learning_rate"])(0.25)
+        assert float(traced) == 0.25
+
+
 @pytest.mark.x64
 def test_changing_learning_rate_does_not_recompile_the_step():
     traces = []

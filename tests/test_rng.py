@@ -124,3 +124,12 @@ def test_the_hand_written_draws_run_on_the_cpu_only(name, monkeypatch):
 def test_small_permutations_are_jax_randoms_own(monkeypatch):
     monkeypatch.setattr(jax.random, "permutation", lambda *args, **kwargs: "jax.random")
     assert rng.permutation(jax.random.PRNGKey(0), rng.HAND_PERMUTATION_MIN - 1) == "jax.random"
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_seed_key_is_jax_prngkey_built_on_the_host(x64):
+    with jax.enable_x64(x64):
+        for seed in (0, 1, 7, 12345, 2**31 - 1, np.int64(42), -1, 2**31, 2**33 + 5):
+            ours, theirs = rng.seed_key(seed), jax.random.PRNGKey(seed)
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, seed
+            np.testing.assert_array_equal(ours, theirs)

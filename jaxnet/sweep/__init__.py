@@ -12,7 +12,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import distributed, input_span
+from jaxnet import distributed, input_span, rng
 from jaxnet.config import TrainConfig
 from jaxnet.data import Dataset
 from jaxnet.sweep.chunks import CPU_GROUP as CPU_GROUP
@@ -128,7 +128,7 @@ def _plan(config: TrainConfig, data: Dataset, settings: list[dict], rows: list[d
                            host=functools.partial(_sweep_splits, in_span=in_span))
     rung_epochs = [config.epochs] if halving is None else halving_rungs(config.epochs, halving,
                                                                          min_epochs)
-    keys = {k: np.asarray(jax.random.PRNGKey(config.seed + k)) for k in range(seeds)}
+    keys = {k: np.asarray(rng.seed_key(config.seed + k)) for k in range(seeds)}
     seed_keys = np.stack([keys[i % seeds] for i in range(len(rows))])
     values = {k: np.asarray([r[k] for r in rows], dtype) for k in settings[0] if k != "hidden"}
     weights = class_weights(config, data.y_train, data.num_classes)
