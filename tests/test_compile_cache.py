@@ -119,10 +119,9 @@ def test_a_second_identical_run_compiles_nothing(tmp_path):
     assert second["hits"] + second["loaded"] == first["hits"] + first["misses"] + first["written"]
     assert _files(folder) == written
     assert not (tmp_path / "home" / ".cache" / "jaxnet").exists()
-    # A sweep's programs are JAX's to keep: the second takes every one from its cache.
-    sweep = ["sweep", "--lr", "1e-2,1e-1", "--epochs", "1", "--layers", "2", "--hidden", "8",
-             "--quiet"]
-    runs = [_run(tmp_path, [*sweep, "--out", out], JAXNET_CACHE_DIR=None) for out in "cd"]
+    # Other commands' programs are JAX's to keep: a second `evaluate` takes every one from it.
+    runs = [_run(tmp_path, ["evaluate", "a", "--overwrite", "--quiet"], JAXNET_CACHE_DIR=None)
+            for _ in range(2)]
     assert runs[0]["code"] == runs[1]["code"] == 0 and runs[0]["misses"] > 0
     assert runs[1]["misses"] == 0 and runs[1]["hits"] == runs[0]["misses"] + runs[0]["hits"]
 
