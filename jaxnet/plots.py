@@ -58,15 +58,29 @@ def curves_figure(history: list[dict], *, kept_epoch: int | None = None,
     return fig
 
 
+# The highest a log axis goes: matplotlib's log ticks overflow float64 (a warning, then an
+# error in its formatter) when the view reaches ~1e300. A diverged run's larger losses leave
+# the chart at its top edge.
+LOG_AXIS_TOP = 1e250
+
+
 def log_axis(ax, values) -> None:
-    """A log y-axis for positive `values` spanning a decade or more, with ticks at 1, 2 and 5
-    times each power of ten written as plain numbers (matplotlib's default may show only
-    two ticks, 10^-1 and 10^0); a linear one otherwise."""
+    """A log y-axis for positive `values` spanning a decade or more, a linear one otherwise.
+    Up to three decades, ticks at 1, 2 and 5 times each power of ten written as plain numbers
+    (matplotlib's default may show only two ticks, 10^-1 and 10^0); beyond, matplotlib's own
+    (the 1-2-5 ticks vanish past ~7 decades), the view ending at `LOG_AXIS_TOP`."""
     from matplotlib import ticker
 
     if not _spans_decades(values):
         return
+    low, high = math.log10(min(values)), math.log10(min(max(values), LOG_AXIS_TOP))
+    if max(values) > LOG_AXIS_TOP:  # limits set first: autoscaling would overflow
+        ax.set_ylim(10 ** (low - ax.margins()[1] * (high - low)), LOG_AXIS_TOP)
+        ax.annotate(f"above {LOG_AXIS_TOP:g}: off the chart", (0.01, 0.99), va="top",
+                    xycoords="axes fraction", fontsize="small", color="0.4")
     ax.set_yscale("log")
+    if high - low > 3:
+        return
     ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())

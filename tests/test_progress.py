@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -117,6 +118,22 @@ def test_a_log_loss_axis_has_readable_ticks_and_a_narrow_range_a_linear_one():
     assert "0.5" in labels and "2" in labels, labels
     narrow = [{**row, "loss": 0.3 + row["epoch"] / 100, "val_loss": 0.35} for row in _history()]
     assert plots.curves_figure(narrow).axes[0].get_yscale() == "linear"
+
+
+@pytest.mark.parametrize("top", [1e8, 1e120, 1.7e308])
+def test_a_diverging_loss_keeps_a_labelled_log_axis_without_overflow(top):
+    losses = np.geomspace(2.3, top, 12)  # past ~7 decades the 1-2-5 ticks used to vanish
+    history = [{**row, "loss": float(loss), "val_loss": float(loss)}
+               for row, loss in zip(_history(), losses, strict=True)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib overflowed float64 near 1e308
+        fig = plots.curves_figure(history)
+        fig.canvas.draw()
+    ax = fig.axes[0]
+    high = ax.get_ylim()[1]
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ax.get_yscale() == "log" and len(labels) >= 3, labels
+    assert high <= plots.LOG_AXIS_TOP and (high >= top or top > plots.LOG_AXIS_TOP)
 
 
 def test_the_halving_legend_says_1_epoch(tmp_path, monkeypatch):
